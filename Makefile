@@ -1,0 +1,58 @@
+# collector: build, test, benchmark.
+#
+# `make test` runs every test in the repository (unit, fuzz seed corpora, end-to-end) with the race
+# detector; it installs what it needs first. `make demo` runs the main job end to end on this machine.
+
+GO        ?= go
+PKGS      := ./...
+BIN       := bin/collector
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+TEST_TIMEOUT ?= 20m
+
+.PHONY: all build test test-unit test-e2e bench lint fuzz deps clean
+
+all: lint build test
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/collector
+
+# deps installs what the tests need on a fresh Debian machine (root): Debian's prometheus package.
+deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+		echo "installing prometheus (Debian package)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v prometheus >/dev/null 2>&1 || { echo "prometheus is still missing after the install" >&2; exit 1; }
+	@systemctl stop prometheus >/dev/null 2>&1 || true
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+test-unit:
+	$(GO) test -race -count=1 -short -timeout $(TEST_TIMEOUT) $(PKGS)
+
+test-e2e: deps build
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./e2e/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

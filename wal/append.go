@@ -1,0 +1,267 @@
+package wal
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// seriesRecordBytes bounds one Series record; a scrape with many new series writes several.
+const seriesRecordBytes = 4 << 20
+
+// Appender collects one scrape. Nothing reaches the WAL before Commit, which writes the scrape
+// whole or not at all. An Appender is not safe for concurrent use; several Appenders of one WAL are.
+type Appender struct {
+	w       *WAL
+	samples []record.RefSample
+}
+
+// AppendStats reports what one Commit did.
+type AppendStats struct {
+	Samples       int // appended
+	NewSeries     int // Series records written
+	Duplicate     int // skipped: same timestamp as the series' last sample
+	OutOfOrder    int // skipped: older than the series' last sample
+	UnknownSeries int // skipped: ref unknown to this WAL
+	Bytes         int // record bytes written, before framing and compression
+	Segment       int // segment that holds the scrape
+}
+
+// Appender returns an empty Appender.
+func (w *WAL) Appender() *Appender { return &Appender{w: w} }
+
+// Ref returns the ref of the series lset, creating it if the WAL does not know it. The Series
+// record of a new series is written by the first Commit that holds a sample of it. lset must be
+// sorted and hold __name__ (labels.Labels always is sorted).
+func (a *Appender) Ref(lset labels.Labels) SeriesRef {
+	w := a.w
+	h := lset.Hash()
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	for _, ref := range w.byHash[h] {
+		if ms := &w.series[ref]; ms.live && labels.Equal(ms.lset, lset) {
+			return ref
+		}
+	}
+	ref := SeriesRef(len(w.series))
+	w.addSeries(ref, lset, w.cur, false)
+	return ref
+}
+
+// Append adds a sample of series ref to the scrape. Validation happens in Commit.
+func (a *Appender) Append(ref SeriesRef, t int64, v float64) {
+	a.samples = append(a.samples, record.RefSample{Ref: ref, T: t, V: v})
+}
+
+// Len returns the number of samples added since the last Commit or Rollback.
+func (a *Appender) Len() int { return len(a.samples) }
+
+// Rollback discards the scrape.
+func (a *Appender) Rollback() { a.samples = a.samples[:0] }
+
+// Commit writes the scrape as one Samples record, preceded by Series records for the series it
+// introduces, and makes it durable according to the fsync policy. Samples not newer than the last
+// one of their series are skipped and counted. On error nothing of the scrape is kept and the
+// per-series state is unchanged. The Appender is reset either way.
+func (a *Appender) Commit() (AppendStats, error) {
+	defer a.Rollback()
+	w := a.w
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	var st AppendStats
+	if w.closed {
+		return st, ErrClosed
+	}
+	if w.wl == nil {
+		// An earlier write failed and reopening failed too: try again now.
+		if err := w.reopenLocked(); err != nil {
+			w.metrics.commitsFailed.Inc()
+			return st, fmt.Errorf("reopen wal %s after a failed write: %w", w.dir, err)
+		}
+	}
+
+	keep, undo, ser := w.keep[:0], w.undo[:0], w.serBuf[:0]
+	series := w.series
+	for _, s := range a.samples {
+		if s.Ref == 0 || int(s.Ref) >= len(series) || !series[s.Ref].live {
+			st.UnknownSeries++
+			continue
+		}
+		ms := &series[s.Ref]
+		if s.T <= ms.lastT {
+			if s.T == ms.lastT {
+				st.Duplicate++
+			} else {
+				st.OutOfOrder++
+			}
+			continue
+		}
+		undo = append(undo, undoEntry{ref: s.Ref, lastT: ms.lastT})
+		ms.lastT = s.T
+		if !ms.written {
+			ms.written = true // undone below if the write fails
+			ser = append(ser, record.RefSeries{Ref: s.Ref, Labels: ms.lset})
+		}
+		keep = append(keep, s)
+	}
+	w.keep, w.undo, w.serBuf = keep, undo, ser
+	w.countSkipped(st)
+	if len(keep) == 0 {
+		return st, nil
+	}
+
+	recs := make([][]byte, 0, 2)
+	buf := w.recBuf[:0]
+	for i := 0; i < len(ser); {
+		start, size := len(buf), 0
+		j := i
+		for ; j < len(ser) && (j == i || size < seriesRecordBytes); j++ {
+			size += 16 + int(ser[j].Labels.ByteSize())
+		}
+		buf = w.enc.Series(ser[i:j], buf)
+		recs = append(recs, buf[start:])
+		i = j
+	}
+	start := len(buf)
+	buf = w.enc.Samples(keep, buf)
+	recs = append(recs, buf[start:])
+	w.recBuf = buf
+
+	if err := w.wl.Log(recs...); err != nil {
+		w.rollbackLocked(undo, ser)
+		w.metrics.commitsFailed.Inc()
+		return st, w.recoverLocked(fmt.Errorf("append scrape of %d samples to %s: %w", len(keep), w.dir, err))
+	}
+	if w.opts.Fsync == FsyncScrape {
+		if err := w.syncLocked(); err != nil {
+			// The records are in the page cache and readers may already see them; only their
+			// durability against a machine crash is in doubt. Keep them and report.
+			w.logger.WithError(err).Error("wal fsync failed after append; the scrape is kept but may not survive a machine crash")
+		}
+	} else {
+		w.dirty = true
+	}
+	seg, off, err := w.wl.LastSegmentAndOffset()
+	if err != nil {
+		return st, fmt.Errorf("locate wal tail in %s: %w", w.dir, err)
+	}
+	if seg != w.cur {
+		w.rotatedLocked(seg)
+	}
+	meta := w.segs[seg]
+	var minT, maxT int64 = math.MaxInt64, math.MinInt64
+	for _, s := range keep {
+		series[s.Ref].lastSeg = seg
+		minT = min(minT, s.T)
+		maxT = max(maxT, s.T)
+	}
+	meta.samples += int64(len(keep))
+	meta.minT = min(meta.minT, minT)
+	meta.maxT = max(meta.maxT, maxT)
+	meta.bytes = int64(off)
+
+	st.Samples = len(keep)
+	st.NewSeries = len(ser)
+	st.Bytes = len(buf)
+	st.Segment = seg
+	w.metrics.samplesAppended.Add(float64(len(keep)))
+	w.metrics.seriesCreated.Add(float64(len(ser)))
+	w.metrics.bytesWritten.Add(float64(len(buf)))
+	w.notifyLocked()
+	return st, nil
+}
+
+func (w *WAL) countSkipped(st AppendStats) {
+	for _, c := range []struct {
+		reason string
+		n      int
+	}{{"duplicate", st.Duplicate}, {"out_of_order", st.OutOfOrder}, {"unknown_series", st.UnknownSeries}} {
+		if c.n > 0 {
+			w.metrics.samplesSkipped.WithLabelValues(c.reason).Add(float64(c.n))
+			w.stats.addSkipped(c.reason, int64(c.n))
+		}
+	}
+}
+
+func (w *WAL) rollbackLocked(undo []undoEntry, ser []record.RefSeries) {
+	for i := len(undo) - 1; i >= 0; i-- {
+		w.series[undo[i].ref].lastT = undo[i].lastT
+	}
+	for _, s := range ser {
+		w.series[s.Ref].written = false
+	}
+}
+
+// rotatedLocked notes that the writer moved on to segment seg: the previous segment is sealed
+// (wlog fsyncs it in the background) and a new one is tracked.
+func (w *WAL) rotatedLocked(seg int) {
+	if m := w.segs[w.cur]; m != nil {
+		if fi, err := statSegment(w.dir, w.cur); err == nil {
+			m.bytes = fi
+		}
+	}
+	for k := w.cur + 1; k <= seg; k++ {
+		if w.segs[k] == nil {
+			w.segs[k] = &segmentMeta{minT: math.MaxInt64, maxT: math.MinInt64}
+		}
+	}
+	w.cur = seg
+	w.updateGauges()
+}
+
+// recoverLocked handles a failed write. wlog may have left part of a record in the open segment
+// (for instance on ENOSPC), so the segment is closed, its tail repaired, and a new segment opened:
+// the next Commit starts clean. cause is returned, joined with any error of the recovery.
+func (w *WAL) recoverLocked(cause error) error {
+	w.logger.WithError(cause).Error("wal write failed; closing the segment and repairing its tail before the next append")
+	_ = w.wl.Close()
+	w.wl = nil
+	if err := w.reopenLocked(); err != nil {
+		return fmt.Errorf("%w (and reopening the wal failed: %v)", cause, err)
+	}
+	return cause
+}
+
+func (w *WAL) reopenLocked() error {
+	sr, err := openSegmentReader(w.dir, w.cur, 0)
+	if err != nil {
+		return err
+	}
+	for {
+		_, err := sr.next()
+		if err == nil {
+			continue
+		}
+		sr.Close()
+		if err != io.EOF {
+			if rerr := w.repair(w.cur, sr.offset(), err); rerr != nil {
+				return rerr
+			}
+		}
+		break
+	}
+	wl, err := newWlog(w.dir, w.opts)
+	if err != nil {
+		return err
+	}
+	w.wl = wl
+	seg, _, err := wl.LastSegmentAndOffset()
+	if err != nil {
+		return err
+	}
+	w.rotatedLocked(seg)
+	return nil
+}
+
+// statSegment returns the size of segment k.
+func statSegment(dir string, k int) (int64, error) {
+	fi, err := os.Stat(segmentName(dir, k))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}

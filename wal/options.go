@@ -1,0 +1,96 @@
+package wal
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// FsyncPolicy says when appended records are made durable with fsync.
+type FsyncPolicy string
+
+const (
+	// FsyncScrape fsyncs the segment after every Commit: an acknowledged scrape survives a power
+	// loss. The default; at one scrape per interval per source it costs nothing measurable.
+	FsyncScrape FsyncPolicy = "scrape"
+	// FsyncInterval fsyncs at most every Options.FsyncInterval, from a background goroutine. A crash
+	// of the machine (not of the process) loses at most that much.
+	FsyncInterval FsyncPolicy = "interval"
+	// FsyncSegment fsyncs only when a segment is closed, as Prometheus does. Process crashes lose
+	// nothing (the page cache survives them); a machine crash can lose the open segment's tail.
+	FsyncSegment FsyncPolicy = "segment"
+)
+
+// Options configures a WAL. The zero value is not valid; start from DefaultOptions.
+type Options struct {
+	// SegmentSize is the size at which segments are cut, a multiple of 32 KiB. A record never
+	// spans segments; one larger than a segment gets a segment of its own. Default 64 MiB.
+	SegmentSize int
+	// Compression of records: "none", "snappy" or "zstd". Default "snappy" (see FORMAT.md for
+	// the measured bytes per sample).
+	Compression compression.Type
+	// Fsync is the durability policy. Default FsyncScrape.
+	Fsync FsyncPolicy
+	// FsyncInterval is the period of FsyncInterval. Default 1s.
+	FsyncInterval time.Duration
+	// Consumers are the registered consumers: truncation waits for each of them. A consumer with
+	// no position file yet holds back everything.
+	Consumers []string
+	// Retention keeps segments that every consumer has passed for this long after their last
+	// write, for replay. Default 0: delete as soon as delivered.
+	Retention time.Duration
+	// MaxSize caps the bytes of segments and checkpoint. When exceeded, the oldest segments are
+	// evicted even if undelivered, and every evicted sample is counted. 0 means no cap.
+	MaxSize int64
+	// MaxAge evicts segments whose newest sample is older than this, even if undelivered. 0 means
+	// no cap.
+	MaxAge time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the defaults documented on each field of Options.
+func DefaultOptions() Options {
+	return Options{
+		SegmentSize:   64 << 20,
+		Compression:   compression.Snappy,
+		Fsync:         FsyncScrape,
+		FsyncInterval: time.Second,
+		Now:           time.Now,
+	}
+}
+
+func (o *Options) validate() error {
+	if o.SegmentSize <= 0 || o.SegmentSize%pageSize != 0 {
+		return fmt.Errorf("segment size %d is not a positive multiple of %d", o.SegmentSize, pageSize)
+	}
+	switch o.Compression {
+	case compression.None, compression.Snappy, compression.Zstd:
+	case "":
+		o.Compression = compression.None
+	default:
+		return fmt.Errorf("unknown compression %q (none, snappy, zstd)", o.Compression)
+	}
+	switch o.Fsync {
+	case FsyncScrape, FsyncSegment:
+	case FsyncInterval:
+		if o.FsyncInterval <= 0 {
+			return fmt.Errorf("fsync interval %v must be positive", o.FsyncInterval)
+		}
+	default:
+		return fmt.Errorf("unknown fsync policy %q (scrape, interval, segment)", o.Fsync)
+	}
+	if o.MaxSize < 0 || o.MaxAge < 0 || o.Retention < 0 {
+		return fmt.Errorf("max size, max age and retention must not be negative")
+	}
+	for _, c := range o.Consumers {
+		if err := ValidateID(c); err != nil {
+			return fmt.Errorf("consumer %q: %w", c, err)
+		}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}

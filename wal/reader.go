@@ -1,0 +1,420 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/sirupsen/logrus"
+)
+
+// ReaderOptions configures a Reader.
+type ReaderOptions struct {
+	// Follow keeps reading as the writer appends, across segment rotation; without it Next returns
+	// io.EOF at the end of the data.
+	Follow bool
+	// Changed, when set, returns a channel closed at the writer's next append (WAL.Changed), so a
+	// following reader wakes at once. The reader also polls every PollInterval.
+	Changed func() <-chan struct{}
+	// FirstSegment, when set, returns the oldest retained segment (WAL.FirstSegment); the reader
+	// skips forward when a cap evicted the segment under it.
+	FirstSegment func() int
+	// PollInterval is how often a following reader looks for new data without a notification.
+	// Default 250ms.
+	PollInterval time.Duration
+	// Logger gets the reader's warnings (position adjusted, data skipped). Default: discard.
+	Logger logrus.FieldLogger
+}
+
+// Batch is the content of one Samples record: one scrape.
+type Batch struct {
+	// Samples are valid until the next call to Next.
+	Samples []record.RefSample
+	// Start is the position of the record, End the position after it. Committing End says this
+	// record and everything before it is done.
+	Start, End Position
+}
+
+type readerSeries struct {
+	lset    labels.Labels
+	lastSeg int
+}
+
+// Reader reads a WAL from a position, resolving every series ref it meets. It needs no lock and no
+// WAL handle: it works while a writer appends, in another process, and on a copied directory.
+//
+// A Reader is not safe for concurrent use.
+type Reader struct {
+	dir    string
+	opts   ReaderOptions
+	logger logrus.FieldLogger
+
+	pos     Position
+	sr      *segmentReader
+	series  map[SeriesRef]*readerSeries
+	ckpt    int // newest checkpoint whose series are loaded
+	dec     record.Decoder
+	samples []record.RefSample
+	serBuf  []record.RefSeries
+	closed  bool
+}
+
+// NewReader returns a reader of the WAL in dir (a cluster's directory) that starts at from. The
+// series defined before from are loaded first (checkpoint, then Series records only). A position
+// that the files cannot honour (before the oldest segment, inside a record, past the data) is
+// moved to the nearest safe place before it, or to the oldest retained data, and logged: data may
+// be read twice, never skipped.
+func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 250 * time.Millisecond
+	}
+	logger := opts.Logger
+	if logger == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		logger = l
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("open wal %s: %w", dir, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("open wal %s: %w", dir, ErrNotWAL)
+	}
+	r := &Reader{dir: dir, opts: opts, logger: logger, series: map[SeriesRef]*readerSeries{}, ckpt: -1}
+	if err := r.loadCheckpoint(); err != nil {
+		return nil, err
+	}
+	if err := r.seek(from); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// loadCheckpoint reads the series of the newest checkpoint, if newer than the one loaded.
+func (r *Reader) loadCheckpoint() error {
+	ckDir, idx, err := lastCheckpoint(r.dir)
+	if err != nil {
+		return fmt.Errorf("find checkpoint in %s: %w", r.dir, err)
+	}
+	if idx <= r.ckpt {
+		return nil
+	}
+	err = readRecords(ckDir, func(rec []byte, _ int) error {
+		if r.dec.Type(rec) == record.Series {
+			return r.addSeries(rec, idx)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Truncated away under us (a newer one exists) or bit rot: series from it are lost.
+		r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
+	}
+	r.ckpt = idx
+	return nil
+}
+
+func (r *Reader) addSeries(rec []byte, seg int) error {
+	var err error
+	r.serBuf, err = r.dec.Series(rec, r.serBuf[:0])
+	if err != nil {
+		return err
+	}
+	for _, s := range r.serBuf {
+		if e := r.series[s.Ref]; e != nil {
+			e.lset, e.lastSeg = s.Labels, max(e.lastSeg, seg)
+			continue
+		}
+		r.series[s.Ref] = &readerSeries{lset: s.Labels, lastSeg: seg}
+	}
+	return nil
+}
+
+// seek positions the reader at from, loading the series defined before it.
+func (r *Reader) seek(from Position) error {
+	segs, err := listSegments(r.dir)
+	if err != nil {
+		return fmt.Errorf("list segments in %s: %w", r.dir, err)
+	}
+	if len(segs) == 0 {
+		r.pos = Position{Segment: max(from.Segment, r.ckpt+1)}
+		return nil
+	}
+	first, last := segs[0], segs[len(segs)-1]
+	switch {
+	case from.Segment < first:
+		if from != (Position{}) {
+			r.logger.WithFields(logrus.Fields{"position": from, "segment": first}).Warn("position is before the oldest retained segment (evicted by a cap or truncated); reading from the oldest")
+		}
+		from = Position{Segment: first}
+	case from.Segment > last:
+		r.logger.WithFields(logrus.Fields{"position": from, "segment": first}).Warn("position is past the newest segment (the wal was replaced?); reading from the oldest retained segment")
+		from = Position{Segment: first}
+	}
+	// Series records of the segments before the position.
+	for _, k := range segs {
+		if k >= from.Segment {
+			break
+		}
+		if err := r.scanSeries(k, -1); err != nil {
+			return err
+		}
+	}
+	if from.Offset > 0 {
+		off, err := r.scanSeriesTo(from.Segment, from.Offset)
+		if err != nil {
+			return err
+		}
+		if off != from.Offset {
+			r.logger.WithFields(logrus.Fields{"position": from, "offset": off}).Warn("position is not at a record boundary of the segment; reading from the record boundary before it")
+			from.Offset = off
+		}
+	}
+	r.pos = from
+	return nil
+}
+
+// scanSeries loads the Series records of segment k.
+func (r *Reader) scanSeries(k int, _ int64) error {
+	_, err := r.scanSeriesTo(k, -1)
+	return err
+}
+
+// scanSeriesTo loads the Series records of segment k that start before limit (all when limit < 0)
+// and returns the last record boundary at or before limit.
+func (r *Reader) scanSeriesTo(k int, limit int64) (int64, error) {
+	sr, err := openSegmentReader(r.dir, k, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open segment %d in %s: %w", k, r.dir, err)
+	}
+	defer sr.Close()
+	for {
+		start := sr.offset()
+		if limit >= 0 && start >= limit {
+			return start, nil
+		}
+		rec, err := sr.next()
+		if err != nil {
+			// End of the data, a record being written or corruption: the position cannot be
+			// later than the readable data.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, errIncomplete) {
+				r.logger.WithError(err).Warn("corrupted wal segment while loading series")
+			}
+			return start, nil
+		}
+		if limit >= 0 && sr.offset() > limit {
+			return start, nil
+		}
+		if r.dec.Type(rec) == record.Series {
+			if err := r.addSeries(rec, k); err != nil {
+				r.logger.WithError(err).WithField("segment", k).Warn("undecodable series record skipped")
+			}
+		}
+	}
+}
+
+// Position returns the position of the next record.
+func (r *Reader) Position() Position { return r.pos }
+
+// Labels returns the labels of series ref.
+func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
+	s := r.series[ref]
+	if s == nil {
+		return labels.EmptyLabels(), false
+	}
+	return s.lset, true
+}
+
+// Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of
+// the data it returns io.EOF, or waits for more when following, until ctx is done. A
+// *CorruptionError stops the reader at the record it names; SkipSegment moves past it.
+func (r *Reader) Next(ctx context.Context) (Batch, error) {
+	if r.closed {
+		return Batch{}, ErrClosed
+	}
+	for {
+		var changed <-chan struct{}
+		if r.opts.Follow && r.opts.Changed != nil {
+			changed = r.opts.Changed()
+		}
+		if r.opts.FirstSegment != nil {
+			if first := r.opts.FirstSegment(); r.pos.Segment < first {
+				r.logger.WithFields(logrus.Fields{"position": r.pos, "segment": first}).Warn("segment evicted under the reader; moving to the oldest retained segment")
+				r.closeSegment()
+				r.pos = Position{Segment: first}
+			}
+		}
+		if r.sr == nil {
+			ok, err := r.openSegment()
+			if err != nil {
+				return Batch{}, err
+			}
+			if !ok {
+				if err := r.wait(ctx, changed); err != nil {
+					return Batch{}, err
+				}
+				continue
+			}
+		}
+		start := r.pos
+		rec, err := r.sr.next()
+		if err == nil {
+			r.pos.Offset = r.sr.offset()
+			switch r.dec.Type(rec) {
+			case record.Series:
+				if err := r.addSeries(rec, r.pos.Segment); err != nil {
+					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
+				}
+			case record.Samples, record.SamplesV2:
+				r.samples, err = r.dec.Samples(rec, r.samples[:0])
+				if err != nil {
+					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
+				}
+				for _, s := range r.samples {
+					if e := r.series[s.Ref]; e != nil {
+						e.lastSeg = r.pos.Segment
+					}
+				}
+				return Batch{Samples: r.samples, Start: start, End: r.pos}, nil
+			}
+			continue
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errIncomplete) {
+			return Batch{}, err
+		}
+		// End of the bytes on disk. Move on if a later segment exists: the writer creates it only
+		// after flushing this one, so read once more to catch the last flush.
+		next, err2 := r.nextSegmentIndex()
+		if err2 != nil {
+			return Batch{}, err2
+		}
+		if next < 0 {
+			if !r.opts.Follow {
+				return Batch{}, io.EOF
+			}
+			if err := r.wait(ctx, changed); err != nil {
+				return Batch{}, err
+			}
+			continue
+		}
+		rec, err = r.sr.next()
+		if err == nil || (!errors.Is(err, io.EOF) && !errors.Is(err, errIncomplete)) {
+			// New data after all (or corruption): go round again from this record.
+			r.sr.off = start.Offset
+			r.sr.bufOff, r.sr.buf = start.Offset, r.sr.buf[:0]
+			_ = rec
+			continue
+		}
+		if errors.Is(err, errIncomplete) {
+			return Batch{}, &CorruptionError{Dir: r.dir, Segment: r.pos.Segment, Offset: r.pos.Offset, Err: errors.New("torn record at the end of a sealed segment")}
+		}
+		r.closeSegment()
+		r.pos = Position{Segment: next}
+		r.afterSegment()
+	}
+}
+
+// SkipSegment abandons the rest of the current segment (after a *CorruptionError) and moves to the
+// next one. The caller counts what it lost.
+func (r *Reader) SkipSegment() error {
+	next, err := r.nextSegmentIndex()
+	if err != nil {
+		return err
+	}
+	r.closeSegment()
+	if next < 0 {
+		next = r.pos.Segment + 1
+	}
+	r.pos = Position{Segment: next}
+	return nil
+}
+
+func (r *Reader) afterSegment() {
+	// Truncation may have written a newer checkpoint: drop the series that only older segments
+	// used, then reload the checkpoint, which holds every series still referenced.
+	_, idx, err := lastCheckpoint(r.dir)
+	if err != nil || idx <= r.ckpt {
+		return
+	}
+	for ref, s := range r.series {
+		if s.lastSeg <= idx {
+			delete(r.series, ref)
+		}
+	}
+	if err := r.loadCheckpoint(); err != nil {
+		r.logger.WithError(err).Warn("reload wal checkpoint")
+	}
+}
+
+// openSegment opens the segment at r.pos, or the next existing one. It returns false when there is
+// none yet.
+func (r *Reader) openSegment() (bool, error) {
+	sr, err := openSegmentReader(r.dir, r.pos.Segment, r.pos.Offset)
+	if err == nil {
+		r.sr = sr
+		return true, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("open segment %d in %s: %w", r.pos.Segment, r.dir, err)
+	}
+	segs, err := listSegments(r.dir)
+	if err != nil {
+		return false, fmt.Errorf("list segments in %s: %w", r.dir, err)
+	}
+	for _, k := range segs {
+		if k > r.pos.Segment {
+			r.pos = Position{Segment: k}
+			return r.openSegment()
+		}
+	}
+	if !r.opts.Follow {
+		return false, io.EOF
+	}
+	return false, nil
+}
+
+func (r *Reader) nextSegmentIndex() (int, error) {
+	segs, err := listSegments(r.dir)
+	if err != nil {
+		return -1, fmt.Errorf("list segments in %s: %w", r.dir, err)
+	}
+	for _, k := range segs {
+		if k > r.pos.Segment {
+			return k, nil
+		}
+	}
+	return -1, nil
+}
+
+func (r *Reader) wait(ctx context.Context, changed <-chan struct{}) error {
+	t := time.NewTimer(r.opts.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-t.C:
+	}
+	return nil
+}
+
+func (r *Reader) closeSegment() {
+	if r.sr != nil {
+		r.sr.Close()
+		r.sr = nil
+	}
+}
+
+// Close releases the open segment.
+func (r *Reader) Close() error {
+	r.closed = true
+	r.closeSegment()
+	return nil
+}

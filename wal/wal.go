@@ -1,0 +1,528 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"github.com/sirupsen/logrus"
+)
+
+// SeriesRef identifies a series in one WAL. Refs start at 1, are never reused, and are stable
+// across restarts.
+type SeriesRef = chunks.HeadSeriesRef
+
+const (
+	lockFile    = "lock"
+	corruptDir  = "corrupt"
+	positionDir = "positions"
+	statsFile   = "stats.json"
+)
+
+// memSeries is the writer's state of one series.
+type memSeries struct {
+	lset    labels.Labels
+	hash    uint64
+	lastT   int64 // newest timestamp appended; math.MinInt64 before the first
+	lastSeg int   // newest segment holding a sample (or the Series record) of this series
+	live    bool  // false for unused and garbage-collected refs
+	written bool  // its Series record is in a retained segment or the checkpoint
+}
+
+// segmentMeta summarises one retained segment.
+type segmentMeta struct {
+	samples    int64
+	minT, maxT int64
+	bytes      int64
+}
+
+// WAL is the write-ahead log of one cluster ID. Appends go through Appenders; Commit is safe for
+// concurrent use. Readers are separate (NewReader) and need no WAL handle.
+type WAL struct {
+	dir     string
+	logger  logrus.FieldLogger
+	metrics *metrics
+	opts    Options
+	lock    *os.File
+
+	stopc chan struct{}
+	wg    sync.WaitGroup // the interval fsync goroutine
+
+	// mtx guards every field below. Commit holds it while writing; readers never take it.
+	mtx     sync.Mutex
+	wl      *wlog.WL
+	series  []memSeries // indexed by ref; index 0 unused
+	byHash  map[uint64][]SeriesRef
+	nLive   int
+	segs    map[int]*segmentMeta
+	first   int // oldest retained segment
+	cur     int // segment being written
+	dirty   bool
+	enc     record.Encoder
+	recBuf  []byte
+	serBuf  []record.RefSeries
+	keep    []record.RefSample
+	undo    []undoEntry
+	changed chan struct{}
+	stats   Stats
+	closed  bool
+}
+
+type undoEntry struct {
+	ref   SeriesRef
+	lastT int64
+}
+
+// Open opens (creating it if needed) the WAL of cluster id below baseDir and takes its lock. It
+// reads every retained segment to rebuild the series refs and the newest timestamp of each series,
+// and repairs what a crash or corruption left: a torn tail is cut, a corrupted record and what
+// follows it in its segment are cut and kept under corrupt/; later segments are kept. Each repair
+// is logged and counted.
+func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id string, opts Options) (*WAL, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("wal options: %w", err)
+	}
+	if logger == nil {
+		logger = logrus.New()
+	}
+	dir := filepath.Join(baseDir, id)
+	if err := os.MkdirAll(filepath.Join(dir, positionDir), 0o750); err != nil {
+		return nil, fmt.Errorf("create wal directory %s: %w", dir, err)
+	}
+	lock, err := acquireLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &WAL{
+		dir:     dir,
+		logger:  logger.WithField("cluster_id", id),
+		metrics: newMetrics(reg),
+		opts:    opts,
+		lock:    lock,
+		stopc:   make(chan struct{}),
+		series:  make([]memSeries, 1),
+		byHash:  map[uint64][]SeriesRef{},
+		segs:    map[int]*segmentMeta{},
+		changed: make(chan struct{}),
+	}
+	if err := w.load(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	wl, err := newWlog(dir, opts)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	w.wl = wl
+	seg, _, err := wl.LastSegmentAndOffset()
+	if err != nil {
+		wl.Close()
+		lock.Close()
+		return nil, fmt.Errorf("list segments in %s: %w", dir, err)
+	}
+	w.cur = seg
+	w.segs[seg] = &segmentMeta{minT: math.MaxInt64, maxT: math.MinInt64}
+	if len(w.segs) == 1 {
+		w.first = seg
+	}
+	w.updateGauges()
+	if opts.Fsync == FsyncInterval {
+		w.wg.Add(1)
+		go w.syncLoop()
+	}
+	return w, nil
+}
+
+// newWlog starts a new segment after the existing ones. wlog's own metrics are not registered: the
+// WAL exports its own.
+func newWlog(dir string, opts Options) (*wlog.WL, error) {
+	wl, err := wlog.NewSize(nil, nil, dir, opts.SegmentSize, opts.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("open wal segment in %s: %w", dir, err)
+	}
+	return wl, nil
+}
+
+func acquireLock(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Dir returns the WAL's directory, <baseDir>/<cluster-id>.
+func (w *WAL) Dir() string { return w.dir }
+
+// load rebuilds the in-memory state from the checkpoint and the segments, repairing as it goes.
+func (w *WAL) load() error {
+	// A checkpoint left half-written by a crash is garbage.
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return fmt.Errorf("read wal directory %s: %w", w.dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), checkpointPrefix) && strings.HasSuffix(e.Name(), ".tmp") {
+			if err := os.RemoveAll(filepath.Join(w.dir, e.Name())); err != nil {
+				return fmt.Errorf("remove unfinished checkpoint: %w", err)
+			}
+		}
+		if strings.HasSuffix(e.Name(), ".tmp") && !e.IsDir() {
+			_ = os.Remove(filepath.Join(w.dir, e.Name()))
+		}
+	}
+	st, err := readStats(w.dir)
+	if err != nil {
+		w.logger.WithError(err).Warn("wal stats file unreadable; counters restart from zero")
+	}
+	w.stats = st
+
+	ckDir, ckIdx, err := lastCheckpoint(w.dir)
+	if err != nil {
+		return fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
+	}
+	var dec record.Decoder
+	var series []record.RefSeries
+	if ckDir != "" {
+		err := readRecords(ckDir, func(rec []byte, _ int) error {
+			if dec.Type(rec) != record.Series {
+				return nil
+			}
+			series, err = dec.Series(rec, series[:0])
+			if err != nil {
+				return err
+			}
+			for _, s := range series {
+				w.addSeries(s.Ref, s.Labels, ckIdx, true)
+			}
+			return nil
+		})
+		if err != nil {
+			// The checkpoint is written whole and renamed into place; an error here is bit rot.
+			// Samples whose series are lost are reported by readers as unknown.
+			w.logger.WithError(err).Error("wal checkpoint unreadable; series defined only there are lost")
+			w.metrics.repairs.WithLabelValues("corruption").Inc()
+		}
+	}
+
+	segs, err := listSegments(w.dir)
+	if err != nil {
+		return fmt.Errorf("list segments in %s: %w", w.dir, err)
+	}
+	var samples []record.RefSample
+	for _, k := range segs {
+		if k <= ckIdx {
+			// Covered by the checkpoint: a crash came between checkpoint and deletion.
+			if err := os.Remove(segmentName(w.dir, k)); err != nil {
+				return fmt.Errorf("remove checkpointed segment %d: %w", k, err)
+			}
+			continue
+		}
+		meta := &segmentMeta{minT: math.MaxInt64, maxT: math.MinInt64}
+		w.segs[k] = meta
+		sr, err := openSegmentReader(w.dir, k, 0)
+		if err != nil {
+			return fmt.Errorf("open segment %d in %s: %w", k, w.dir, err)
+		}
+		for {
+			rec, err := sr.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				sr.Close()
+				if rerr := w.repair(k, sr.offset(), err); rerr != nil {
+					return rerr
+				}
+				break
+			}
+			switch dec.Type(rec) {
+			case record.Series:
+				series, err = dec.Series(rec, series[:0])
+				if err != nil {
+					err = &CorruptionError{Dir: w.dir, Segment: k, Offset: sr.offset(), Err: err}
+					w.logger.WithError(err).Error("undecodable series record; skipped")
+					continue
+				}
+				for _, s := range series {
+					w.addSeries(s.Ref, s.Labels, k, true)
+				}
+			case record.Samples, record.SamplesV2:
+				samples, err = dec.Samples(rec, samples[:0])
+				if err != nil {
+					err = &CorruptionError{Dir: w.dir, Segment: k, Offset: sr.offset(), Err: err}
+					w.logger.WithError(err).Error("undecodable samples record; skipped")
+					continue
+				}
+				w.loadSamples(k, meta, samples)
+			}
+		}
+		sr.Close()
+		if fi, err := os.Stat(segmentName(w.dir, k)); err == nil {
+			meta.bytes = fi.Size()
+		}
+	}
+	if len(segs) > 0 {
+		w.first = -1
+		for k := range w.segs {
+			if w.first < 0 || k < w.first {
+				w.first = k
+			}
+		}
+	}
+	return nil
+}
+
+// loadSamples replays samples read on open into the per-series state.
+func (w *WAL) loadSamples(seg int, meta *segmentMeta, samples []record.RefSample) {
+	for _, s := range samples {
+		meta.samples++
+		meta.minT = min(meta.minT, s.T)
+		meta.maxT = max(meta.maxT, s.T)
+		if int(s.Ref) >= len(w.series) {
+			// A sample whose Series record was lost to corruption: reserve the ref so that it is
+			// never reused for another series.
+			w.growTo(s.Ref)
+			continue
+		}
+		ms := &w.series[s.Ref]
+		if !ms.live {
+			continue
+		}
+		ms.lastT = max(ms.lastT, s.T)
+		ms.lastSeg = seg
+	}
+}
+
+func (w *WAL) growTo(ref SeriesRef) {
+	for SeriesRef(len(w.series)) <= ref {
+		w.series = append(w.series, memSeries{})
+	}
+}
+
+// addSeries records a series read from disk (written) or created by an appender (not yet written).
+func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool) {
+	w.growTo(ref)
+	ms := &w.series[ref]
+	if ms.live {
+		// Repeated definition (checkpoint and segment both hold it): keep the newest segment.
+		ms.lastSeg = max(ms.lastSeg, seg)
+		return
+	}
+	h := lset.Hash()
+	*ms = memSeries{lset: lset, hash: h, lastT: math.MinInt64, lastSeg: seg, live: true, written: written}
+	w.byHash[h] = append(w.byHash[h], ref)
+	w.nLive++
+}
+
+// repair cuts segment k at off after a read error, keeping the cut bytes under corrupt/.
+func (w *WAL) repair(k int, off int64, cause error) error {
+	name := segmentName(w.dir, k)
+	fi, err := os.Stat(name)
+	if err != nil {
+		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
+	}
+	cut := fi.Size() - off
+	kind := "corruption"
+	if errors.Is(cause, errIncomplete) {
+		kind = "torn_tail"
+	} else if ce := (*CorruptionError)(nil); !errors.As(cause, &ce) {
+		return fmt.Errorf("read segment %d in %s: %w", k, w.dir, cause)
+	}
+	if err := saveCut(w.dir, k, off); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
+	}
+	if err := f.Truncate(off); err != nil {
+		f.Close()
+		return fmt.Errorf("cut segment %d at offset %d in %s: %w", k, off, w.dir, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync segment %d in %s: %w", k, w.dir, err)
+	}
+	f.Close()
+	w.metrics.repairs.WithLabelValues(kind).Inc()
+	w.metrics.repairedBytes.Add(float64(cut))
+	w.stats.Repairs++
+	w.stats.RepairedBytes += cut
+	w.logger.WithFields(logrus.Fields{
+		"segment": k, "offset": off, "bytes_cut": cut, "kind": kind, "err": cause,
+	}).Warn("wal repaired: cut the segment at the first unreadable record, kept the cut bytes under corrupt/ and every later segment")
+	return writeStats(w.dir, w.stats)
+}
+
+// saveCut copies the bytes of segment k from off to its end into corrupt/<segment>-<offset>.
+func saveCut(dir string, k int, off int64) error {
+	src, err := os.Open(segmentName(dir, k))
+	if err != nil {
+		return fmt.Errorf("open segment %d for repair: %w", k, err)
+	}
+	defer src.Close()
+	if err := os.MkdirAll(filepath.Join(dir, corruptDir), 0o750); err != nil {
+		return fmt.Errorf("create %s: %w", corruptDir, err)
+	}
+	dst, err := os.Create(filepath.Join(dir, corruptDir, fmt.Sprintf("%08d-%d", k, off)))
+	if err != nil {
+		return fmt.Errorf("save cut bytes of segment %d: %w", k, err)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, off, math.MaxInt64-off)); err != nil {
+		dst.Close()
+		return fmt.Errorf("save cut bytes of segment %d: %w", k, err)
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		return fmt.Errorf("save cut bytes of segment %d: %w", k, err)
+	}
+	return dst.Close()
+}
+
+// readRecords calls fn for every record of every segment in dir (a checkpoint), in order.
+func readRecords(dir string, fn func(rec []byte, seg int) error) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	for _, k := range segs {
+		sr, err := openSegmentReader(dir, k, 0)
+		if err != nil {
+			return err
+		}
+		for {
+			rec, err := sr.next()
+			if err == io.EOF {
+				break
+			}
+			if errors.Is(err, errIncomplete) {
+				err = &CorruptionError{Dir: dir, Segment: k, Offset: sr.offset(), Err: err}
+			}
+			if err == nil {
+				err = fn(rec, k)
+			}
+			if err != nil {
+				sr.Close()
+				return err
+			}
+		}
+		sr.Close()
+	}
+	return nil
+}
+
+// Changed returns a channel that is closed at the next successful Commit (or at Close). Readers in
+// the same process wait on it instead of polling.
+func (w *WAL) Changed() <-chan struct{} {
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	return w.changed
+}
+
+// FirstSegment returns the oldest retained segment. A reader positioned before it lost data to a
+// cap and moves forward.
+func (w *WAL) FirstSegment() int {
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	return w.first
+}
+
+func (w *WAL) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+func (w *WAL) syncLoop() {
+	defer w.wg.Done()
+	t := time.NewTicker(w.opts.FsyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopc:
+			return
+		case <-t.C:
+			w.mtx.Lock()
+			if w.dirty && !w.closed && w.wl != nil {
+				if err := w.syncLocked(); err != nil {
+					w.logger.WithError(err).Error("wal fsync failed; retrying at the next tick")
+				}
+			}
+			w.mtx.Unlock()
+		}
+	}
+}
+
+func (w *WAL) syncLocked() error {
+	start := time.Now()
+	err := w.wl.Sync()
+	w.metrics.fsyncDuration.Observe(time.Since(start).Seconds())
+	if err == nil {
+		w.dirty = false
+	}
+	return err
+}
+
+// Close flushes and fsyncs the open segment, writes the stats file and releases the lock.
+func (w *WAL) Close() error {
+	w.mtx.Lock()
+	if w.closed {
+		w.mtx.Unlock()
+		return ErrClosed
+	}
+	w.closed = true
+	close(w.stopc)
+	w.notifyLocked()
+	w.mtx.Unlock()
+	w.wg.Wait()
+
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	var errs []error
+	if w.wl != nil {
+		if err := w.wl.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close segment: %w", err))
+		}
+	}
+	if err := writeStats(w.dir, w.stats); err != nil {
+		errs = append(errs, err)
+	}
+	if err := w.lock.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("release lock: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (w *WAL) updateGauges() {
+	var size int64
+	for _, m := range w.segs {
+		size += m.bytes
+	}
+	w.metrics.segments.Set(float64(len(w.segs)))
+	w.metrics.sizeBytes.Set(float64(size))
+	w.metrics.series.Set(float64(w.nLive))
+}
