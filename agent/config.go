@@ -1,0 +1,442 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/collector-dev/collector/wal"
+)
+
+// Defaults of a source. They are applied by SourceConfig.WithDefaults to the fields left zero.
+const (
+	// DefaultInterval is the scrape period: RHACM's ObservabilityAddon default (300s).
+	DefaultInterval = 5 * time.Minute
+	// DefaultLimitBytes caps one federate body after decompression: 1 GiB, RHACM's
+	// scrapeSizeLimitBytes default. The seeds' 200 KiB failed real clusters (telemeter#342); the cap
+	// is a guard against a runaway response, not a tuning knob.
+	DefaultLimitBytes = 1 << 30
+	// DefaultMatcher is federated when a source names no matcher at all (the seeds' default).
+	DefaultMatcher = `{__name__="up"}`
+	// DefaultAllowlistKey is the ConfigMap key read from an allowlist file (platform Prometheus).
+	// RHACM's user-workload list is under UWLAllowlistKey.
+	DefaultAllowlistKey = "metrics_list.yaml"
+	// UWLAllowlistKey is the key of RHACM's user-workload-monitoring allowlist.
+	UWLAllowlistKey = "uwl_metrics_list.yaml"
+	// timeoutFraction of the interval is the default per-request timeout.
+	timeoutFraction = 0.9
+	// minInterval is the shortest accepted interval.
+	minInterval = time.Second
+)
+
+// DefaultElideLabels returns the labels dropped from every series when a source does not say
+// (SourceConfig.Elide nil): RHACM metrics-collector's default.
+func DefaultElideLabels() []string {
+	return []string{"prometheus", "prometheus_replica", "managed_cluster"}
+}
+
+// Config is the agent's configuration file: the sources to federate. See LoadConfig.
+type Config struct {
+	Sources []SourceConfig `yaml:"sources"`
+}
+
+// SourceConfig describes one federated Prometheus. It is a plain value: the cmd package fills it
+// from flags (one source), LoadConfig from YAML (several). A zero field means its default (see
+// WithDefaults).
+type SourceConfig struct {
+	// ID is the cluster ID: it names the WAL and is the cluster_id of the source's metrics.
+	ID string `yaml:"id"`
+	// From is the Prometheus URL. An empty path becomes /federate; a trailing / is trimmed.
+	From string `yaml:"from"`
+	// FromQuery is the query API used by recording rules. Empty: From with its /federate suffix (or
+	// empty path) replaced by /api/v1/query. An empty path becomes /api/v1/query.
+	FromQuery string `yaml:"from_query"`
+	// Matchers are match[] selectors. With MatchFile and the allowlist's, they are federated in this
+	// order, duplicates removed; DefaultMatcher when there are none.
+	Matchers []string `yaml:"matchers"`
+	// MatchFile holds one selector a line; blank lines and lines starting with # are ignored. It is
+	// read when the source is built or reloaded.
+	MatchFile string `yaml:"match_file"`
+	// Allowlist is an RHACM observability-metrics-allowlist file: a ConfigMap, or the bare document
+	// of one of its keys. See LoadAllowlist.
+	Allowlist string `yaml:"allowlist"`
+	// AllowlistKey picks the ConfigMap key. Default DefaultAllowlistKey; UWLAllowlistKey for the
+	// user-workload Prometheus.
+	AllowlistKey string `yaml:"allowlist_key"`
+	// Labels are set on every series, replacing a label of the same name.
+	Labels map[string]string `yaml:"labels"`
+	// Renames map exact metric names to new ones. They win over the allowlist's renames.
+	Renames map[string]string `yaml:"renames"`
+	// Elide lists labels dropped from every series. nil means DefaultElideLabels; an empty list
+	// (elide: []) drops nothing.
+	Elide []string `yaml:"elide"`
+	// Anonymize lists labels whose values are hashed with the salt.
+	Anonymize []string `yaml:"anonymize"`
+	// AnonymizeSalt, or AnonymizeSaltFile (read when built or reloaded, whitespace trimmed), is the
+	// salt. One of them is required with Anonymize.
+	AnonymizeSalt     string `yaml:"anonymize_salt"`
+	AnonymizeSaltFile string `yaml:"anonymize_salt_file"`
+	// Interval is the scrape period. Default DefaultInterval.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one federate or query request, body included. Default 90% of Interval, so
+	// that a hung request ends before the next tick. It may not exceed Interval.
+	Timeout time.Duration `yaml:"timeout"`
+	// LimitBytes caps a response body after decompression; a larger scrape is rejected whole.
+	// Default DefaultLimitBytes.
+	LimitBytes int64 `yaml:"limit_bytes"`
+	// WorkerNumber spreads the matchers round-robin over that many parallel requests, each its own
+	// scrape and WAL commit. Default 1. More workers than matchers are clamped to the number of
+	// matchers (the seed refused to start; the matchers may come from files that change on reload).
+	WorkerNumber int `yaml:"worker_number"`
+	// Auth is how to authenticate to the source (federate and query alike).
+	Auth AuthConfig `yaml:"auth"`
+	// RecordingRules are instant queries evaluated every interval against FromQuery; each result
+	// series is stored under the rule's name.
+	RecordingRules []RecordingRule `yaml:"recording_rules"`
+}
+
+// AuthConfig is the client side of the connection to a source.
+type AuthConfig struct {
+	// Token is a static bearer token. Never logged.
+	Token string `yaml:"token"`
+	// TokenFile holds a bearer token in any format; it is re-read when it changes (projected
+	// service-account tokens rotate). Exclusive with Token.
+	TokenFile string `yaml:"token_file"`
+	// CAFile verifies the source's certificate; default the system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate for mTLS; both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// InsecureSkipVerify disables verification of the source's certificate. Only when set:
+	// a missing CAFile means the system roots, not "skip".
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// RecordingRule is an instant query whose result is stored as series named Name. The flag form is
+// the seed's JSON: {"name":"...","query":"..."}.
+type RecordingRule struct {
+	Name  string `yaml:"name" json:"name"`
+	Query string `yaml:"query" json:"query"`
+}
+
+// ParseRecordingRule parses the --recordingrule flag: a JSON object with exactly the keys name
+// and query, both valid (see RecordingRule.Validate).
+func ParseRecordingRule(s string) (RecordingRule, error) {
+	var r RecordingRule
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("parse recording rule %q: want {\"name\":\"...\",\"query\":\"...\"}: %w", s, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return r, fmt.Errorf("parse recording rule %q: trailing data after the JSON object", s)
+	}
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// Validate checks that the name is a valid metric name and the query valid PromQL (experimental
+// functions allowed).
+func (r RecordingRule) Validate() error {
+	if r.Name == "" {
+		return errors.New("recording rule: name is empty")
+	}
+	if !model.LegacyValidation.IsValidMetricName(r.Name) {
+		return fmt.Errorf("recording rule %q: name is not a valid metric name", r.Name)
+	}
+	if strings.TrimSpace(r.Query) == "" {
+		return fmt.Errorf("recording rule %q: query is empty", r.Name)
+	}
+	p := parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
+	if _, err := p.ParseExpr(r.Query); err != nil {
+		return fmt.Errorf("recording rule %q: parse query: %w", r.Name, err)
+	}
+	return nil
+}
+
+// LoadConfig reads a YAML configuration file. Decoding is strict: an unknown field is an error
+// naming its line. Relative file paths in a source are relative to the file's directory. Every source is checked as by Validate, except that the file may list no
+// source (the flag source may be the only one; see MergeFlagSource). Defaults are not applied: use
+// SourceConfig.WithDefaults.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read config %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // An empty file lists no sources.
+		}
+		return c, fmt.Errorf("decode config %s: %w", path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("decode config %s: more than one YAML document", path)
+	}
+	if err := c.validateSources(); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	for i := range c.Sources {
+		c.Sources[i].resolvePaths(dir)
+	}
+	return c, nil
+}
+
+// resolvePaths makes the relative file paths of s relative to dir.
+func (s *SourceConfig) resolvePaths(dir string) {
+	for _, p := range []*string{&s.MatchFile, &s.Allowlist, &s.AnonymizeSaltFile, &s.Auth.TokenFile, &s.Auth.CAFile, &s.Auth.CertFile, &s.Auth.KeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// MergeFlagSource returns the sources of the file followed by the source described by flags.
+// The rule: flags describe at most one source (the cmd package passes it when --from is set
+// explicitly, and nil otherwise; it requires --id); a file's sources are kept as they are; a
+// flag source whose id is also in the file is an error. The result is validated.
+func MergeFlagSource(file Config, flags *SourceConfig) (Config, error) {
+	out := Config{Sources: append([]SourceConfig(nil), file.Sources...)}
+	if flags != nil {
+		out.Sources = append(out.Sources, *flags)
+	}
+	if err := out.Validate(); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// Validate checks the whole configuration: at least one source, unique ids, and each source as
+// by SourceConfig.Validate. It does no I/O.
+func (c Config) Validate() error {
+	if len(c.Sources) == 0 {
+		return errors.New("no source configured: give --from and --id, or a config file with sources")
+	}
+	return c.validateSources()
+}
+
+func (c Config) validateSources() error {
+	seen := map[string]int{}
+	var errs []error
+	for i, s := range c.Sources {
+		if err := s.Validate(); err != nil {
+			if s.ID == "" {
+				err = fmt.Errorf("sources[%d]: %w", i, err)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		if j, ok := seen[s.ID]; ok {
+			errs = append(errs, fmt.Errorf("sources[%d]: id %q is already used by sources[%d]", i, s.ID, j))
+			continue
+		}
+		seen[s.ID] = i
+	}
+	return errors.Join(errs...)
+}
+
+// WithDefaults returns s with every zero field set to its default.
+func (s SourceConfig) WithDefaults() SourceConfig {
+	if s.Interval == 0 {
+		s.Interval = DefaultInterval
+	}
+	if s.Timeout == 0 {
+		s.Timeout = time.Duration(float64(s.Interval) * timeoutFraction)
+	}
+	if s.LimitBytes == 0 {
+		s.LimitBytes = DefaultLimitBytes
+	}
+	if s.WorkerNumber == 0 {
+		s.WorkerNumber = 1
+	}
+	if s.Elide == nil {
+		s.Elide = DefaultElideLabels()
+	}
+	if s.AllowlistKey == "" {
+		s.AllowlistKey = DefaultAllowlistKey
+	}
+	return s
+}
+
+// Validate checks the source with its defaults applied. It reads no file: the match file, the
+// allowlist and the salt file are checked when the source is built. Errors start with the id.
+func (s SourceConfig) Validate() error {
+	if err := s.WithDefaults().validate(); err != nil {
+		if s.ID != "" {
+			return fmt.Errorf("source %q: %w", s.ID, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s SourceConfig) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.ID == "" {
+		add("id is empty")
+	} else if err := wal.ValidateID(s.ID); err != nil {
+		add("id: %w", err)
+	}
+	if _, err := federateURL(s.From); err != nil {
+		add("from: %w", err)
+	}
+	if s.FromQuery != "" {
+		if _, err := queryURL(s.FromQuery, ""); err != nil {
+			add("from_query: %w", err)
+		}
+	}
+	for _, m := range s.Matchers {
+		if err := validateMatcher(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for k, v := range s.Labels {
+		if !model.LegacyValidation.IsValidLabelName(k) {
+			add("label %q: invalid label name", k)
+		}
+		if v == "" {
+			add("label %q: empty value", k)
+		}
+	}
+	for k, v := range s.Renames {
+		if !model.LegacyValidation.IsValidMetricName(k) || !model.LegacyValidation.IsValidMetricName(v) {
+			add("rename %q=%q: invalid metric name", k, v)
+		}
+	}
+	for _, l := range s.Elide {
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			add("elide %q: invalid label name", l)
+		}
+	}
+	for _, l := range s.Anonymize {
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			add("anonymize %q: invalid label name", l)
+		}
+	}
+	if s.AnonymizeSalt != "" && s.AnonymizeSaltFile != "" {
+		add("anonymize_salt and anonymize_salt_file are exclusive")
+	}
+	if len(s.Anonymize) > 0 && s.AnonymizeSalt == "" && s.AnonymizeSaltFile == "" {
+		add("anonymize needs anonymize_salt or anonymize_salt_file")
+	}
+	if s.Interval < minInterval {
+		add("interval %s is shorter than %s", s.Interval, minInterval)
+	}
+	if s.Timeout < 0 || s.Timeout > s.Interval {
+		add("timeout %s is not between 0 and the interval %s", s.Timeout, s.Interval)
+	}
+	if s.LimitBytes < 0 {
+		add("limit_bytes %d is negative", s.LimitBytes)
+	}
+	if s.WorkerNumber < 0 {
+		add("worker_number %d is negative", s.WorkerNumber)
+	}
+	if s.Auth.Token != "" && s.Auth.TokenFile != "" {
+		add("auth: token and token_file are exclusive")
+	}
+	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
+		add("auth: cert_file and key_file go together")
+	}
+	names := map[string]bool{}
+	for i, r := range s.RecordingRules {
+		if err := r.Validate(); err != nil {
+			add("recording_rules[%d]: %w", i, err)
+			continue
+		}
+		if names[r.Name] {
+			add("recording_rules[%d]: name %q is used twice", i, r.Name)
+		}
+		names[r.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// validateMatcher checks a match[] selector as Prometheus parses it, and that it does not select
+// everything (at least one matcher must not match the empty string, as PromQL requires).
+func validateMatcher(m string) error {
+	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(m)
+	if err != nil {
+		return fmt.Errorf("matcher %q: %w", m, err)
+	}
+	for _, lm := range ms {
+		if !lm.Matches("") {
+			return nil
+		}
+	}
+	return fmt.Errorf("matcher %q: needs at least one matcher that does not match the empty string", m)
+}
+
+// federateURL applies the seed's --from rule: a trailing / is trimmed and an empty path becomes
+// /federate. The scheme must be http or https, and the host present.
+func federateURL(from string) (*url.URL, error) {
+	u, err := parseHTTPURL(from)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	if u.Path == "" {
+		u.Path = "/federate"
+	}
+	u.RawPath = ""
+	return u, nil
+}
+
+// queryURL returns the query API URL: fromQuery with an empty path made /api/v1/query, or, when
+// fromQuery is empty, the federate URL with its /federate suffix (or empty path) replaced.
+func queryURL(fromQuery, from string) (*url.URL, error) {
+	if fromQuery == "" {
+		u, err := federateURL(from)
+		if err != nil {
+			return nil, err
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/federate") + "/api/v1/query"
+		u.RawQuery = ""
+		return u, nil
+	}
+	u, err := parseHTTPURL(fromQuery)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	if u.Path == "" {
+		u.Path = "/api/v1/query"
+	}
+	u.RawPath = ""
+	return u, nil
+}
+
+func parseHTTPURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("url is empty")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// url.Error holds the whole string, which may carry a password: say less.
+		return nil, errors.New("url does not parse")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("url %s: scheme must be http or https", u.Redacted())
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("url %s: no host", u.Redacted())
+	}
+	return u, nil
+}
