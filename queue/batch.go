@@ -1,0 +1,176 @@
+package queue
+
+import (
+	"sync"
+
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// item is one sample on its way from the tailer to a shard. lset is shared, never modified.
+type item struct {
+	lset labels.Labels
+	ref  wal.SeriesRef
+	t    int64
+	v    float64
+	seq  uint64 // the record it came from (tracker)
+}
+
+// Size estimates used to cap requests (protobuf, before compression).
+const (
+	bytesPerSample      = 20 // tag + double + varint timestamp + framing
+	bytesPerSeries      = 8  // TimeSeries framing
+	bytesPerLabelFields = 4  // tags and lengths of name and value
+)
+
+func labelsBytes(lset labels.Labels) int {
+	n := bytesPerSeries
+	lset.Range(func(l labels.Label) { n += len(l.Name) + len(l.Value) + bytesPerLabelFields })
+	return n
+}
+
+// chunkPool recycles the slices the tailer hands to shards.
+type chunkPool struct{ p sync.Pool }
+
+func (c *chunkPool) get(capacity int) *[]item {
+	if v, ok := c.p.Get().(*[]item); ok && cap(*v) >= capacity {
+		*v = (*v)[:0]
+		return v
+	}
+	s := make([]item, 0, capacity)
+	return &s
+}
+
+func (c *chunkPool) put(s *[]item) {
+	clear(*s) // drop the label references
+	*s = (*s)[:0]
+	c.p.Put(s)
+}
+
+// batch is one request: samples grouped by series in arrival order, and the record of each
+// sample. seqs[i][j] belongs to series[i].Samples[j].
+type batch struct {
+	series []prompb.TimeSeries
+	seqs   [][]uint64
+}
+
+func (b batch) samples() int {
+	n := 0
+	for _, ts := range b.series {
+		n += len(ts.Samples)
+	}
+	return n
+}
+
+// split halves b: by series, or by samples when it holds one series (order kept).
+func (b batch) split() (batch, batch) {
+	if len(b.series) > 1 {
+		m := len(b.series) / 2
+		return batch{b.series[:m:m], b.seqs[:m:m]}, batch{b.series[m:], b.seqs[m:]}
+	}
+	ts, seqs := b.series[0], b.seqs[0]
+	m := len(ts.Samples) / 2
+	l := prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[:m:m]}
+	r := prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[m:]}
+	return batch{[]prompb.TimeSeries{l}, [][]uint64{seqs[:m:m]}}, batch{[]prompb.TimeSeries{r}, [][]uint64{seqs[m:]}}
+}
+
+// dropOlder removes the samples older than cutoff (ms), in place, and appends their records to
+// dropped.
+func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
+	out := batch{series: b.series[:0], seqs: b.seqs[:0]}
+	for i, ts := range b.series {
+		seqs := b.seqs[i]
+		keep, keepSeqs := ts.Samples[:0], seqs[:0]
+		for j, s := range ts.Samples {
+			if s.Timestamp < cutoff {
+				dropped = append(dropped, seqs[j])
+				continue
+			}
+			keep = append(keep, s)
+			keepSeqs = append(keepSeqs, seqs[j])
+		}
+		if len(keep) > 0 {
+			out.series = append(out.series, prompb.TimeSeries{Labels: ts.Labels, Samples: keep})
+			out.seqs = append(out.seqs, keepSeqs)
+		}
+	}
+	return out, dropped
+}
+
+// builder accumulates a shard's items into a batch within the request limits. Its slices are
+// reused from batch to batch. Not safe for concurrent use.
+type builder struct {
+	maxSamples, maxBytes int
+
+	idx    map[wal.SeriesRef]int
+	series []prompb.TimeSeries
+	seqs   [][]uint64
+	n      int
+	bytes  int
+}
+
+func newBuilder(maxSamples, maxBytes int) *builder {
+	return &builder{maxSamples: maxSamples, maxBytes: maxBytes, idx: map[wal.SeriesRef]int{}}
+}
+
+// fits reports whether it can join the batch without exceeding a limit. An empty batch takes any
+// item.
+func (b *builder) fits(it *item) bool {
+	if b.n == 0 {
+		return true
+	}
+	if b.n+1 > b.maxSamples {
+		return false
+	}
+	cost := bytesPerSample
+	if _, ok := b.idx[it.ref]; !ok {
+		cost += labelsBytes(it.lset)
+	}
+	return b.bytes+cost <= b.maxBytes
+}
+
+// full reports whether no further sample can join.
+func (b *builder) full() bool { return b.n >= b.maxSamples || b.bytes >= b.maxBytes }
+
+func (b *builder) add(it *item) {
+	k, ok := b.idx[it.ref]
+	if !ok {
+		k = len(b.series)
+		b.idx[it.ref] = k
+		if k < cap(b.series) {
+			b.series = b.series[:k+1]
+			b.series[k].Labels = b.series[k].Labels[:0]
+			b.series[k].Samples = b.series[k].Samples[:0]
+			b.seqs = b.seqs[:k+1]
+			b.seqs[k] = b.seqs[k][:0]
+		} else {
+			b.series = append(b.series, prompb.TimeSeries{})
+			b.seqs = append(b.seqs, nil)
+		}
+		ts := &b.series[k]
+		it.lset.Range(func(l labels.Label) {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
+		})
+		b.bytes += labelsBytes(it.lset)
+	}
+	b.series[k].Samples = append(b.series[k].Samples, prompb.Sample{Value: it.v, Timestamp: it.t})
+	b.seqs[k] = append(b.seqs[k], it.seq)
+	b.bytes += bytesPerSample
+	b.n++
+}
+
+func (b *builder) len() int { return b.n }
+
+// batch returns the batch built so far; valid until reset.
+func (b *builder) batch() batch { return batch{series: b.series, seqs: b.seqs} }
+
+func (b *builder) reset() {
+	clear(b.idx)
+	for i := range b.series {
+		clear(b.series[i].Labels) // drop string references
+	}
+	b.series, b.seqs = b.series[:0], b.seqs[:0]
+	b.n, b.bytes = 0, 0
+}

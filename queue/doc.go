@@ -1,0 +1,62 @@
+// Package queue ships one WAL to one remote-write endpoint: it tails the WAL from the endpoint's
+// durable position with a wal.Reader, routes samples to shards by series ref, batches them into
+// requests for a Sender (package shipper implements it; queue never imports shipper), retries,
+// splits or drops by the behaviour of the Sender's errors, and makes the delivered position
+// durable. It imports only the internal package wal.
+//
+// # Delivery guarantee
+//
+// Acknowledgement. A WAL record (one scrape) is delivered when each of its samples was either
+// acknowledged by the receiver (Send returned nil, a 2xx) or dropped with a reason. The samples
+// of one record go to many shards; the queue counts the outstanding samples of every record in
+// read order, and the delivered position is the end of the longest prefix of delivered records.
+//
+// Position. The delivered position, with the cumulative Delivered and Dropped-by-reason
+// counters, is committed with wal.CommitPosition (tmp, fsync, rename, fsync dir) every
+// CommitInterval (1s) and when Run returns. After a crash the queue resumes from the last
+// commit: samples acknowledged after it are sent again (receivers accept exact duplicates of a
+// series' newest sample), none is skipped. A missing position file starts at the oldest
+// retained segment (logged); a torn or garbled one too, with the counters at zero (warning).
+//
+// Order. Each series is routed to one shard (ref modulo the shard count). A shard has one
+// bounded channel and at most one request in flight, and it retries a failed request (or the
+// halves of a split one, left first) before it sends anything else, so the samples of a series
+// reach the receiver in WAL order, strictly increasing in time (the WAL refuses older samples).
+// The shard count changes only at a drained boundary: the tailer stops, every shard sends all it
+// holds until acknowledged or dropped, and only then start the shards of the new count.
+//
+// Back-pressure. The tailer copies the samples of one record out of the reader and waits for
+// room in the shards' channels (Capacity samples each, in chunks of MaxSamplesPerSend). Memory is
+// therefore bounded by MaxShards × (Capacity + 2 × MaxSamplesPerSend) samples plus one record
+// and the series labels the reader keeps, whatever the backlog on disk. Since all shards are fed
+// from one reader in WAL order, no shard runs ahead of another by more than its buffer: a
+// backlog is replayed oldest first across all series, which keeps it inside Thanos' out-of-bounds
+// window as long as possible.
+//
+// Retries. A recoverable failure (the error's Recoverable() is true, or it implements none of
+// the classification interfaces) is retried forever with a per-shard exponential backoff
+// (MinBackoff 30ms doubling to MaxBackoff 30s, ±20% jitter); a Retry-After takes precedence,
+// capped at MaxRetryAfter (5m). Resharding is held back while requests fail.
+//
+// Drops. Nothing leaves the queue unaccounted. A sample is dropped, and counted in
+// collector_queue_samples_dropped_total{reason} and in the position file, only when:
+//   - the receiver refused its request permanently (Recoverable() false, not TooLarge): reason is
+//     the error's Reason(), e.g. "http_400", "http_409", else "http_<status>", else "permanent";
+//   - the receiver refused it for size (413) alone in a request after splitting down to one
+//     sample: "too_large";
+//   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";
+//   - its series ref has no labels in the WAL: "unknown_series".
+//
+// Samples outside MinTime/MaxTime (replay) are skipped and counted as filtered, not dropped. A
+// corrupted WAL segment is skipped from the corruption on (the reader's CorruptionError); this
+// loss is counted in collector_queue_wal_segments_skipped_total, since the samples it held cannot
+// be counted.
+//
+// Shutdown. Run's context starts it: reading stops, the shards keep sending what they hold for
+// up to FlushDeadline (1m) or until Abort, then requests in flight are cancelled, the position is
+// committed and Run returns nil. What was not acknowledged stays in the WAL and is sent after the
+// restart. With StopAtEnd, Run returns nil once everything up to the end of the WAL is settled.
+//
+// Several endpoints are several Queues over the same WAL, each with its own Consumer name and
+// so its own position; they do not wait for each other.
+package queue

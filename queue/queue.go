@@ -1,0 +1,318 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/sirupsen/logrus"
+)
+
+// Sender delivers series as one remote-write request. It is called concurrently by the shards,
+// at most once at a time per shard. It must not keep series (or anything it points to) after it
+// returns: the queue reuses them. It returns nil for a 2xx; failures are classified by the
+// interfaces in errors.go. When ctx is cancelled it returns promptly.
+type Sender interface {
+	Send(ctx context.Context, series []prompb.TimeSeries) error
+}
+
+// Source is the WAL a queue tails. *wal.WAL implements it (the agent's case: the reader wakes at
+// every commit and follows truncation); DirSource serves a bare directory.
+type Source interface {
+	// Dir is the WAL directory of one cluster ID.
+	Dir() string
+	// Changed returns a channel closed at the writer's next commit.
+	Changed() <-chan struct{}
+	// FirstSegment returns the oldest retained segment.
+	FirstSegment() int
+}
+
+// DirSource returns a Source for the WAL in dir without a writer's handle: a replay beside a
+// running agent (which holds the lock) or of a copied directory. The reader polls for new data.
+func DirSource(dir string) Source { return dirSource(dir) }
+
+type dirSource string
+
+func (d dirSource) Dir() string              { return string(d) }
+func (d dirSource) Changed() <-chan struct{} { return nil }
+func (d dirSource) FirstSegment() int        { return 0 }
+
+// Stats is a snapshot of a queue's progress.
+type Stats struct {
+	// Position is the delivered position: every record before it is acknowledged or dropped.
+	Position wal.Position
+	// Delivered counts acknowledged samples (a sample sent again after a crash counts again).
+	// Cumulative over restarts, loaded from the position file, unless Options.NoCommit.
+	Delivered int64
+	// Dropped counts samples dropped deliberately, by reason; cumulative like Delivered.
+	Dropped map[string]int64
+	// Filtered counts samples skipped by Options.MinTime/MaxTime in this run.
+	Filtered int64
+	// Pending counts samples read and neither acknowledged nor dropped yet.
+	Pending int64
+	// RecordsDelivered counts the WAL records wholly delivered in this run.
+	RecordsDelivered int64
+	// Shards is the number of shards running.
+	Shards int
+}
+
+// Queue ships one WAL to one endpoint from the endpoint's durable position. See the package
+// documentation for its guarantees. Run it once.
+type Queue struct {
+	logger  logrus.FieldLogger
+	metrics *metrics
+	src     Source
+	sender  Sender
+	opts    Options
+
+	chunks    chunkPool
+	rates     rates
+	numShards atomic.Int64
+	tracker   atomic.Pointer[tracker]
+	started   atomic.Bool
+	reshardc  chan int // desired shard count, from the update loop to Run
+	abortOnce sync.Once
+	abortc    chan struct{}
+
+	// skipFinalCommit makes Run return without committing, like a crash (tests).
+	skipFinalCommit bool
+}
+
+// New returns a queue that ships the WAL src to sender. opts.Consumer names its position.
+func New(logger logrus.FieldLogger, reg prometheus.Registerer, src Source, sender Sender, opts Options) (*Queue, error) {
+	if src == nil || sender == nil {
+		return nil, errors.New("new queue: source and sender are required")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("queue options: %w", err)
+	}
+	if logger == nil {
+		logger = logrus.New()
+	}
+	q := &Queue{
+		logger:   logger.WithFields(logrus.Fields{"component": "queue", "consumer": opts.Consumer}),
+		metrics:  newMetrics(reg),
+		src:      src,
+		sender:   sender,
+		opts:     opts,
+		reshardc: make(chan int, 1),
+		abortc:   make(chan struct{}),
+	}
+	q.metrics.shardsMin.Set(float64(opts.MinShards))
+	q.metrics.shardsMax.Set(float64(opts.MaxShards))
+	return q, nil
+}
+
+// Stats returns the queue's progress. It is safe to call at any time, also while Run runs.
+func (q *Queue) Stats() Stats {
+	t := q.tracker.Load()
+	if t == nil {
+		return Stats{}
+	}
+	st := t.stats()
+	st.Shards = int(q.numShards.Load())
+	return st
+}
+
+// Abort ends the flush phase of Run at once: requests in flight are cancelled and what they
+// carried stays in the WAL. Run still commits the position. Call it after cancelling Run's
+// context (a second signal); before that it only shortens the coming flush to nothing.
+func (q *Queue) Abort() { q.abortOnce.Do(func() { close(q.abortc) }) }
+
+// Run tails the WAL and ships it until ctx is cancelled (or, with StopAtEnd, until everything up
+// to the end of the WAL is settled). After ctx is cancelled it stops reading, keeps sending what
+// it holds for up to FlushDeadline (or until Abort), then cancels the requests in flight,
+// commits the position and returns nil. It returns an error only when the WAL cannot be read or
+// the final commit fails; it returns after every goroutine it started has exited.
+func (q *Queue) Run(ctx context.Context) error {
+	if !q.started.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	dir := q.src.Dir()
+	start, st := q.startState(dir)
+	ropts := wal.ReaderOptions{Follow: !q.opts.StopAtEnd, PollInterval: q.opts.PollInterval, Logger: q.logger}
+	if _, ok := q.src.(dirSource); !ok {
+		ropts.Changed, ropts.FirstSegment = q.src.Changed, q.src.FirstSegment
+	}
+	r, err := wal.NewReader(dir, start, ropts)
+	if err != nil {
+		return fmt.Errorf("open reader of %s at %v: %w", dir, start, err)
+	}
+	defer r.Close()
+	t := newTracker(r.Position(), st)
+	q.tracker.Store(t)
+	q.updatePositionGauges(t)
+
+	// Requests outlive ctx by up to FlushDeadline.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); q.commitLoop(bgCtx, dir, t) }()
+	go func() { defer bg.Done(); q.updateShardsLoop(bgCtx) }()
+
+	tl := &tailer{q: q, r: r, t: t, dir: dir}
+	n := q.opts.MinShards
+	var runErr error
+	for {
+		shards, done := q.startShards(sendCtx, n)
+		epochCtx, cancelEpoch := context.WithCancel(ctx)
+		next, watched := n, make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case next = <-q.reshardc:
+				cancelEpoch()
+			case <-epochCtx.Done():
+			}
+		}()
+		res, err := tl.run(epochCtx, shards)
+		cancelEpoch()
+		<-watched
+		// Stop reading; the shards send what they hold and exit.
+		for _, s := range shards {
+			close(s.in)
+		}
+		q.drain(ctx, done, cancelSends)
+		if err != nil {
+			runErr = err
+			break
+		}
+		if res != tailInterrupted || ctx.Err() != nil {
+			break
+		}
+		if next != n {
+			q.logger.WithFields(logrus.Fields{"from": n, "to": next}).Info("resharded at a drained boundary")
+			q.metrics.reshards.Inc()
+			n = next
+		}
+	}
+	stopBg()
+	bg.Wait()
+	q.updatePositionGauges(t)
+	if q.opts.NoCommit || q.skipFinalCommit {
+		return runErr
+	}
+	if err := q.commit(dir, t); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// startState returns where to start reading and the counters to start from.
+func (q *Queue) startState(dir string) (wal.Position, wal.ConsumerState) {
+	st, err := wal.ReadPosition(dir, q.opts.Consumer)
+	var perr *wal.PositionError
+	switch {
+	case err == nil:
+	case errors.Is(err, wal.ErrNoPosition):
+		q.logger.Info("no delivered position yet; starting at the oldest retained segment")
+		st = wal.ConsumerState{}
+	case errors.As(err, &perr):
+		q.logger.WithError(err).Warn("position file unusable; starting at the oldest retained segment with counters at zero (samples may be sent twice, none skipped)")
+		st = wal.ConsumerState{}
+	default:
+		q.logger.WithError(err).Warn("position unreadable; starting at the oldest retained segment with counters at zero (samples may be sent twice, none skipped)")
+		st = wal.ConsumerState{}
+	}
+	pos := st.Position
+	if q.opts.StartAt != nil {
+		pos = *q.opts.StartAt
+	}
+	if q.opts.NoCommit {
+		st = wal.ConsumerState{}
+	}
+	return pos, st
+}
+
+// startShards starts n shards; done is closed when all have exited.
+func (q *Queue) startShards(ctx context.Context, n int) ([]*shard, <-chan struct{}) {
+	shards := make([]*shard, n)
+	var wg sync.WaitGroup
+	for i := range shards {
+		shards[i] = q.newShard(i)
+		wg.Add(1)
+		go func(s *shard) {
+			defer wg.Done()
+			s.run(ctx)
+		}(shards[i])
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	q.numShards.Store(int64(n))
+	q.metrics.shards.Set(float64(n))
+	return shards, done
+}
+
+// drain waits for the shards to exit. While ctx is live it waits as long as it takes (a reshard
+// or the end of a replay); once ctx is cancelled it waits up to FlushDeadline, or until Abort,
+// then cancels the requests in flight.
+func (q *Queue) drain(ctx context.Context, done <-chan struct{}, cancelSends context.CancelFunc) {
+	select {
+	case <-done:
+		return
+	case <-q.abortc:
+		cancelSends()
+		<-done
+		return
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(q.opts.FlushDeadline)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-q.abortc:
+		cancelSends()
+		<-done
+	case <-t.C:
+		q.logger.WithField("flush_deadline", q.opts.FlushDeadline).Warn("flush deadline passed; cancelling requests in flight, their samples stay in the wal and are sent after restart")
+		cancelSends()
+		<-done
+	}
+}
+
+// settle records samples dropped with reason (or acknowledged when reason is "").
+func (q *Queue) settle(seqs []uint64, reason string) {
+	if len(seqs) == 0 {
+		return
+	}
+	recs := q.tracker.Load().settle(seqs, reason)
+	q.metrics.recordsDelivered.Add(float64(recs))
+	if reason != "" {
+		q.metrics.samplesDropped.WithLabelValues(reason).Add(float64(len(seqs)))
+		q.rates.dropped.Add(int64(len(seqs)))
+	}
+}
+
+// delivered records an acknowledged request.
+func (q *Queue) delivered(seqs []uint64, maxT int64) {
+	q.settle(seqs, "")
+	n := len(seqs)
+	q.metrics.samplesSent.Add(float64(n))
+	q.rates.out.Add(int64(n))
+	storeMax(&q.rates.highestSent, maxT)
+	q.metrics.highestSent.Set(float64(q.rates.highestSent.Load()) / 1e3)
+	now := q.opts.Now()
+	q.rates.lastSendOK.Store(now.UnixNano())
+	q.metrics.lastSend.Set(float64(now.UnixNano()) / 1e9)
+}
+
+func (q *Queue) observeSend(d time.Duration) {
+	q.metrics.requestDuration.Observe(d.Seconds())
+	q.rates.sendNanos.Add(int64(d))
+}
+
+// recoverableFailure holds resharding back for twice the coming delay.
+func (q *Queue) recoverableFailure(d time.Duration) {
+	storeMax(&q.rates.noReshardUntil, q.opts.Now().Add(2*d).UnixNano())
+}

@@ -1,0 +1,205 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/collector-dev/collector/wal"
+	"github.com/sirupsen/logrus"
+)
+
+type tailResult int
+
+const (
+	tailInterrupted tailResult = iota // the epoch's context was cancelled (shutdown or reshard)
+	tailEnd                           // io.EOF without Follow
+	tailFailed                        // the WAL cannot be read
+)
+
+// tailer reads records and hands their samples to the shards. It lives across shard epochs: a
+// record interrupted half-way by a reshard is finished with the next shard set. Not safe for
+// concurrent use: owned by Run.
+type tailer struct {
+	q   *Queue
+	r   *wal.Reader
+	t   *tracker
+	dir string
+
+	buf    []item       // the record being dispatched, copied out of the reader's batch
+	counts []int        // per shard, scratch
+	cur    []*[]item    // per shard, the chunk being filled
+	ready  []readyChunk // chunks to hand over, in order
+	left   []item       // samples not yet handed over when the last epoch ended
+}
+
+type readyChunk struct {
+	shard int
+	c     *[]item
+}
+
+// run reads until ctx is cancelled, the end of the WAL (StopAtEnd) or an unreadable WAL.
+func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) {
+	if len(tl.left) > 0 {
+		left := tl.left
+		tl.left = nil
+		if !tl.dispatch(ctx, shards, left) {
+			return tailInterrupted, nil
+		}
+	}
+	var corr *wal.CorruptionError
+	for {
+		b, err := tl.r.Next(ctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return tailEnd, nil
+		case ctx.Err() != nil:
+			return tailInterrupted, nil
+		case errors.As(err, &corr):
+			tl.q.metrics.segmentsSkipped.Inc()
+			tl.q.logger.WithError(err).WithFields(logrus.Fields{"segment": corr.Segment, "offset": corr.Offset}).
+				Warn("corrupted wal record; skipping the rest of the segment, its samples are lost")
+			if err := tl.r.SkipSegment(); err != nil {
+				return tailFailed, fmt.Errorf("skip corrupted segment %d of %s: %w", corr.Segment, tl.dir, err)
+			}
+			continue
+		default:
+			return tailFailed, fmt.Errorf("read wal %s at %v: %w", tl.dir, tl.r.Position(), err)
+		}
+		if !tl.dispatch(ctx, shards, tl.convert(b)) {
+			return tailInterrupted, nil
+		}
+	}
+}
+
+// convert copies the samples of b that are to be sent into tl.buf, counting the others, and
+// registers the record with the tracker.
+func (tl *tailer) convert(b wal.Batch) []item {
+	q, o := tl.q, tl.q.opts
+	buf := tl.buf[:0]
+	unknown, filtered := 0, 0
+	var maxT int64
+	for _, s := range b.Samples {
+		maxT = max(maxT, s.T)
+		if (o.MinTime != 0 && s.T < o.MinTime) || (o.MaxTime != 0 && s.T > o.MaxTime) {
+			filtered++
+			continue
+		}
+		lset, ok := tl.r.Labels(s.Ref)
+		if !ok {
+			unknown++
+			continue
+		}
+		buf = append(buf, item{lset: lset, ref: s.Ref, t: s.T, v: s.V})
+	}
+	tl.buf = buf
+	q.metrics.recordsRead.Inc()
+	q.metrics.samplesRead.Add(float64(len(b.Samples)))
+	storeMax(&q.rates.highestRead, maxT)
+	q.metrics.highestRead.Set(float64(q.rates.highestRead.Load()) / 1e3)
+	if unknown > 0 {
+		tl.t.drop(ReasonUnknownSeries, unknown)
+		q.metrics.samplesDropped.WithLabelValues(ReasonUnknownSeries).Add(float64(unknown))
+		q.rates.dropped.Add(int64(unknown))
+	}
+	if filtered > 0 {
+		tl.t.filter(filtered)
+		q.metrics.samplesFiltered.Add(float64(filtered))
+	}
+	seq := tl.t.add(b.End, len(buf))
+	for i := range buf {
+		buf[i].seq = seq
+	}
+	q.rates.in.Add(int64(len(buf)))
+	return buf
+}
+
+// dispatch hands items to their shards (ref modulo the shard count), in chunks of at most
+// MaxSamplesPerSend, waiting for room: this is the back-pressure that keeps memory bounded. It
+// returns false when ctx was cancelled first; the items not handed over are kept in tl.left.
+func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) bool {
+	n := len(shards)
+	maxChunk := tl.q.opts.MaxSamplesPerSend
+	tl.counts = append(tl.counts[:0], make([]int, n)...)
+	for i := range items {
+		tl.counts[int(uint64(items[i].ref)%uint64(n))]++
+	}
+	tl.cur = append(tl.cur[:0], make([]*[]item, n)...)
+	ready := tl.ready[:0]
+	for i := range items {
+		k := int(uint64(items[i].ref) % uint64(n))
+		c := tl.cur[k]
+		if c == nil {
+			c = tl.q.chunks.get(min(tl.counts[k], maxChunk))
+			tl.cur[k] = c
+		}
+		*c = append(*c, items[i])
+		tl.counts[k]--
+		if len(*c) == maxChunk {
+			ready = append(ready, readyChunk{k, c})
+			tl.cur[k] = nil
+		}
+	}
+	for k, c := range tl.cur {
+		if c != nil {
+			ready = append(ready, readyChunk{k, c})
+		}
+	}
+	clear(tl.cur)
+	tl.ready = ready
+	for i, rc := range ready {
+		select {
+		case shards[rc.shard].in <- rc.c:
+			continue
+		default:
+		}
+		start := time.Now()
+		select {
+		case shards[rc.shard].in <- rc.c:
+			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
+		case <-ctx.Done():
+			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
+			for _, rest := range ready[i:] {
+				tl.left = append(tl.left, *rest.c...)
+				tl.q.chunks.put(rest.c)
+			}
+			clear(tl.ready)
+			return false
+		}
+	}
+	clear(tl.ready)
+	return true
+}
+
+// updateShardsLoop computes the desired shard count every ShardUpdateInterval and asks Run to
+// reshard when the model and its guards say so.
+func (q *Queue) updateShardsLoop(ctx context.Context) {
+	interval := q.opts.ShardUpdateInterval
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var m shardModel
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		cur := int(q.numShards.Load())
+		raw, desired, ok := m.tick(&q.rates, cur, q.opts.MinShards, q.opts.MaxShards, interval, q.opts.Now())
+		q.metrics.shardsDesired.Set(raw)
+		if !ok {
+			continue
+		}
+		select {
+		case <-q.reshardc: // replace a request not yet taken
+		default:
+		}
+		select {
+		case q.reshardc <- desired:
+		default:
+		}
+	}
+}
