@@ -143,10 +143,13 @@ func (b *builder) add(it *item) {
 			b.series = b.series[:k+1]
 			b.series[k].Labels = b.series[k].Labels[:0]
 			b.series[k].Samples = b.series[k].Samples[:0]
+		} else {
+			b.series = append(b.series, prompb.TimeSeries{})
+		}
+		if k < cap(b.seqs) {
 			b.seqs = b.seqs[:k+1]
 			b.seqs[k] = b.seqs[k][:0]
 		} else {
-			b.series = append(b.series, prompb.TimeSeries{})
 			b.seqs = append(b.seqs, nil)
 		}
 		ts := &b.series[k]
