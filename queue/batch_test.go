@@ -1,0 +1,129 @@
+package queue
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+func testItem(ref int, t int64, seq uint64) item {
+	return item{lset: seriesLabels(ref), ref: wal.SeriesRef(ref), t: t, v: 1, seq: seq}
+}
+
+func TestBuilderLimits(t *testing.T) {
+	one := labelsBytes(seriesLabels(0)) + bytesPerSample
+	for _, tc := range []struct {
+		name       string
+		maxSamples int
+		maxBytes   int
+		items      []item
+		wantFits   int // items that fit
+		wantSeries int
+	}{
+		{"samples cap", 3, 1 << 20, []item{testItem(1, 1, 0), testItem(2, 1, 0), testItem(3, 1, 0), testItem(4, 1, 0)}, 3, 3},
+		{"bytes cap counts labels once per series", 100, one + 2*bytesPerSample, []item{testItem(1, 1, 0), testItem(1, 2, 0), testItem(1, 3, 0), testItem(2, 1, 0)}, 3, 1},
+		{"an oversized first item still fits", 100, 1, []item{testItem(1, 1, 0), testItem(2, 1, 0)}, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBuilder(tc.maxSamples, tc.maxBytes)
+			n := 0
+			for i := range tc.items {
+				if !b.fits(&tc.items[i]) {
+					break
+				}
+				b.add(&tc.items[i])
+				n++
+			}
+			if n != tc.wantFits || len(b.batch().series) != tc.wantSeries || b.len() != n {
+				t.Fatalf("fit %d items in %d series, want %d in %d", n, len(b.batch().series), tc.wantFits, tc.wantSeries)
+			}
+			b.reset()
+			if b.len() != 0 || len(b.batch().series) != 0 {
+				t.Fatal("reset left data")
+			}
+		})
+	}
+}
+
+func TestBuilderGroupsInOrder(t *testing.T) {
+	b := newBuilder(100, 1<<20)
+	for _, it := range []item{testItem(2, 10, 0), testItem(1, 10, 0), testItem(2, 20, 1), testItem(1, 20, 1), testItem(3, 5, 1)} {
+		b.add(&it)
+	}
+	bt := b.batch()
+	if len(bt.series) != 3 || bt.samples() != 5 {
+		t.Fatalf("batch %+v", bt)
+	}
+	if got := []int64{bt.series[0].Samples[0].Timestamp, bt.series[0].Samples[1].Timestamp}; !slices.Equal(got, []int64{10, 20}) {
+		t.Fatalf("series 2 timestamps %v", got)
+	}
+	if !slices.Equal(bt.seqs[0], []uint64{0, 1}) || !slices.Equal(bt.seqs[2], []uint64{1}) {
+		t.Fatalf("seqs %v", bt.seqs)
+	}
+	// Reuse after reset keeps nothing of the previous batch.
+	b.reset()
+	it := testItem(7, 1, 9)
+	b.add(&it)
+	if bt := b.batch(); len(bt.series) != 1 || len(bt.series[0].Samples) != 1 || !slices.Equal(bt.seqs[0], []uint64{9}) {
+		t.Fatalf("reused batch %+v", bt)
+	}
+}
+
+func mkBatch(samplesPerSeries ...int) batch {
+	var b batch
+	seq := uint64(0)
+	for i, n := range samplesPerSeries {
+		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "i", Value: string(rune('a' + i))}}}
+		var seqs []uint64
+		for j := 0; j < n; j++ {
+			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: int64(j)})
+			seqs = append(seqs, seq)
+			seq++
+		}
+		b.series = append(b.series, ts)
+		b.seqs = append(b.seqs, seqs)
+	}
+	return b
+}
+
+func TestBatchSplit(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		b           batch
+		left, right int // samples
+	}{
+		{"by series", mkBatch(1, 2, 3, 4), 3, 7},
+		{"odd series", mkBatch(1, 1, 1), 1, 2},
+		{"one series by samples", mkBatch(5), 2, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, r := tc.b.split()
+			if l.samples() != tc.left || r.samples() != tc.right {
+				t.Fatalf("split %d/%d, want %d/%d", l.samples(), r.samples(), tc.left, tc.right)
+			}
+			// Order kept: the left half's records come first.
+			var all []uint64
+			for _, h := range []batch{l, r} {
+				for _, s := range h.seqs {
+					all = append(all, s...)
+				}
+			}
+			if !slices.IsSorted(all) || len(all) != tc.b.samples() {
+				t.Fatalf("records %v", all)
+			}
+		})
+	}
+}
+
+func TestBatchDropOlder(t *testing.T) {
+	b := mkBatch(3, 1, 2) // timestamps 0..2, 0, 0..1
+	kept, dropped := b.dropOlder(1, nil)
+	if kept.samples() != 3 || len(dropped) != 3 || len(kept.series) != 2 {
+		t.Fatalf("kept %+v dropped %v", kept, dropped)
+	}
+	if !slices.Equal(dropped, []uint64{0, 3, 4}) || !slices.Equal(kept.seqs[0], []uint64{1, 2}) || !slices.Equal(kept.seqs[1], []uint64{5}) {
+		t.Fatalf("kept %v dropped %v", kept.seqs, dropped)
+	}
+}
