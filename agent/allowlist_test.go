@@ -65,10 +65,10 @@ func TestAllowlistDetails(t *testing.T) {
 	if m[0] != `{__name__=":node_memory_MemAvailable_bytes:sum"}` {
 		t.Errorf("first matcher %s", m[0])
 	}
-	if want := `{__name__="cluster_operator_up"}`; !contains(m, want) {
+	if want := `{__name__="cluster_operator_up"}`; !containsString(m, want) {
 		t.Errorf("trailing spaces not trimmed: no %s", want)
 	}
-	if want := `{__name__="container_memory_rss",container!=""}`; !contains(m, want) {
+	if want := `{__name__="container_memory_rss",container!=""}`; !containsString(m, want) {
 		t.Errorf("match not wrapped in braces: no %s", want)
 	}
 	if a.Renames["mixin_pod_workload"] != "namespace_workload_pod:kube_pod_owner:relabel" {
@@ -110,7 +110,7 @@ func TestParseAllowlistErrors(t *testing.T) {
 	}
 }
 
-func contains(ss []string, s string) bool {
+func containsString(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
 			return true

@@ -72,9 +72,9 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 		serverCert: srvCert, pool: x509.NewCertPool(),
 	}
 	p.pool.AddCert(ca)
-	writeFile(t, p.caFile, string(pemOf("CERTIFICATE", caDER)))
-	writeFile(t, p.certFile, string(pemOf("CERTIFICATE", cliDER)))
-	writeFile(t, p.keyFile, string(keyPEM(cliKey)))
+	writeTestFile(t, p.caFile, string(pemOf("CERTIFICATE", caDER)))
+	writeTestFile(t, p.certFile, string(pemOf("CERTIFICATE", cliDER)))
+	writeTestFile(t, p.keyFile, string(keyPEM(cliKey)))
 	return p
 }
 
@@ -87,14 +87,14 @@ func (p testPKI) mTLSServer(t *testing.T, h http.Handler) *httptest.Server {
 	return srv
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeTestFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func get(t *testing.T, c *sourceClient, url string) (*http.Response, error) {
+func clientGet(t *testing.T, c *sourceClient, url string) (*http.Response, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
@@ -117,33 +117,33 @@ func TestClientTokenRotation(t *testing.T) {
 	}))
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	writeFile(t, tokenFile, "opaque-token-1\n") // not a JWT
+	writeTestFile(t, tokenFile, "opaque-token-1\n") // not a JWT
 	now := time.Unix(1000, 0)
 	c, err := newSourceClient(AuthConfig{TokenFile: tokenFile}, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := get(t, c, srv.URL); err != nil {
+	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	// A rotated token of another length and mtime: picked up at the next request, same clock.
-	writeFile(t, tokenFile, "opaque-token-22")
+	writeTestFile(t, tokenFile, "opaque-token-22")
 	if err := os.Chtimes(tokenFile, time.Now(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := get(t, c, srv.URL); err != nil {
+	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	// Same length, same mtime: picked up once the cached token is older than tokenMaxAge.
 	fi, _ := os.Stat(tokenFile)
-	writeFile(t, tokenFile, "opaque-token-33")
+	writeTestFile(t, tokenFile, "opaque-token-33")
 	_ = os.Chtimes(tokenFile, fi.ModTime(), fi.ModTime())
-	if _, err := get(t, c, srv.URL); err != nil {
+	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(tokenMaxAge)
-	if _, err := get(t, c, srv.URL); err != nil {
+	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"Bearer opaque-token-1", "Bearer opaque-token-22", "Bearer opaque-token-22", "Bearer opaque-token-33"}
@@ -157,7 +157,7 @@ func TestClientTokenRotation(t *testing.T) {
 func TestClientTokenErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
-	writeFile(t, empty, " \n")
+	writeTestFile(t, empty, " \n")
 	for _, tc := range []struct {
 		name string
 		auth AuthConfig
@@ -178,7 +178,7 @@ func TestClientTokenErrors(t *testing.T) {
 	}
 	// The token never reaches an error.
 	tf := filepath.Join(dir, "two-lines")
-	writeFile(t, tf, "s3cr3t\nmore")
+	writeTestFile(t, tf, "s3cr3t\nmore")
 	if _, err := newSourceClient(AuthConfig{TokenFile: tf}, nil); err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("error %v", err)
 	}
@@ -207,7 +207,7 @@ func TestClientTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			resp, err := get(t, c, srv.URL)
+			resp, err := clientGet(t, c, srv.URL)
 			if tc.wantErr == "" {
 				if err != nil || resp.StatusCode != http.StatusOK {
 					t.Fatalf("got %v %v", resp, err)
@@ -233,7 +233,7 @@ func TestClientReloadsRotatedTLSFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, to, string(b))
+		writeTestFile(t, to, string(b))
 		_ = os.Chtimes(to, time.Now(), time.Now().Add(time.Hour))
 	}
 	copyFile(other.caFile, auth.CAFile)
@@ -244,13 +244,13 @@ func TestClientReloadsRotatedTLSFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := get(t, c, srv.URL); err == nil {
+	if _, err := clientGet(t, c, srv.URL); err == nil {
 		t.Fatal("request with the wrong CA succeeded")
 	}
 	copyFile(pki.caFile, auth.CAFile)
 	copyFile(pki.certFile, auth.CertFile)
 	copyFile(pki.keyFile, auth.KeyFile)
-	if _, err := get(t, c, srv.URL); err != nil {
+	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatalf("rotated files not picked up: %v", err)
 	}
 }

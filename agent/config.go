@@ -55,7 +55,8 @@ type Config struct {
 // from flags (one source), LoadConfig from YAML (several). A zero field means its default (see
 // WithDefaults).
 type SourceConfig struct {
-	// ID is the cluster ID: it names the WAL and is the cluster_id of the source's metrics.
+	// ID is the cluster ID: it names the WAL, is the cluster_id of the source's metrics, and is
+	// set as the clusterID label of every series unless Labels sets clusterID (TransformConfig).
 	ID string `yaml:"id"`
 	// From is the Prometheus URL. An empty path becomes /federate; a trailing / is trimmed.
 	From string `yaml:"from"`
@@ -367,6 +368,27 @@ func (s SourceConfig) validate() error {
 		names[r.Name] = true
 	}
 	return errors.Join(errs...)
+}
+
+// ReadMatchFile reads a match file: one selector a line; blank lines and lines whose first
+// non-blank character is # are ignored. Every selector is validated; errors name the line.
+func ReadMatchFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read match file %s: %w", path, err)
+	}
+	var out []string
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if err := validateMatcher(line); err != nil {
+			return nil, fmt.Errorf("match file %s line %d: %w", path, i+1, err)
+		}
+		out = append(out, line)
+	}
+	return out, nil
 }
 
 // validateMatcher checks a match[] selector as Prometheus parses it, and that it does not select
