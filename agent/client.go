@@ -46,7 +46,7 @@ type sourceClient struct {
 // newSourceClient builds the client and loads the TLS files once, so that a bad file is an error
 // at construction.
 func newSourceClient(auth AuthConfig, now func() time.Time) (*sourceClient, error) {
-	c := &sourceClient{auth: auth, token: newTokenSource(auth.Token, auth.TokenFile, now)}
+	c := &sourceClient{auth: auth, token: newTokenSource(string(auth.Token), auth.TokenFile, now)}
 	if _, err := c.transport(); err != nil {
 		return nil, err
 	}

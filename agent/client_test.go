@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -81,6 +83,7 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 // mTLSServer requires a client certificate signed by p's CA.
 func (p testPKI) mTLSServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshake failures are the point of some tests
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{p.serverCert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.pool}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -151,6 +154,23 @@ func TestClientTokenRotation(t *testing.T) {
 	defer mtx.Unlock()
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("Authorization headers %q, want %q", got, want)
+	}
+}
+
+func TestClientStaticToken(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Authorization") }))
+	defer srv.Close()
+	c, err := newSourceClient(AuthConfig{Token: "static"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := clientGet(t, c, srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	if h := <-got; h != "Bearer static" {
+		t.Fatalf("Authorization %q", h)
 	}
 }
 

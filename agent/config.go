@@ -86,7 +86,7 @@ type SourceConfig struct {
 	Anonymize []string `yaml:"anonymize"`
 	// AnonymizeSalt, or AnonymizeSaltFile (read when built or reloaded, whitespace trimmed), is the
 	// salt. One of them is required with Anonymize.
-	AnonymizeSalt     string `yaml:"anonymize_salt"`
+	AnonymizeSalt     Secret `yaml:"anonymize_salt"`
 	AnonymizeSaltFile string `yaml:"anonymize_salt_file"`
 	// Interval is the scrape period. Default DefaultInterval.
 	Interval time.Duration `yaml:"interval"`
@@ -109,8 +109,8 @@ type SourceConfig struct {
 
 // AuthConfig is the client side of the connection to a source.
 type AuthConfig struct {
-	// Token is a static bearer token. Never logged.
-	Token string `yaml:"token"`
+	// Token is a static bearer token.
+	Token Secret `yaml:"token"`
 	// TokenFile holds a bearer token in any format; it is re-read when it changes (projected
 	// service-account tokens rotate). Exclusive with Token.
 	TokenFile string `yaml:"token_file"`
@@ -123,6 +123,29 @@ type AuthConfig struct {
 	// a missing CAFile means the system roots, not "skip".
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
+
+// Secret is a string that prints, and marshals, as "<secret>": a SourceConfig can be logged or
+// dumped whole without leaking its token or salt. Convert with string(s) to use it.
+type Secret string
+
+const redacted = "<secret>"
+
+// String returns "<secret>", or "" when empty.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString is String, for %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalYAML redacts.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON redacts.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
 // RecordingRule is an instant query whose result is stored as series named Name. The flag form is
 // the seed's JSON: {"name":"...","query":"..."}.

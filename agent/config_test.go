@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -243,5 +247,26 @@ func TestParseRecordingRule(t *testing.T) {
 				t.Fatalf("got %+v %v", r, err)
 			}
 		})
+	}
+}
+
+func TestSecretRedacted(t *testing.T) {
+	s := SourceConfig{ID: "c1", AnonymizeSalt: "salty", Auth: AuthConfig{Token: "tok3n"}}
+	y, err := yaml.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), string(y), string(j)} {
+		if strings.Contains(out, "salty") || strings.Contains(out, "tok3n") || !strings.Contains(out, "secret") {
+			t.Errorf("secret not redacted: %s", out)
+		}
+	}
+	var back SourceConfig
+	if err := yaml.Unmarshal([]byte("auth: {token: abc}\nanonymize_salt: s\n"), &back); err != nil || back.Auth.Token != "abc" || back.AnonymizeSalt != "s" {
+		t.Fatalf("decode secrets: %v %+v", err, back)
 	}
 }
