@@ -212,7 +212,6 @@ func runQueue(t testing.TB, q *Queue) (stop func() error) {
 	return stop
 }
 
-
 func metricValue(t testing.TB, q *Queue, name string) float64 {
 	t.Helper()
 	switch name {

@@ -24,7 +24,8 @@ type Options struct {
 	BatchSendDeadline time.Duration
 	// Capacity is the number of samples each shard buffers ahead of its request in flight, in
 	// chunks of at most MaxSamplesPerSend; it bounds memory together with MaxShards. Default
-	// 10000 (5 chunks of 2000).
+	// 4000 (2 requests' worth): the WAL is the buffer, so a shard only needs its next request
+	// ready while one is in flight (Prometheus uses 10000 because its WAL watcher cannot wait).
 	Capacity int
 
 	// MinShards and MaxShards bound the number of shards (concurrent requests). Defaults 1 and 50
@@ -87,7 +88,7 @@ func DefaultOptions() Options {
 		MaxSamplesPerSend:   2000,
 		MaxRequestBytes:     4 << 20,
 		BatchSendDeadline:   5 * time.Second,
-		Capacity:            10000,
+		Capacity:            4000,
 		MinShards:           1,
 		MaxShards:           50,
 		ShardUpdateInterval: 10 * time.Second,
