@@ -1,8 +1,13 @@
 package queue
 
 import (
+	"context"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
 )
 
 func TestDesiredShards(t *testing.T) {
@@ -85,5 +90,59 @@ func TestEWMA(t *testing.T) {
 	}
 	if got := e.tick(0, time.Second); got != 80 {
 		t.Fatalf("second tick %v", got)
+	}
+}
+
+// TestAutoReshard runs the update loop for real (in a synctest bubble, so its intervals and the
+// slow sender cost no wall time): a backlog behind a slow sender raises the shard count, and a
+// sender that keeps failing recoverably holds it.
+func TestAutoReshard(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		failOdd         bool
+		wantMoreThanOne bool
+	}{
+		{name: "backlog raises shards", wantMoreThanOne: true},
+		{name: "failing requests hold shards", failOdd: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := openWAL(t)
+				total := fill(t, w, 200, 50, 1000)
+				s := newFakeSender(func(ctx context.Context, call int, _ []prompb.TimeSeries) error {
+					time.Sleep(50 * time.Millisecond) // fake time: a slow receiver
+					if tc.failOdd && call%2 == 1 {
+						return httpErr(503)
+					}
+					return nil
+				})
+				o := fastOptions("ep")
+				o.MinShards, o.MaxShards = 1, 8
+				o.MaxSamplesPerSend, o.Capacity = 100, 200
+				o.ShardUpdateInterval = time.Second
+				o.MinBackoff, o.MaxBackoff = time.Second, time.Second
+				o.Sleep = sleep // fake time too
+				o.StopAtEnd = true
+				q, err := New(testLogger(), nil, w, s, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := q.Run(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				s.checkOrder(t)
+				reshards := testutil.ToFloat64(q.metrics.reshards)
+				if st := q.Stats(); st.Delivered != int64(total) {
+					t.Fatalf("stats %+v", st)
+				}
+				t.Logf("reshards %v, shards at the end %d, max requests in flight %d", reshards, q.Stats().Shards, s.maxInflight)
+				if tc.wantMoreThanOne != (reshards > 0) {
+					t.Fatalf("reshards %v, max in flight %d", reshards, s.maxInflight)
+				}
+				if tc.wantMoreThanOne && s.maxInflight < 2 {
+					t.Fatalf("at most %d requests in flight", s.maxInflight)
+				}
+			})
+		})
 	}
 }
