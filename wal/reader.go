@@ -76,9 +76,7 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	}
 	logger := opts.Logger
 	if logger == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		logger = l
+		logger = discardLogger()
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("open wal %s: %w", dir, err)

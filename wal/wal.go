@@ -98,7 +98,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		return nil, fmt.Errorf("wal options: %w", err)
 	}
 	if logger == nil {
-		logger = logrus.New()
+		logger = discardLogger()
 	}
 	dir := filepath.Join(baseDir, id)
 	if err := os.MkdirAll(filepath.Join(dir, positionDir), 0o750); err != nil {
@@ -173,6 +173,12 @@ func acquireLock(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f, nil
+}
+
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
 }
 
 // Dir returns the WAL's directory, <baseDir>/<cluster-id>.

@@ -1,0 +1,326 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"github.com/sirupsen/logrus"
+)
+
+// TruncateStats reports what one Truncate did.
+type TruncateStats struct {
+	// Deleted counts segments deleted because every consumer had passed them.
+	Deleted int
+	// Evicted counts segments deleted by a cap while some consumer still needed them.
+	Evicted int
+	// EvictedSamples counts, per consumer, the undelivered samples those evictions dropped.
+	EvictedSamples map[string]int64
+	// Checkpoint is the index of the checkpoint written, or -1.
+	Checkpoint int
+}
+
+// Truncate deletes the segments that every registered consumer has passed (once older than the
+// retention), then applies the age and size caps, evicting the oldest segments even if undelivered
+// and counting, per consumer, every sample that was not yet delivered. Before any deletion it
+// writes a checkpoint holding the series still referenced by the retained segments, so that every
+// ref stays resolvable. The open segment is never deleted. Consumers' positions are read from
+// their files; a consumer without a usable file holds back everything.
+func (w *WAL) Truncate() (TruncateStats, error) {
+	st := TruncateStats{Checkpoint: -1}
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	if w.closed {
+		return st, ErrClosed
+	}
+	now := w.opts.Now()
+
+	positions := map[string]Position{}
+	minPos := Position{Segment: math.MaxInt}
+	for _, c := range w.opts.Consumers {
+		p := Position{Segment: w.first}
+		cs, err := ReadPosition(w.dir, c)
+		switch {
+		case err == nil:
+			p = cs.Position
+		case errors.Is(err, ErrNoPosition):
+		default:
+			w.logger.WithError(err).WithField("consumer", c).Warn("position unreadable; holding back every segment for this consumer")
+		}
+		if p.Segment < w.first {
+			p = Position{Segment: w.first}
+		}
+		positions[c] = p
+		if p.Before(minPos) {
+			minPos = p
+		}
+	}
+	segs := w.sortedSegments()
+
+	// cut is the first segment kept; everything before it goes.
+	cut := w.first
+	for _, k := range segs {
+		if k >= w.cur || k >= minPos.Segment {
+			break
+		}
+		if w.opts.Retention > 0 {
+			fi, err := os.Stat(segmentName(w.dir, k))
+			if err == nil && now.Sub(fi.ModTime()) < w.opts.Retention {
+				break
+			}
+		}
+		cut = k + 1
+		st.Deleted++
+	}
+
+	// Caps: evict from the oldest while over them.
+	size := w.sizeLocked()
+	for _, k := range segs {
+		if k < cut {
+			size -= w.segs[k].bytes
+			continue
+		}
+		if k >= w.cur {
+			break
+		}
+		m := w.segs[k]
+		reason := ""
+		switch {
+		case w.opts.MaxAge > 0 && m.samples > 0 && time.UnixMilli(m.maxT).Before(now.Add(-w.opts.MaxAge)):
+			reason = "max_age"
+		case w.opts.MaxSize > 0 && size > w.opts.MaxSize:
+			reason = "max_size"
+		}
+		if reason == "" {
+			break
+		}
+		for c, p := range positions {
+			n, err := w.undeliveredIn(k, p)
+			if err != nil {
+				return st, err
+			}
+			if n > 0 {
+				if st.EvictedSamples == nil {
+					st.EvictedSamples = map[string]int64{}
+				}
+				st.EvictedSamples[c] += n
+				w.stats.addEvicted(c, reason, n)
+				w.metrics.samplesEvicted.WithLabelValues(c, reason).Add(float64(n))
+			}
+		}
+		w.logger.WithFields(logrus.Fields{
+			"segment": k, "reason": reason, "samples": m.samples, "bytes": m.bytes,
+			"undelivered": st.EvictedSamples,
+		}).Warn("wal cap reached: evicted the oldest segment; its undelivered samples are dropped and counted per consumer in collector_wal_samples_evicted_total")
+		size -= m.bytes
+		cut = k + 1
+		st.Evicted++
+	}
+	if cut <= w.first {
+		return st, nil
+	}
+
+	if err := w.checkpointLocked(cut - 1); err != nil {
+		return st, err
+	}
+	st.Checkpoint = cut - 1
+	for _, k := range segs {
+		if k >= cut {
+			break
+		}
+		if err := os.Remove(segmentName(w.dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return st, fmt.Errorf("delete segment %d in %s: %w", k, w.dir, err)
+		}
+		delete(w.segs, k)
+	}
+	w.first = cut
+	// Positions that were evicted under their consumer move forward.
+	for c, p := range positions {
+		if p.Segment >= cut {
+			continue
+		}
+		cs, err := ReadPosition(w.dir, c)
+		if err != nil {
+			cs = ConsumerState{}
+		}
+		cs.Position = Position{Segment: cut}
+		cs.Updated = now
+		if err := CommitPosition(w.dir, c, cs); err != nil {
+			return st, err
+		}
+	}
+	if err := syncDir(w.dir); err != nil {
+		return st, err
+	}
+	if err := writeStats(w.dir, w.stats); err != nil {
+		return st, err
+	}
+	w.metrics.truncations.Inc()
+	w.updateGauges()
+	return st, nil
+}
+
+func (w *WAL) sortedSegments() []int {
+	segs := make([]int, 0, len(w.segs))
+	for k := range w.segs {
+		segs = append(segs, k)
+	}
+	sort.Ints(segs)
+	return segs
+}
+
+func (w *WAL) sizeLocked() int64 {
+	var size int64
+	for _, m := range w.segs {
+		size += m.bytes
+	}
+	return size
+}
+
+// undeliveredIn counts the samples of segment k at or after position p.
+func (w *WAL) undeliveredIn(k int, p Position) (int64, error) {
+	switch {
+	case p.Segment > k:
+		return 0, nil
+	case p.Segment < k || p.Offset == 0:
+		return w.segs[k].samples, nil
+	}
+	n, _, err := countSamples(w.dir, k, p.Offset)
+	return n, err
+}
+
+// countSamples counts the samples of segment k from offset off, and returns the newest timestamp.
+func countSamples(dir string, k int, off int64) (int64, int64, error) {
+	sr, err := openSegmentReader(dir, k, off)
+	if err != nil {
+		return 0, 0, fmt.Errorf("open segment %d in %s: %w", k, dir, err)
+	}
+	defer sr.Close()
+	var (
+		dec     record.Decoder
+		samples []record.RefSample
+		n       int64
+		maxT    int64 = math.MinInt64
+	)
+	for {
+		rec, err := sr.next()
+		if err != nil {
+			// End of data, or corruption: what cannot be read cannot be delivered either.
+			return n, maxT, nil
+		}
+		switch dec.Type(rec) {
+		case record.Samples, record.SamplesV2:
+			samples, err = dec.Samples(rec, samples[:0])
+			if err != nil {
+				continue
+			}
+			n += int64(len(samples))
+			for _, s := range samples {
+				maxT = max(maxT, s.T)
+			}
+		}
+	}
+}
+
+// checkpointLocked writes checkpoint.<last>: the Series records of every series with a sample in a
+// segment after last. Series used only up to last are forgotten. The checkpoint is built in a
+// temporary directory and renamed into place; older checkpoints are then deleted.
+func (w *WAL) checkpointLocked(last int) error {
+	final := filepath.Join(w.dir, fmt.Sprintf("%s%08d", checkpointPrefix, last))
+	tmp := final + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove %s: %w", tmp, err)
+	}
+	cw, err := wlog.NewSize(nil, nil, tmp, w.opts.SegmentSize, w.opts.Compression)
+	if err != nil {
+		return fmt.Errorf("create checkpoint %s: %w", tmp, err)
+	}
+	var (
+		batch []record.RefSeries
+		size  int
+		buf   []byte
+		enc   record.Encoder
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		buf = enc.Series(batch, buf[:0])
+		batch, size = batch[:0], 0
+		return cw.Log(buf)
+	}
+	for ref := range w.series {
+		ms := &w.series[ref]
+		if !ms.live {
+			continue
+		}
+		if ms.lastSeg <= last {
+			w.dropSeriesLocked(SeriesRef(ref))
+			continue
+		}
+		if !ms.written {
+			continue // its Series record goes with its first sample
+		}
+		batch = append(batch, record.RefSeries{Ref: SeriesRef(ref), Labels: ms.lset})
+		size += 16 + int(ms.lset.ByteSize())
+		if size >= seriesRecordBytes {
+			if err := flush(); err != nil {
+				cw.Close()
+				return fmt.Errorf("write checkpoint %s: %w", tmp, err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		cw.Close()
+		return fmt.Errorf("write checkpoint %s: %w", tmp, err)
+	}
+	if err := cw.Close(); err != nil { // flushes and fsyncs
+		return fmt.Errorf("close checkpoint %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("rename checkpoint %s: %w", tmp, err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return fmt.Errorf("read wal directory %s: %w", w.dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() && strings.HasPrefix(name, checkpointPrefix) && filepath.Join(w.dir, name) != final && !strings.HasSuffix(name, ".tmp") {
+			if err := os.RemoveAll(filepath.Join(w.dir, name)); err != nil {
+				return fmt.Errorf("delete old checkpoint %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// dropSeriesLocked forgets a series no retained segment references. Its ref is never reused; if
+// the series comes back it gets a new ref.
+func (w *WAL) dropSeriesLocked(ref SeriesRef) {
+	ms := &w.series[ref]
+	refs := w.byHash[ms.hash]
+	for i, r := range refs {
+		if r == ref {
+			refs = append(refs[:i], refs[i+1:]...)
+			break
+		}
+	}
+	if len(refs) == 0 {
+		delete(w.byHash, ms.hash)
+	} else {
+		w.byHash[ms.hash] = refs
+	}
+	*ms = memSeries{}
+	w.nLive--
+}
