@@ -261,11 +261,9 @@ func (q *Queue) drain(ctx context.Context, done <-chan struct{}, cancelSends con
 	select {
 	case <-done:
 		return
-	case <-q.abortc:
-		cancelSends()
-		<-done
-		return
 	case <-ctx.Done():
+		// Abort counts only from here: between epochs it would leave samples unsent in a
+		// queue that goes on.
 	}
 	t := time.NewTimer(q.opts.FlushDeadline)
 	defer t.Stop()
