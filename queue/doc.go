@@ -17,6 +17,12 @@
 // commit: samples acknowledged after it are sent again (receivers accept exact duplicates of a
 // series' newest sample), none is skipped. A missing position file starts at the oldest
 // retained segment (logged); a torn or garbled one too, with the counters at zero (warning).
+// The granularity is the record: a record partly acknowledged before a crash is sent again
+// whole. Re-sent samples that the receiver already holds are accepted by Thanos receive (an
+// exact duplicate of a series' newest sample is silent; an older one gets a 409 while the rest
+// of the request is written). A plain Prometheus receiver without an out-of-order window instead
+// refuses the whole request with 400 when it holds newer samples of one of its series, so after a
+// crash a few samples can be dropped as "http_400" there (counted, never silent).
 //
 // Order. Each series is routed to one shard (ref modulo the shard count). A shard has one
 // bounded channel and at most one request in flight, and it retries a failed request (or the
@@ -42,7 +48,8 @@
 // Drops. Nothing leaves the queue unaccounted. A sample is dropped, and counted in
 // collector_queue_samples_dropped_total{reason} and in the position file, only when:
 //   - the receiver refused its request permanently (Recoverable() false, not TooLarge): reason is
-//     the error's Reason(), e.g. "http_400", "http_409", else "http_<status>", else "permanent";
+//     the error's Reason(), e.g. "http_400", "http_409", else "http_<status>", else "permanent".
+//     The whole request is counted, also when the receiver wrote part of it (Thanos on 409);
 //   - the receiver refused it for size (413) alone in a request after splitting down to one
 //     sample: "too_large";
 //   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";
