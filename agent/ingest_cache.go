@@ -1,0 +1,202 @@
+package agent
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/collector-dev/collector/wal"
+)
+
+// seriesCache maps the raw bytes of a series as the source wrote it (`name{l="v",...}`) to what
+// the transforms made of it: its WAL ref, or the reason it is dropped. A known series costs two
+// hashes of its bytes and, usually, no map lookup: no label parsing, no transforms, no label
+// hashing in the WAL.
+//
+// The key is a 128-bit hash of the raw bytes: the first 64 bits index the map, the second 64
+// bits verify it. Both are hash/maphash with random seeds per Ingester, so two different series
+// are taken for one with a probability of about 2^-128 per pair (10^-27 for a million series),
+// and never twice in a row across restarts. Storing the raw bytes instead would cost about 300
+// bytes per series and one more cache miss per line.
+//
+// Sequence prediction: /federate writes series in the same order every time, so each entry
+// remembers the entry that followed it in the last body (next). A lookup first checks the
+// successor of the previous line's entry, which lies in memory next to it when the series were
+// added in body order: a sequential scan instead of a random map probe per line. A wrong guess
+// costs the map lookup and relinks.
+//
+// Memory: a 40-byte entry plus a map slot (about 20-40 bytes) per series. The transformed labels
+// are held only by the WAL.
+//
+// Locking: a parse holds mu for reading during the whole body (lookups only write the atomic
+// seen and next fields); inserts, eviction and purge hold it for writing. Safe for concurrent use.
+type seriesCache struct {
+	mu      sync.RWMutex
+	idx     map[uint64]uint32 // first hash → index in entries; under mu
+	entries []cacheEntry      // under mu; dead entries have h1 == h2 == 0 and are in free
+	free    []uint32          // under mu
+	gen     atomic.Uint64     // bumped by purge: inserts prepared before it are void
+}
+
+type cacheEntry struct {
+	h1, h2   uint64        // the hashes of the raw series
+	ref      wal.SeriesRef // 0 when the series is dropped
+	seen     atomic.Uint32 // last lookup or insert, seconds on the ingester's clock
+	next     atomic.Uint32 // 1 + index of the entry that followed this one in the last body; 0: none
+	drop     uint8         // dropCode of a dropped series
+	stripped uint8         // labels the transforms stripped
+}
+
+// cacheHit is what a lookup returns.
+type cacheHit struct {
+	ref      wal.SeriesRef
+	drop     uint8
+	stripped uint8
+}
+
+// cachePut is an insert, prepared during a parse and applied at its end.
+type cachePut struct {
+	h1, h2   uint64
+	ref      wal.SeriesRef
+	drop     uint8
+	stripped uint8
+}
+
+// Series-level drop reasons, as stored in a cacheEntry.
+const (
+	dropNone uint8 = iota
+	dropInvalidName
+)
+
+func dropReason(code uint8) string {
+	if code == dropInvalidName {
+		return DropInvalidName
+	}
+	return ""
+}
+
+func dropCode(reason string) uint8 {
+	if reason == DropInvalidName {
+		return dropInvalidName
+	}
+	return dropNone
+}
+
+func newSeriesCache() *seriesCache {
+	return &seriesCache{idx: map[uint64]uint32{}}
+}
+
+// get returns the entry of the series with hashes h1, h2 and marks it seen at now. cursor is
+// the caller's position in the body (1 + index of the previous line's entry, 0 at the start or
+// after an unknown series). The caller holds mu for reading.
+func (c *seriesCache) get(cursor *uint32, h1, h2 uint64, now uint32) (cacheHit, bool) {
+	var e *cacheEntry
+	var k uint32
+	if prev := *cursor; prev != 0 {
+		if n := c.entries[prev-1].next.Load(); n != 0 {
+			if p := &c.entries[n-1]; p.h1 == h1 && p.h2 == h2 {
+				e, k = p, n-1
+			}
+		}
+	}
+	if e == nil {
+		i, ok := c.idx[h1]
+		if !ok || c.entries[i].h2 != h2 {
+			*cursor = 0
+			return cacheHit{}, false // unknown, or a collision of h1: the slow path handles it
+		}
+		e, k = &c.entries[i], i
+		if prev := *cursor; prev != 0 {
+			c.entries[prev-1].next.Store(k + 1)
+		}
+	}
+	*cursor = k + 1
+	if e.seen.Load() != now {
+		e.seen.Store(now)
+	}
+	return cacheHit{ref: e.ref, drop: e.drop, stripped: e.stripped}, true
+}
+
+// put inserts the entries of one body, in body order (which the next body will likely repeat),
+// unless the cache was purged since generation gen was read. A series whose first hash another
+// series holds is not inserted: that one stays, this one keeps taking the slow path.
+func (c *seriesCache) put(gen uint64, puts []cachePut, now uint32) {
+	if len(puts) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	prev := uint32(0)
+	for _, p := range puts {
+		if k, ok := c.idx[p.h1]; ok {
+			if c.entries[k].h2 == p.h2 {
+				prev = k + 1
+			}
+			continue
+		}
+		var k uint32
+		if n := len(c.free); n > 0 {
+			k = c.free[n-1]
+			c.free = c.free[:n-1]
+		} else {
+			k = uint32(len(c.entries))
+			c.entries = append(c.entries, cacheEntry{})
+		}
+		e := &c.entries[k]
+		e.h1, e.h2, e.ref, e.drop, e.stripped = p.h1, p.h2, p.ref, p.drop, p.stripped
+		e.seen.Store(now)
+		e.next.Store(0)
+		if prev != 0 {
+			c.entries[prev-1].next.Store(k + 1)
+		}
+		c.idx[p.h1] = k
+		prev = k + 1
+	}
+}
+
+// purge empties the cache and makes inserts prepared before it void.
+func (c *seriesCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen.Add(1)
+	c.idx, c.entries, c.free = map[uint64]uint32{}, nil, nil
+}
+
+// evict removes the entries not seen since before, and compacts the entries when more than
+// half are dead.
+func (c *seriesCache) evict(before uint32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k := range c.entries {
+		e := &c.entries[k]
+		if (e.h1 != 0 || e.h2 != 0) && e.seen.Load() < before {
+			delete(c.idx, e.h1)
+			e.h1, e.h2, e.ref = 0, 0, 0
+			c.free = append(c.free, uint32(k))
+			n++
+		}
+	}
+	if len(c.free) > len(c.entries)/2 {
+		old := c.entries
+		c.idx, c.entries, c.free = make(map[uint64]uint32, len(old)-len(c.free)), make([]cacheEntry, 0, len(old)-len(c.free)), nil
+		for k := range old {
+			o := &old[k]
+			if o.h1 == 0 && o.h2 == 0 {
+				continue
+			}
+			c.entries = append(c.entries, cacheEntry{h1: o.h1, h2: o.h2, ref: o.ref, drop: o.drop, stripped: o.stripped})
+			c.entries[len(c.entries)-1].seen.Store(o.seen.Load())
+			c.idx[o.h1] = uint32(len(c.entries) - 1)
+		}
+	}
+	return n
+}
+
+func (c *seriesCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.idx)
+}
