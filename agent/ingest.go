@@ -246,14 +246,14 @@ func (i *Ingester) IngestSamples(samples []RuleSample) (IngestResult, error) {
 
 // parseText streams a text body: known series take the cache, the others the slow path.
 func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, now time.Time, res *IngestResult) error {
-	p := st.parser
-	p.reset(body)
-	defer p.release()
-	nowMs, nowS := now.UnixMilli(), i.cacheClock(now)
-	app := st.app
 	cache := i.cache
 	cache.mu.RLock()
 	defer cache.mu.RUnlock()
+	p := st.parser
+	p.reset(&unlockedReader{r: body, mu: &cache.mu})
+	defer p.release()
+	nowMs, nowS := now.UnixMilli(), i.cacheClock(now)
+	app := st.app
 	cursor := uint32(0)
 	for {
 		line, err := p.next()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -27,8 +28,10 @@ import (
 // Memory: a 40-byte entry plus a map slot (about 20-40 bytes) per series. The transformed labels
 // are held only by the WAL.
 //
-// Locking: a parse holds mu for reading during the whole body (lookups only write the atomic
-// seen and next fields); inserts, eviction and purge hold it for writing. Safe for concurrent use.
+// Locking: a parse holds mu for reading while it parses (lookups only write the atomic seen and
+// next fields) and releases it while it waits for the body (unlockedReader), so a slow response
+// never holds back another worker's insert; inserts, eviction and purge hold it for writing.
+// Safe for concurrent use.
 type seriesCache struct {
 	mu      sync.RWMutex
 	idx     map[uint64]uint32 // first hash → index in entries; under mu
@@ -91,8 +94,10 @@ func newSeriesCache() *seriesCache {
 func (c *seriesCache) get(cursor *uint32, h1, h2 uint64, now uint32) (cacheHit, bool) {
 	var e *cacheEntry
 	var k uint32
-	if prev := *cursor; prev != 0 {
-		if n := c.entries[prev-1].next.Load(); n != 0 {
+	// The cursor and next links may be stale after a purge or compaction (the caller releases mu
+	// while it waits for the body): they are bounds-checked and verified, never trusted.
+	if prev := *cursor; prev != 0 && int(prev) <= len(c.entries) {
+		if n := c.entries[prev-1].next.Load(); n != 0 && int(n) <= len(c.entries) {
 			if p := &c.entries[n-1]; p.h1 == h1 && p.h2 == h2 {
 				e, k = p, n-1
 			}
@@ -105,7 +110,7 @@ func (c *seriesCache) get(cursor *uint32, h1, h2 uint64, now uint32) (cacheHit, 
 			return cacheHit{}, false // unknown, or a collision of h1: the slow path handles it
 		}
 		e, k = &c.entries[i], i
-		if prev := *cursor; prev != 0 {
+		if prev := *cursor; prev != 0 && int(prev) <= len(c.entries) {
 			c.entries[prev-1].next.Store(k + 1)
 		}
 	}
@@ -199,4 +204,18 @@ func (c *seriesCache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.idx)
+}
+
+// unlockedReader reads the body with the cache's read lock released: waiting for the network
+// must not hold back the inserts of other workers (a writer waiting on an RWMutex also blocks
+// new readers).
+type unlockedReader struct {
+	r  io.Reader
+	mu *sync.RWMutex
+}
+
+func (u *unlockedReader) Read(p []byte) (int, error) {
+	u.mu.RUnlock()
+	defer u.mu.RLock()
+	return u.r.Read(p)
 }

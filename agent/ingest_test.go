@@ -327,3 +327,41 @@ func TestFederateFormat(t *testing.T) {
 }
 
 func staleNaN() float64 { return math.Float64frombits(value.StaleNaN) }
+
+// TestIngestSlowBodyDoesNotBlock: while one worker waits for a slow body, another worker of the
+// same source ingests and commits (the cache lock is not held across reads of the body).
+func TestIngestSlowBodyDoesNotBlock(t *testing.T) {
+	now := time.UnixMilli(testNowMs)
+	ing, _ := newTestIngester(t, DefaultTransformConfig(), &now)
+	pr, pw := io.Pipe()
+	slow := make(chan error, 1)
+	go func() {
+		_, err := ing.Ingest(pr, textType)
+		slow <- err
+	}()
+	// Write returns once the slow Ingest has read the chunk; its next Read blocks.
+	if _, err := pw.Write([]byte("a{x=\"1\"} 1 1764319990000\n")); err != nil {
+		t.Fatal(err)
+	}
+	fast := make(chan error, 1)
+	go func() {
+		_, err := ing.Ingest(strings.NewReader("b{x=\"1\"} 1 1764319990000\n"), textType)
+		fast <- err
+	}()
+	select {
+	case err := <-fast:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ingest blocked behind a slow body")
+	}
+	pw.Write([]byte("a{x=\"2\"} 1 1764319990000\n"))
+	pw.Close()
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if got, n := readWAL(t, ing.w.Dir()); len(got) != 3 || n != 2 {
+		t.Fatalf("%d samples in %d scrapes", len(got), n)
+	}
+}

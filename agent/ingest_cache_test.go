@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/collector-dev/collector/wal"
+)
+
+func cacheGet(c *seriesCache, cursor *uint32, h1, h2 uint64, now uint32) (cacheHit, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.get(cursor, h1, h2, now)
+}
+
+func TestSeriesCache(t *testing.T) {
+	puts := []cachePut{{h1: 1, h2: 11, ref: 101}, {h1: 2, h2: 12, ref: 102}, {h1: 3, h2: 13, drop: dropInvalidName}}
+	t.Run("hits in body order and out of order", func(t *testing.T) {
+		c := newSeriesCache()
+		c.put(c.gen.Load(), puts, 1)
+		for _, order := range [][]int{{0, 1, 2}, {2, 0, 1}, {1, 1, 0}} {
+			cursor := uint32(0)
+			for _, k := range order {
+				p := puts[k]
+				h, ok := cacheGet(c, &cursor, p.h1, p.h2, 2)
+				if !ok || h.ref != p.ref || h.drop != p.drop {
+					t.Fatalf("order %v, series %d: %+v %v", order, k, h, ok)
+				}
+			}
+		}
+	})
+	t.Run("second hash verifies", func(t *testing.T) {
+		c := newSeriesCache()
+		c.put(c.gen.Load(), puts, 1)
+		cursor := uint32(0)
+		if _, ok := cacheGet(c, &cursor, 1, 99, 2); ok {
+			t.Fatal("hit with a different second hash")
+		}
+		// A colliding insert does not replace the entry.
+		c.put(c.gen.Load(), []cachePut{{h1: 1, h2: 99, ref: 999}}, 2)
+		if h, ok := cacheGet(c, &cursor, 1, 11, 2); !ok || h.ref != 101 {
+			t.Fatalf("%+v %v", h, ok)
+		}
+	})
+	t.Run("purge voids older inserts", func(t *testing.T) {
+		c := newSeriesCache()
+		gen := c.gen.Load()
+		c.purge()
+		c.put(gen, puts, 1)
+		if c.len() != 0 {
+			t.Fatalf("len %d after an insert of a purged generation", c.len())
+		}
+	})
+	t.Run("stale cursor after purge", func(t *testing.T) {
+		c := newSeriesCache()
+		c.put(c.gen.Load(), puts, 1)
+		cursor := uint32(0)
+		cacheGet(c, &cursor, 3, 13, 1)
+		c.purge()
+		c.put(c.gen.Load(), puts[:1], 1)
+		if h, ok := cacheGet(c, &cursor, 1, 11, 1); !ok || h.ref != 101 {
+			t.Fatalf("%+v %v", h, ok)
+		}
+	})
+	t.Run("evict and compact", func(t *testing.T) {
+		c := newSeriesCache()
+		var many []cachePut
+		for k := range uint64(100) {
+			many = append(many, cachePut{h1: k + 1, h2: k + 1001, ref: wal.SeriesRef(k + 1)})
+		}
+		c.put(c.gen.Load(), many, 1)
+		cursor := uint32(0)
+		for _, p := range many[:30] {
+			cacheGet(c, &cursor, p.h1, p.h2, 5)
+		}
+		if n := c.evict(5); n != 70 || c.len() != 30 {
+			t.Fatalf("evicted %d, %d left", n, c.len())
+		}
+		cursor = 0
+		for _, p := range many[:30] {
+			if h, ok := cacheGet(c, &cursor, p.h1, p.h2, 6); !ok || h.ref != p.ref {
+				t.Fatalf("after compaction: %+v %v", h, ok)
+			}
+		}
+	})
+}
