@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/collector-dev/collector/wal"
 )
 
 const textType = "text/plain; version=0.0.4; charset=utf-8"
@@ -363,5 +365,55 @@ func TestIngestSlowBodyDoesNotBlock(t *testing.T) {
 	}
 	if got, n := readWAL(t, ing.w.Dir()); len(got) != 3 || n != 2 {
 		t.Fatalf("%d samples in %d scrapes", len(got), n)
+	}
+}
+
+// TestIngestUnknownSeries: when the WAL has garbage-collected a series the cache still holds,
+// the sample is counted as unknown_series, the cache is purged, and the next scrape resolves the
+// series again.
+func TestIngestUnknownSeries(t *testing.T) {
+	now := time.UnixMilli(testNowMs)
+	opts := wal.DefaultOptions()
+	opts.Fsync = wal.FsyncSegment
+	opts.SegmentSize = 32 << 10
+	opts.Compression = "none"
+	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(&now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest := func(body string) IngestResult {
+		t.Helper()
+		res, err := ing.Ingest(strings.NewReader(body), textType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	ingest(fmt.Sprintf("a{x=\"1\"} 1 %d\n", testNowMs-1000))
+	// Fill several segments with other series, then truncate: no consumer holds anything back.
+	for k := range 40 {
+		var b strings.Builder
+		for j := range 100 {
+			fmt.Fprintf(&b, "filler{k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", k, j, strings.Repeat("p", 60), testNowMs)
+		}
+		ingest(b.String())
+	}
+	if _, err := w.Truncate(); err != nil {
+		t.Fatal(err)
+	}
+	res := ingest(fmt.Sprintf("a{x=\"1\"} 2 %d\n", testNowMs))
+	if res.Dropped[DropUnknownSeries] != 1 || res.Appended != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if ing.cache.len() != 0 {
+		t.Fatalf("cache holds %d series after unknown_series", ing.cache.len())
+	}
+	if res := ingest(fmt.Sprintf("a{x=\"1\"} 3 %d\n", testNowMs+1000)); res.Appended != 1 {
+		t.Fatalf("%+v", res)
 	}
 }
