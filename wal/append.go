@@ -145,11 +145,15 @@ func (a *Appender) Commit() (AppendStats, error) {
 	} else {
 		w.dirty = true
 	}
-	seg, off, err := w.wl.LastSegmentAndOffset()
-	if err != nil {
-		return st, fmt.Errorf("locate wal tail in %s: %w", w.dir, err)
-	}
-	if seg != w.cur {
+	// wlog rotates inside Log when a record does not fit; a new segment file tells. A stat is
+	// far cheaper than listing the directory on every commit.
+	seg := w.cur
+	if _, err := os.Stat(segmentName(w.dir, w.cur+1)); err == nil {
+		last, _, err := w.wl.LastSegmentAndOffset()
+		if err != nil {
+			return st, fmt.Errorf("locate wal tail in %s: %w", w.dir, err)
+		}
+		seg = last
 		w.rotatedLocked(seg)
 	}
 	meta := w.segs[seg]
@@ -162,7 +166,7 @@ func (a *Appender) Commit() (AppendStats, error) {
 	meta.samples += int64(len(keep))
 	meta.minT = min(meta.minT, minT)
 	meta.maxT = max(meta.maxT, maxT)
-	meta.bytes = int64(off)
+	meta.bytes += int64(len(buf)) // an estimate until the segment is sealed or stat'ed
 
 	st.Samples = len(keep)
 	st.NewSeries = len(ser)
@@ -199,9 +203,20 @@ func (w *WAL) rollbackLocked(undo []undoEntry, ser []record.RefSeries) {
 // rotatedLocked notes that the writer moved on to segment seg: the previous segment is sealed
 // (wlog fsyncs it in the background) and a new one is tracked.
 func (w *WAL) rotatedLocked(seg int) {
-	if m := w.segs[w.cur]; m != nil {
-		if fi, err := statSegment(w.dir, w.cur); err == nil {
-			m.bytes = fi
+	for k := w.cur; k < seg; k++ {
+		m := w.segs[k]
+		if m == nil {
+			continue
+		}
+		if size, err := statSegment(w.dir, k); err == nil {
+			m.bytes = size
+		}
+		// wlog fsyncs a sealed segment in the background; under FsyncScrape a Commit returns
+		// only when everything before it is durable, so fsync it here too.
+		if w.opts.Fsync == FsyncScrape {
+			if err := fsyncFile(segmentName(w.dir, k)); err != nil {
+				w.logger.WithError(err).WithField("segment", k).Error("fsync of sealed segment failed; wlog retries in the background")
+			}
 		}
 	}
 	for k := w.cur + 1; k <= seg; k++ {
@@ -255,6 +270,15 @@ func (w *WAL) reopenLocked() error {
 	}
 	w.rotatedLocked(seg)
 	return nil
+}
+
+func fsyncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // statSegment returns the size of segment k.

@@ -41,9 +41,12 @@ type Batch struct {
 	Start, End Position
 }
 
+// readerSeries is a series known to a reader. defSeg is the segment of its newest definition
+// (the checkpoint's index for series loaded from a checkpoint).
 type readerSeries struct {
-	lset    labels.Labels
-	lastSeg int
+	lset   labels.Labels
+	defSeg int
+	known  bool
 }
 
 // Reader reads a WAL from a position, resolving every series ref it meets. It needs no lock and no
@@ -57,7 +60,8 @@ type Reader struct {
 
 	pos     Position
 	sr      *segmentReader
-	series  map[SeriesRef]*readerSeries
+	series  []readerSeries // indexed by ref: refs are dense
+	nSeries int
 	ckpt    int // newest checkpoint whose series are loaded
 	dec     record.Decoder
 	samples []record.RefSample
@@ -83,7 +87,7 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("open wal %s: %w", dir, ErrNotWAL)
 	}
-	r := &Reader{dir: dir, opts: opts, logger: logger, series: map[SeriesRef]*readerSeries{}, ckpt: -1}
+	r := &Reader{dir: dir, opts: opts, logger: logger, ckpt: -1}
 	if err := r.loadCheckpoint(); err != nil {
 		return nil, err
 	}
@@ -123,11 +127,14 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 		return err
 	}
 	for _, s := range r.serBuf {
-		if e := r.series[s.Ref]; e != nil {
-			e.lset, e.lastSeg = s.Labels, max(e.lastSeg, seg)
-			continue
+		for SeriesRef(len(r.series)) <= s.Ref {
+			r.series = append(r.series, readerSeries{})
 		}
-		r.series[s.Ref] = &readerSeries{lset: s.Labels, lastSeg: seg}
+		e := &r.series[s.Ref]
+		if !e.known {
+			r.nSeries++
+		}
+		e.lset, e.defSeg, e.known = s.Labels, max(e.defSeg, seg), true
 	}
 	return nil
 }
@@ -223,11 +230,10 @@ func (r *Reader) Position() Position { return r.pos }
 
 // Labels returns the labels of series ref.
 func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
-	s := r.series[ref]
-	if s == nil {
+	if int(ref) >= len(r.series) || !r.series[ref].known {
 		return labels.EmptyLabels(), false
 	}
-	return s.lset, true
+	return r.series[ref].lset, true
 }
 
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of
@@ -274,11 +280,6 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 				r.samples, err = r.dec.Samples(rec, r.samples[:0])
 				if err != nil {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
-				}
-				for _, s := range r.samples {
-					if e := r.series[s.Ref]; e != nil {
-						e.lastSeg = r.pos.Segment
-					}
 				}
 				return Batch{Samples: r.samples, Start: start, End: r.pos}, nil
 			}
@@ -335,19 +336,26 @@ func (r *Reader) SkipSegment() error {
 }
 
 func (r *Reader) afterSegment() {
-	// Truncation may have written a newer checkpoint: drop the series that only older segments
-	// used, then reload the checkpoint, which holds every series still referenced.
+	// Truncation may have written a newer checkpoint. It holds every series still referenced
+	// after its index; a series defined at or before it and absent from it is no longer used.
 	_, idx, err := lastCheckpoint(r.dir)
 	if err != nil || idx <= r.ckpt {
 		return
 	}
-	for ref, s := range r.series {
-		if s.lastSeg <= idx {
-			delete(r.series, ref)
+	for i := range r.series {
+		if s := &r.series[i]; s.known && s.defSeg <= idx {
+			s.defSeg = -1 // reloaded from the checkpoint below, or dropped
 		}
 	}
 	if err := r.loadCheckpoint(); err != nil {
 		r.logger.WithError(err).Warn("reload wal checkpoint")
+		return
+	}
+	for i := range r.series {
+		if s := &r.series[i]; s.known && s.defSeg < 0 {
+			*s = readerSeries{}
+			r.nSeries--
+		}
 	}
 }
 

@@ -177,6 +177,11 @@ func (w *WAL) sortedSegments() []int {
 }
 
 func (w *WAL) sizeLocked() int64 {
+	if m := w.segs[w.cur]; m != nil {
+		if size, err := statSegment(w.dir, w.cur); err == nil {
+			m.bytes = size
+		}
+	}
 	var size int64
 	for _, m := range w.segs {
 		size += m.bytes
