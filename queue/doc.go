@@ -60,10 +60,12 @@
 // loss is counted in collector_queue_wal_segments_skipped_total, since the samples it held cannot
 // be counted.
 //
-// Shutdown. Run's context starts it: reading stops, the shards keep sending what they hold for
-// up to FlushDeadline (1m) or until Abort, then requests in flight are cancelled, the position is
-// committed and Run returns nil. What was not acknowledged stays in the WAL and is sent after the
-// restart. With StopAtEnd, Run returns nil once everything up to the end of the WAL is settled.
+// Shutdown. Run's context starts it: no further record is read, the record in hand is handed to
+// the shards, and they keep sending what they hold, for up to FlushDeadline (1m) or until Abort;
+// then requests in flight are cancelled, the position is committed and Run returns nil. A
+// graceful stop that finishes within the deadline therefore leaves nothing to send twice; what
+// was not acknowledged stays in the WAL and is sent after the restart. With StopAtEnd, Run
+// returns nil once everything up to the end of the WAL is settled.
 //
 // Several endpoints are several Queues over the same WAL, each with its own Consumer name and
 // so its own position; they do not wait for each other.

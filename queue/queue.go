@@ -126,8 +126,9 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) Abort() { q.abortOnce.Do(func() { close(q.abortc) }) }
 
 // Run tails the WAL and ships it until ctx is cancelled (or, with StopAtEnd, until everything up
-// to the end of the WAL is settled). After ctx is cancelled it stops reading, keeps sending what
-// it holds for up to FlushDeadline (or until Abort), then cancels the requests in flight,
+// to the end of the WAL is settled). After ctx is cancelled it reads no further record, keeps
+// sending what it holds (the record in hand included) for up to FlushDeadline (or until Abort),
+// then cancels the requests in flight,
 // commits the position and returns nil. It returns an error only when the WAL cannot be read or
 // the final commit fails; it returns after every goroutine it started has exited.
 func (q *Queue) Run(ctx context.Context) error {
@@ -149,16 +150,27 @@ func (q *Queue) Run(ctx context.Context) error {
 	q.tracker.Store(t)
 	q.updatePositionGauges(t)
 
-	// Requests outlive ctx by up to FlushDeadline.
+	// Requests outlive ctx by up to FlushDeadline: the flush phase starts when ctx is cancelled
+	// and ends when everything held is sent or when flushDeadline cancels sendCtx.
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelSends()
+	flushed := make(chan struct{})
+	stopFlush := context.AfterFunc(ctx, func() {
+		defer close(flushed)
+		q.flushDeadline(sendCtx, cancelSends)
+	})
+	defer func() {
+		cancelSends()
+		if !stopFlush() {
+			<-flushed
+		}
+	}()
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	bg.Add(2)
 	go func() { defer bg.Done(); q.commitLoop(bgCtx, dir, t) }()
 	go func() { defer bg.Done(); q.updateShardsLoop(bgCtx) }()
 
-	tl := &tailer{q: q, r: r, t: t, dir: dir}
+	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: ctx, sendCtx: sendCtx}
 	n := q.opts.MinShards
 	var runErr error
 	for {
@@ -176,11 +188,12 @@ func (q *Queue) Run(ctx context.Context) error {
 		res, err := tl.run(epochCtx, shards)
 		cancelEpoch()
 		<-watched
-		// Stop reading; the shards send what they hold and exit.
+		// Reading stopped; the shards send what they hold and exit (at a reshard as long as it
+		// takes, at shutdown until the flush deadline).
 		for _, s := range shards {
 			close(s.in)
 		}
-		q.drain(ctx, done, cancelSends)
+		<-done
 		if err != nil {
 			runErr = err
 			break
@@ -254,28 +267,18 @@ func (q *Queue) startShards(ctx context.Context, n int) ([]*shard, <-chan struct
 	return shards, done
 }
 
-// drain waits for the shards to exit. While ctx is live it waits as long as it takes (a reshard
-// or the end of a replay); once ctx is cancelled it waits up to FlushDeadline, or until Abort,
-// then cancels the requests in flight.
-func (q *Queue) drain(ctx context.Context, done <-chan struct{}, cancelSends context.CancelFunc) {
-	select {
-	case <-done:
-		return
-	case <-ctx.Done():
-		// Abort counts only from here: between epochs it would leave samples unsent in a
-		// queue that goes on.
-	}
+// flushDeadline runs when ctx is cancelled: it cancels the requests in flight after
+// FlushDeadline, or at Abort, or returns when the sends end otherwise (sendCtx done).
+func (q *Queue) flushDeadline(sendCtx context.Context, cancelSends context.CancelFunc) {
 	t := time.NewTimer(q.opts.FlushDeadline)
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-sendCtx.Done():
 	case <-q.abortc:
 		cancelSends()
-		<-done
 	case <-t.C:
 		q.logger.WithField("flush_deadline", q.opts.FlushDeadline).Warn("flush deadline passed; cancelling requests in flight, their samples stay in the wal and are sent after restart")
 		cancelSends()
-		<-done
 	}
 }
 

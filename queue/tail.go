@@ -27,6 +27,8 @@ type tailer struct {
 	r   *wal.Reader
 	t   *tracker
 	dir string
+	// runCtx is Run's context; sendCtx ends when the flush ends (see Run).
+	runCtx, sendCtx context.Context
 
 	buf    []item       // the record being dispatched, copied out of the reader's batch
 	counts []int        // per shard, scratch
@@ -51,6 +53,10 @@ func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) 
 	}
 	var corr *wal.CorruptionError
 	for {
+		if ctx.Err() != nil {
+			// Next reads what is there without looking at ctx.
+			return tailInterrupted, nil
+		}
 		b, err := tl.r.Next(ctx)
 		switch {
 		case err == nil:
@@ -119,7 +125,8 @@ func (tl *tailer) convert(b wal.Batch) []item {
 
 // dispatch hands items to their shards (ref modulo the shard count), in chunks of at most
 // MaxSamplesPerSend, waiting for room: this is the back-pressure that keeps memory bounded. It
-// returns false when ctx was cancelled first; the items not handed over are kept in tl.left.
+// returns false when ctx (the epoch) was cancelled first, or at shutdown when the flush ended
+// first; the items not handed over are kept in tl.left.
 func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) bool {
 	n := len(shards)
 	maxChunk := tl.q.opts.MaxSamplesPerSend
@@ -157,10 +164,18 @@ func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) b
 		default:
 		}
 		start := time.Now()
+		stop := ctx.Done()
+	wait:
 		select {
 		case shards[rc.shard].in <- rc.c:
 			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
-		case <-ctx.Done():
+		case <-stop:
+			if tl.runCtx.Err() != nil && stop != tl.sendCtx.Done() {
+				// Shutdown: finish the record in hand while the shards flush, so that the
+				// position can pass it; give up when the flush ends.
+				stop = tl.sendCtx.Done()
+				goto wait
+			}
 			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
 			for _, rest := range ready[i:] {
 				tl.left = append(tl.left, *rest.c...)

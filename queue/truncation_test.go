@@ -107,6 +107,9 @@ func TestDeliveryUnderTruncation(t *testing.T) {
 	if len(want) != 0 {
 		t.Fatalf("%d of %d samples never arrived", len(want), appended)
 	}
+	if acked != appended {
+		t.Fatalf("acknowledged %d samples of %d: a graceful restart re-sent some", acked, appended)
+	}
 	t.Logf("appended %d, acknowledged %d over 3 runs, %d segments truncated, %d checkpoints", appended, acked, deleted, checkpoints)
 }
 
