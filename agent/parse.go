@@ -462,7 +462,7 @@ func parseFloat(b []byte) (float64, error) {
 		if i == len(b) && digits > 0 && frac <= 15 && n < 1<<53 {
 			f := float64(n)
 			if frac > 0 {
-				f /= pow10[frac]
+				f /= math.Pow10(frac) // exact for frac <= 22
 			}
 			if neg {
 				f = -f
@@ -484,8 +484,6 @@ func parseFloat(b []byte) (float64, error) {
 	}
 	return f, nil
 }
-
-var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 // parseTimestamp parses decimal digits as an int64, failing on overflow as strconv.ParseInt.
 func parseTimestamp(b []byte) (int64, error) {
