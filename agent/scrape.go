@@ -1,0 +1,355 @@
+package agent
+
+// Scraping (scrape.go, source.go, client.go, rules.go, config.go, allowlist.go)
+//
+// A Source federates one Prometheus into one WAL. Every interval (DefaultInterval 5m, RHACM's
+// default; the first cycle at Run's start) it sends GET <from>/federate with the source's
+// match[] selectors spread round-robin over worker_number parallel requests (clamped to the
+// number of selectors, with a warning), and evaluates the recording rules alongside. A cycle that
+// runs past the next tick delays the schedule to the tick after it; ticks are skipped, never
+// queued, and counted in collector_scrape_overruns_total.
+//
+// Each worker's response is one scrape: streamed (never read whole) through a size limit on the
+// decompressed bytes (limit_bytes, default 1 GiB = RHACM's scrapeSizeLimitBytes; the seeds' 200
+// KiB failed real clusters) into Ingester.Ingest, which appends it in one WAL commit or not at
+// all. A scrape that fails appends nothing, is counted in collector_scrape_failures_total{reason}
+// (transport, timeout, status, content_type, too_large, truncated, parse, auth, append) and
+// logged once with the source's cluster_id, the reason and the error (which names the line for a
+// parse error). The request timeout (timeout) defaults to 90% of the interval, so that a hung
+// request ends before the next tick; the seeds used the whole interval.
+//
+// The client (sourceClient) verifies TLS unless insecure_skip_verify is set explicitly (the seed
+// skipped verification whenever no CA file was given), presents a client certificate for mTLS,
+// stats the CA, certificate and key files before each request and rebuilds its transport when
+// one changed, and sends a bearer token, static or from a file that is stat'ed before each
+// request and re-read when its mtime or size changed or after a minute (projected
+// service-account tokens rotate; any token format, not only JWTs). It asks for gzip and
+// decompresses itself, keeps connections alive, drains and closes every body, follows no
+// redirect (the token must not travel to another host) and uses no proxy (the source is
+// in-cluster, as in the seed).
+//
+// Recording rules ({"name","query"}; from RHACM allowlists record/expr) are instant queries on
+// from_query (default: from with /federate replaced by /api/v1/query) at the cycle's start time,
+// each with its own timeout and WAL commit, at most four in flight. Vector results become one
+// series per element named after the rule (labels with empty values dropped, as the seed), a
+// scalar one series without labels; anything else is an error. A failing rule is counted in
+// collector_recording_rule_failures_total{rule} and logged; the others go on.
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Reasons of a failed scrape, the values of the reason label of
+// collector_scrape_failures_total. A failed scrape appends nothing.
+const (
+	// reasonTransport: no response (DNS, connection refused, TLS handshake, ...).
+	reasonTransport = "transport"
+	// reasonTimeout: the request or the body took longer than the timeout.
+	reasonTimeout = "timeout"
+	// reasonStatus: the response status is not 200.
+	reasonStatus = "status"
+	// reasonContentType: a 200 with a body that is not an exposition format (an HTML error page
+	// of a proxy, JSON, ...), or an unknown Content-Encoding.
+	reasonContentType = "content_type"
+	// reasonTooLarge: the decompressed body is larger than the limit.
+	reasonTooLarge = "too_large"
+	// reasonTruncated: the body ended early (Content-Length not reached, the connection cut,
+	// a gzip stream cut or corrupt).
+	reasonTruncated = "truncated"
+	// reasonParse: a line of the body does not parse, or a series is invalid.
+	reasonParse = "parse"
+	// reasonAuth: the token file or a TLS file cannot be read.
+	reasonAuth = "auth"
+	// reasonAppend: the WAL refused the scrape.
+	reasonAppend = "append"
+)
+
+// failureReasons are initialised to zero so that rate() and alerts see them from the start.
+var failureReasons = [...]string{reasonTransport, reasonTimeout, reasonStatus, reasonContentType,
+	reasonTooLarge, reasonTruncated, reasonParse, reasonAuth, reasonAppend}
+
+// federate_requests_total type label values, as the seed.
+const (
+	requestTypeFederate  = "normal"
+	requestTypeRecording = "recording"
+)
+
+// scrapeError is a failed scrape or query: the reason it is counted under and the cause.
+type scrapeError struct {
+	Reason string
+	Err    error
+}
+
+func (e *scrapeError) Error() string { return e.Err.Error() }
+func (e *scrapeError) Unwrap() error { return e.Err }
+
+// reasonOf returns the failure reason of err.
+func reasonOf(err error) string {
+	var se *scrapeError
+	if errors.As(err, &se) {
+		return se.Reason
+	}
+	return reasonTransport
+}
+
+// scrapeMetrics are the metrics of one source. The agent wraps the registerer with cluster_id.
+type scrapeMetrics struct {
+	requests     *prometheus.CounterVec
+	duration     prometheus.Histogram
+	bytes        prometheus.Counter
+	failures     *prometheus.CounterVec
+	lastSuccess  prometheus.Gauge
+	overruns     prometheus.Counter
+	ruleFailures *prometheus.CounterVec
+}
+
+func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
+	f := promauto.With(reg)
+	m := &scrapeMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "federate_requests_total",
+			Help: "Requests to the source, as the seed counted them: type is normal for /federate and recording for recording-rule queries; status_code is error when no response arrived.",
+		}, []string{"type", "status_code"}),
+		duration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "collector_scrape_duration_seconds",
+			Help:    "Duration of one federate scrape (one worker's request), from request to WAL commit, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+		bytes: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_scrape_bytes_total",
+			Help: "Decompressed bytes of federate bodies read.",
+		}),
+		failures: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_scrape_failures_total",
+			Help: "Federate scrapes that appended nothing, by reason.",
+		}, []string{"reason"}),
+		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
+			Name: "collector_scrape_last_success_timestamp_seconds",
+			Help: "End of the last scrape cycle in which every worker's scrape succeeded, in Unix seconds.",
+		}),
+		overruns: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_scrape_overruns_total",
+			Help: "Scrape cycles that took longer than the interval; the missed ticks are skipped, not queued.",
+		}),
+		ruleFailures: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_recording_rule_failures_total",
+			Help: "Recording-rule evaluations that appended nothing, by rule.",
+		}, []string{"rule"}),
+	}
+	for _, r := range failureReasons {
+		m.failures.WithLabelValues(r)
+	}
+	return m
+}
+
+// scrape federates one group of matchers and ingests the body as one WAL commit. It returns a
+// *scrapeError; it does not log.
+func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string) error {
+	start := s.clock.Now()
+	defer func() { s.metrics.duration.Observe(s.clock.Now().Sub(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
+	defer cancel()
+	u := *st.federate
+	q := u.Query()
+	for _, m := range matchers {
+		q.Add("match[]", m)
+	}
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", st.federate.Redacted(), err)}
+	}
+	req.Header.Set("Accept", FederateAccept)
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := st.client.Do(req)
+	if err != nil {
+		if !errors.Is(err, errAuth) {
+			s.metrics.requests.WithLabelValues(requestTypeFederate, "error").Inc()
+		}
+		return requestError(ctx, "federate", st.federate, err)
+	}
+	defer drainClose(resp.Body)
+	s.metrics.requests.WithLabelValues(requestTypeFederate, strconv.Itoa(resp.StatusCode)).Inc()
+	if resp.StatusCode != http.StatusOK {
+		return &scrapeError{Reason: reasonStatus, Err: fmt.Errorf("federate %s: status %d: %s", st.federate.Redacted(), resp.StatusCode, bodySnippet(resp.Body))}
+	}
+	ct := resp.Header.Get("Content-Type")
+	if !isExpositionType(ct) {
+		return &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("federate %s: content type %q is not an exposition format: %s", st.federate.Redacted(), ct, bodySnippet(resp.Body))}
+	}
+	body, err := decodedBody(resp)
+	if err != nil {
+		return classifyBodyError(ctx, "federate", st.federate, err, st.cfg.LimitBytes)
+	}
+	lr := &limitedBody{r: body, limit: st.cfg.LimitBytes}
+	_, err = s.ing.Ingest(lr, ct)
+	s.metrics.bytes.Add(float64(lr.n))
+	switch {
+	case lr.err != nil:
+		// The body, not its content, is at fault; whatever Ingest said follows from it.
+		return classifyBodyError(ctx, "federate", st.federate, lr.err, st.cfg.LimitBytes)
+	case err != nil:
+		return ingestError(st.federate, err)
+	}
+	return nil
+}
+
+const userAgent = "collector"
+
+// requestError classifies an error of Do. The *url.Error wrapper is dropped: its URL holds
+// every matcher.
+func requestError(ctx context.Context, what string, u *url.URL, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	reason := reasonTransport
+	switch {
+	case errors.Is(err, errAuth):
+		reason = reasonAuth
+	case isTimeout(ctx, err):
+		reason = reasonTimeout
+	}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), err)}
+}
+
+// classifyBodyError classifies an error of reading the body of a request of kind what.
+func classifyBodyError(ctx context.Context, what string, u *url.URL, err error, limit int64) error {
+	var se *scrapeError
+	switch {
+	case errors.As(err, &se):
+		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), se.Err)}
+	case errors.Is(err, ErrTooLarge):
+		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, u.Redacted(), limit)}
+	case isTimeout(ctx, err):
+		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+	}
+	return &scrapeError{Reason: reasonTruncated, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+}
+
+// ingestError classifies an error of Ingest whose body read fine.
+func ingestError(u *url.URL, err error) error {
+	reason := reasonAppend
+	var ie *IngestError
+	if errors.As(err, &ie) {
+		switch ie.Reason {
+		case ReasonParse:
+			reason = reasonParse
+		case ReasonRead:
+			reason = reasonTruncated
+		case ReasonTooLarge:
+			reason = reasonTooLarge
+		case ReasonContentType:
+			reason = reasonContentType
+		}
+	}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", u.Redacted(), err)}
+}
+
+func isTimeout(ctx context.Context, err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isExpositionType accepts the media types of the formats /federate answers with: the text
+// format and protobuf. A missing Content-Type is refused (Prometheus always sets it; a proxy's
+// page may not). The Ingester checks the parameters.
+func isExpositionType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "text/plain" || mt == "application/vnd.google.protobuf"
+}
+
+// decodedBody returns the body, gunzipped when the server compressed it.
+func decodedBody(resp *http.Response) (io.Reader, error) {
+	switch ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); ce {
+	case "", "identity":
+		return resp.Body, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bufio.NewReader(resp.Body))
+		if err != nil {
+			return nil, fmt.Errorf("gzip header: %w", err)
+		}
+		return zr, nil
+	default:
+		return nil, &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("unsupported content encoding %q", ce)}
+	}
+}
+
+// limitedBody reads at most limit bytes from r, then fails with ErrTooLarge (the Ingester's
+// sentinel). It records the
+// first error other than io.EOF, so that a failed body is told from a failed parse.
+type limitedBody struct {
+	r     io.Reader
+	limit int64
+	n     int64
+	err   error
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	if rest := l.limit - l.n + 1; int64(len(p)) > rest {
+		p = p[:rest] // read one byte past the limit to tell "exactly the limit" from "over"
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.n > l.limit {
+		l.n = l.limit
+		l.err = ErrTooLarge
+		return 0, l.err
+	}
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
+// drainClose reads what is left of a body, up to a bound, so that the connection can be reused,
+// and closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 64<<10)
+	_ = body.Close()
+}
+
+// bodySnippet returns the start of an error body, one line of printable characters, for an
+// error message: enough to recognise a proxy's page.
+func bodySnippet(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 512))
+	s := strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, string(b))
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	if s == "" {
+		return "empty body"
+	}
+	return strconv.Quote(s)
+}
