@@ -417,3 +417,24 @@ func TestIngestUnknownSeries(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// TestIngestManyLabels: a line with 90k labels (a broken or hostile exporter) costs linear time:
+// the duplicate checks switch to a map above a few dozen labels.
+func TestIngestManyLabels(t *testing.T) {
+	now := time.UnixMilli(testNowMs)
+	ing, _ := newTestIngester(t, DefaultTransformConfig(), &now)
+	var b strings.Builder
+	b.WriteString("m{")
+	for k := range 90000 {
+		fmt.Fprintf(&b, "l%d=\"v\",", k)
+	}
+	fmt.Fprintf(&b, "} 1 %d\n", testNowMs)
+	res, err := ing.Ingest(strings.NewReader(b.String()), textType)
+	if err != nil || res.Appended != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	dup := strings.Replace(b.String(), "l89999=", "l0=", 1)
+	if _, err := ing.Ingest(strings.NewReader(dup), textType); err == nil || !strings.Contains(err.Error(), "duplicate label name") {
+		t.Fatalf("err %v, want a duplicate label name", err)
+	}
+}

@@ -296,17 +296,26 @@ func (p *textParser) parseSeries(s []byte) error {
 
 // checkDuplicates rejects a label set with a repeated name, __name__ included.
 func (p *textParser) checkDuplicates() error {
+	var seen map[string]struct{}
+	if len(p.pairs) > smallLabelSet {
+		seen = make(map[string]struct{}, len(p.pairs))
+	}
 	for i, a := range p.pairs {
 		if a.name == labels.MetricName {
 			return p.errorf("label name %q is reserved for the metric name", a.name)
 		}
-		for _, b := range p.pairs[:i] {
-			if a.name == b.name {
-				return p.errorf("duplicate label name %q", a.name)
-			}
+		if seenBefore(p.pairs[:i], a.name, seen) {
+			return p.errorf("duplicate label name %q", excerptString(a.name))
 		}
 	}
 	return nil
+}
+
+func excerptString(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // normalize applies textparse's normalizeFloatsInLabelValues to le and quantile values.

@@ -284,8 +284,12 @@ func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBu
 	}
 	b.Reset()
 	b.Add(labels.MetricName, name)
+	var seen map[string]struct{} // for long label sets: keeps the duplicate check linear
+	if len(pairs) > smallLabelSet {
+		seen = make(map[string]struct{}, len(pairs))
+	}
 	for i, p := range pairs {
-		if p.name == labels.MetricName || firstIndex(pairs[:i], p.name) {
+		if p.name == labels.MetricName || seenBefore(pairs[:i], p.name, seen) {
 			continue // duplicate: the first wins; __name__ is reserved
 		}
 		v := p.value
@@ -299,8 +303,21 @@ func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBu
 	return res
 }
 
-func firstIndex(pairs []rawLabel, name string) bool {
-	for _, p := range pairs {
+// smallLabelSet is the size up to which label names are compared pairwise; larger sets (a
+// hostile or broken exporter can put 100k labels on one line) use a map.
+const smallLabelSet = 32
+
+// seenBefore reports whether name occurs in before (the labels preceding it). With seen non-nil
+// it uses and updates seen instead of scanning before.
+func seenBefore(before []rawLabel, name string, seen map[string]struct{}) bool {
+	if seen != nil {
+		if _, ok := seen[name]; ok {
+			return true
+		}
+		seen[name] = struct{}{}
+		return false
+	}
+	for _, p := range before {
 		if p.name == name {
 			return true
 		}
