@@ -81,7 +81,7 @@ func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule,
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", s.agent)
 	resp, err := st.client.Do(req)
 	if err != nil {
 		if !errors.Is(err, errAuth) {

@@ -176,7 +176,7 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	}
 	req.Header.Set("Accept", FederateAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("User-Agent", s.agent)
 	resp, err := st.client.Do(req)
 	if err != nil {
 		if !errors.Is(err, errAuth) {
@@ -210,7 +210,7 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	return nil
 }
 
-const userAgent = "collector"
+const defaultUserAgent = "collector"
 
 // requestError classifies an error of Do. The *url.Error wrapper is dropped: its URL holds
 // every matcher.

@@ -158,7 +158,8 @@ func TestScrapeAppends(t *testing.T) {
 		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
 			payload := federateLines(3)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/federate" || r.Header.Get("Accept") != FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" {
+				if r.URL.Path != "/federate" || r.Header.Get("Accept") != FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
+					r.Header.Get("User-Agent") != "collector" {
 					http.Error(w, "bad request "+r.URL.String(), http.StatusBadRequest)
 					return
 				}

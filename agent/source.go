@@ -38,11 +38,13 @@ type SourceOptions struct {
 	Ingest IngestOptions
 	// Clock is the time source. Default the system clock.
 	Clock Clock
+	// UserAgent is sent with every request to the source. Default "collector".
+	UserAgent string
 }
 
 // DefaultSourceOptions returns the defaults documented on SourceOptions.
 func DefaultSourceOptions() SourceOptions {
-	return SourceOptions{Ingest: DefaultIngestOptions(), Clock: systemClock{}}
+	return SourceOptions{Ingest: DefaultIngestOptions(), Clock: systemClock{}, UserAgent: defaultUserAgent}
 }
 
 // SourceStatus is what /readyz and the logs need to know about a source.
@@ -80,6 +82,7 @@ type Source struct {
 	metrics *scrapeMetrics
 	ing     ingester
 	clock   Clock
+	agent   string // User-Agent
 	running atomic.Bool
 	// reloaded wakes Run's wait when Reload changed the state (the interval may have changed).
 	reloaded chan struct{}
@@ -117,6 +120,9 @@ func NewSource(logger logrus.FieldLogger, reg prometheus.Registerer, cfg SourceC
 	if opts.Clock == nil {
 		opts.Clock = systemClock{}
 	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = defaultUserAgent
+	}
 	st, err := buildState(cfg, opts.Clock.Now)
 	if err != nil {
 		return nil, err
@@ -126,10 +132,10 @@ func NewSource(logger logrus.FieldLogger, reg prometheus.Registerer, cfg SourceC
 		st.client.Close()
 		return nil, fmt.Errorf("source %s: %w", cfg.ID, err)
 	}
-	return newSource(logger, reg, st, ing, opts.Clock), nil
+	return newSource(logger, reg, st, ing, opts), nil
 }
 
-func newSource(logger logrus.FieldLogger, reg prometheus.Registerer, st *sourceState, ing ingester, clock Clock) *Source {
+func newSource(logger logrus.FieldLogger, reg prometheus.Registerer, st *sourceState, ing ingester, opts SourceOptions) *Source {
 	if logger == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -137,10 +143,11 @@ func newSource(logger logrus.FieldLogger, reg prometheus.Registerer, st *sourceS
 	}
 	s := &Source{
 		id:       st.cfg.ID,
-		logger:   logger.WithFields(logrus.Fields{"component": "source", "cluster_id": st.cfg.ID}),
+		logger:   logger.WithFields(logrus.Fields{"component": "scrape", "cluster_id": st.cfg.ID}),
 		metrics:  newScrapeMetrics(reg),
 		ing:      ing,
-		clock:    clock,
+		clock:    opts.Clock,
+		agent:    opts.UserAgent,
 		reloaded: make(chan struct{}, 1),
 		state:    st,
 		status:   SourceStatus{ID: st.cfg.ID},
