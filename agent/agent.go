@@ -1,0 +1,347 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/collector-dev/collector/queue"
+	"github.com/collector-dev/collector/shipper"
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sirupsen/logrus"
+)
+
+// Options are the agent's settings besides its sources.
+type Options struct {
+	// Version is reported by collector_build_info and sent as the User-Agent.
+	Version string
+	// WALDir holds one WAL directory per source id.
+	WALDir string
+	// WAL configures every WAL; Consumers is set by the agent (one per endpoint).
+	WAL wal.Options
+	// Queue is the template of every queue; Consumer is set by the agent (the endpoint name).
+	Queue queue.Options
+	// Endpoints are the remote-write endpoints; every source is shipped to each of them.
+	Endpoints []EndpointConfig
+	// Source configures the sources' ingestion.
+	Source SourceOptions
+	// TruncateInterval is how often the WALs are truncated behind the slowest endpoint and their
+	// caps applied. Default 1m.
+	TruncateInterval time.Duration
+	// Listen is the address of the HTTP server (/metrics, /healthz, /readyz, /-/reload). Empty:
+	// no server.
+	Listen string
+	// EnablePprof serves /debug/pprof on the HTTP server.
+	EnablePprof bool
+	// Gatherer serves /metrics. Default: the registerer if it is a Gatherer.
+	Gatherer prometheus.Gatherer
+	// Reload is called by POST /-/reload; the cmd package re-reads flags and files and calls
+	// Agent.Reload. Nil: the endpoint answers 501.
+	Reload func() error
+}
+
+// DefaultOptions returns the defaults of the agent, its WALs and its queues.
+func DefaultOptions() Options {
+	return Options{
+		WAL:              wal.DefaultOptions(),
+		Queue:            queue.DefaultOptions(),
+		Source:           DefaultSourceOptions(),
+		TruncateInterval: time.Minute,
+	}
+}
+
+// Agent is the composition root: per source a WAL, a scraper appending to it and a queue per
+// endpoint shipping it; the truncation schedule; the HTTP endpoints.
+type Agent struct {
+	logger logrus.FieldLogger
+	opts   Options
+
+	clusters []*cluster // sorted by id; fixed after New
+	clients  []*shipper.Client
+
+	reloadMtx sync.Mutex // serialises Reload
+
+	truncations *prometheus.CounterVec
+}
+
+type cluster struct {
+	id     string
+	wal    *wal.WAL
+	source *Source
+	queues []*endpointQueue
+}
+
+type endpointQueue struct {
+	name   string
+	queue  *queue.Queue
+	sender *trackingSender
+}
+
+// New opens a WAL per source, builds the sources, and a shipper client and a queue per endpoint.
+// Nothing runs until Run. On error everything opened is closed.
+func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts Options) (a *Agent, err error) {
+	if opts.TruncateInterval <= 0 {
+		opts.TruncateInterval = time.Minute
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Sources) == 0 {
+		return nil, errors.New("no source configured")
+	}
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("no remote-write endpoint configured")
+	}
+	if opts.WALDir == "" {
+		return nil, errors.New("wal directory is required")
+	}
+	names := map[string]bool{}
+	for i, e := range opts.Endpoints {
+		e = e.WithDefaults()
+		if err := e.Validate(); err != nil {
+			return nil, err
+		}
+		if names[e.Name] {
+			return nil, fmt.Errorf("endpoint name %q used twice: give the endpoints distinct names", e.Name)
+		}
+		names[e.Name] = true
+		opts.Endpoints[i] = e
+	}
+	if opts.Gatherer == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			opts.Gatherer = g
+		}
+	}
+	a = &Agent{
+		logger: logger.WithField("component", "agent"),
+		opts:   opts,
+		truncations: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_wal_truncation_failures_total",
+			Help: "Scheduled WAL truncations that failed; the WAL grows until one succeeds.",
+		}, []string{"cluster_id"}),
+	}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name:        "collector_build_info",
+		Help:        "A metric with a constant 1 value labelled by the version of collector.",
+		ConstLabels: prometheus.Labels{"version": opts.Version},
+	}).Set(1)
+
+	senders := make([]queue.Sender, len(opts.Endpoints))
+	for i, e := range opts.Endpoints {
+		c, err := shipper.New(logger.WithField("endpoint", e.Name), prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": e.Name}, reg), e.URL, e.ShipperOptions(opts.Version))
+		if err != nil {
+			return a, fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		a.clients = append(a.clients, c)
+		senders[i] = c
+	}
+	walOpts := opts.WAL
+	walOpts.Consumers = nil
+	for _, e := range opts.Endpoints {
+		walOpts.Consumers = append(walOpts.Consumers, e.Name)
+	}
+	srcs := append([]SourceConfig(nil), cfg.Sources...)
+	sort.Slice(srcs, func(i, j int) bool { return srcs[i].ID < srcs[j].ID })
+	for _, sc := range srcs {
+		creg := prometheus.WrapRegistererWith(prometheus.Labels{"cluster_id": sc.ID}, reg)
+		clog := logger.WithField("cluster_id", sc.ID)
+		w, err := wal.Open(clog.WithField("component", "wal"), creg, opts.WALDir, sc.ID, walOpts)
+		if err != nil {
+			return a, fmt.Errorf("source %s: %w", sc.ID, err)
+		}
+		c := &cluster{id: sc.ID, wal: w}
+		a.clusters = append(a.clusters, c)
+		if c.source, err = NewSource(clog.WithField("component", "scrape"), creg, sc, w, opts.Source); err != nil {
+			return a, fmt.Errorf("source %s: %w", sc.ID, err)
+		}
+		for i, e := range opts.Endpoints {
+			qo := opts.Queue
+			qo.Consumer = e.Name
+			ts := &trackingSender{Sender: senders[i]}
+			q, err := queue.New(clog.WithFields(logrus.Fields{"component": "queue", "endpoint": e.Name}),
+				prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": e.Name}, creg), w, ts, qo)
+			if err != nil {
+				return a, fmt.Errorf("queue of source %s to endpoint %s: %w", sc.ID, e.Name, err)
+			}
+			c.queues = append(c.queues, &endpointQueue{name: e.Name, queue: q, sender: ts})
+		}
+	}
+	return a, nil
+}
+
+// Run runs every scraper, queue and the truncation schedule (and the HTTP server when Listen is
+// set) until ctx is cancelled, then shuts down in order: scraping stops first, the queues flush
+// what they hold until their flush deadline and commit their positions, the WALs are closed.
+// What was not acknowledged stays in the WAL and is sent after the restart. Run returns early,
+// after the same shutdown, when a part fails for good. Call it once.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
+	var (
+		fatalOnce sync.Once
+		fatalErr  error
+	)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	fatal := func(err error) {
+		fatalOnce.Do(func() { fatalErr = err })
+		stop()
+	}
+
+	var srv *http.Server
+	srvDone := make(chan error, 1)
+	if a.opts.Listen != "" {
+		ln, err := net.Listen("tcp", a.opts.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", a.opts.Listen, err)
+		}
+		srv = newServer(a.Handler())
+		go func() { srvDone <- srv.Serve(ln) }()
+		a.logger.WithField("listen", ln.Addr().String()).Info("http server listening")
+	}
+
+	scrapeCtx, stopScrapes := context.WithCancel(context.Background())
+	queueCtx, stopQueues := context.WithCancel(context.Background())
+	defer stopScrapes()
+	defer stopQueues()
+	var scrapers, queues sync.WaitGroup
+	for _, c := range a.clusters {
+		scrapers.Add(1)
+		go func(c *cluster) {
+			defer scrapers.Done()
+			if err := c.source.Run(scrapeCtx); err != nil && scrapeCtx.Err() == nil {
+				fatal(fmt.Errorf("source %s: %w", c.id, err))
+			}
+		}(c)
+		for _, eq := range c.queues {
+			queues.Add(1)
+			go func(c *cluster, eq *endpointQueue) {
+				defer queues.Done()
+				if err := eq.queue.Run(queueCtx); err != nil && queueCtx.Err() == nil {
+					fatal(fmt.Errorf("queue of source %s to endpoint %s: %w", c.id, eq.name, err))
+				}
+			}(c, eq)
+		}
+	}
+	scrapers.Add(1)
+	go func() {
+		defer scrapers.Done()
+		a.truncateLoop(scrapeCtx)
+	}()
+
+	select {
+	case <-runCtx.Done():
+	case err := <-srvDone:
+		fatal(fmt.Errorf("http server: %w", err))
+	}
+	a.logger.Info("shutting down: scraping stops, queues flush what they hold")
+	stopScrapes()
+	scrapers.Wait()
+	stopQueues()
+	queues.Wait()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	a.logger.Info("stopped: positions committed")
+	return fatalErr
+}
+
+// Abort cancels the requests the queues have in flight, for a second signal during the flush.
+// What they held stays in the WAL.
+func (a *Agent) Abort() {
+	for _, c := range a.clusters {
+		for _, eq := range c.queues {
+			eq.queue.Abort()
+		}
+	}
+}
+
+func (a *Agent) truncateLoop(ctx context.Context) {
+	t := time.NewTicker(a.opts.TruncateInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.TruncateNow()
+		}
+	}
+}
+
+// TruncateNow truncates every WAL behind its slowest endpoint and applies the caps.
+func (a *Agent) TruncateNow() {
+	for _, c := range a.clusters {
+		st, err := c.wal.Truncate()
+		if err != nil {
+			a.truncations.WithLabelValues(c.id).Inc()
+			a.logger.WithError(err).WithField("cluster_id", c.id).Error("wal truncation failed; retrying at the next interval")
+			continue
+		}
+		if st.Deleted > 0 || st.Evicted > 0 {
+			a.logger.WithFields(logrus.Fields{"cluster_id": c.id, "deleted": st.Deleted, "evicted": st.Evicted, "checkpoint": st.Checkpoint}).Debug("wal truncated")
+		}
+	}
+}
+
+// Reload applies cfg to the running sources without touching the WALs: matchers, labels, rules,
+// tokens and certificates. Adding or removing sources needs a restart. On error nothing changes.
+func (a *Agent) Reload(cfg Config) error {
+	a.reloadMtx.Lock()
+	defer a.reloadMtx.Unlock()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	byID := map[string]SourceConfig{}
+	for _, s := range cfg.Sources {
+		byID[s.ID] = s
+	}
+	if len(byID) != len(a.clusters) {
+		return fmt.Errorf("reload changes the set of sources (%d configured, %d running): restart to add or remove sources", len(byID), len(a.clusters))
+	}
+	for _, c := range a.clusters {
+		if _, ok := byID[c.id]; !ok {
+			return fmt.Errorf("reload removes source %s: restart to add or remove sources", c.id)
+		}
+	}
+	// Validate every source's configuration before applying any; a source whose files then fail
+	// to load keeps its old configuration (Source.Reload) and the others apply.
+	for _, c := range a.clusters {
+		if err := byID[c.id].WithDefaults().Validate(); err != nil {
+			return fmt.Errorf("source %s: %w", c.id, err)
+		}
+	}
+	var errs []error
+	for _, c := range a.clusters {
+		if err := c.source.Reload(byID[c.id]); err != nil {
+			errs = append(errs, fmt.Errorf("source %s: %w", c.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) close() {
+	for _, c := range a.clusters {
+		if c.wal != nil {
+			if err := c.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+				a.logger.WithError(err).WithField("cluster_id", c.id).Error("close wal")
+			}
+		}
+	}
+	for _, c := range a.clients {
+		_ = c.Close()
+	}
+}

@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/collector-dev/collector/queue"
+	"github.com/collector-dev/collector/shipper"
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// The shipper's client is the queue's sender: checked here, where the two meet.
+var _ queue.Sender = (*shipper.Client)(nil)
+
+// EndpointConfig describes one remote-write endpoint (Thanos receive on the hub). Every source's
+// WAL is shipped to every endpoint, each with its own queue and durable position.
+type EndpointConfig struct {
+	// Name identifies the endpoint: it names the position files (positions/<name>.json in every
+	// WAL) and labels the endpoint's metrics. Default: derived from the URL's host (see
+	// WithDefaults). Changing it makes the endpoint start over from the oldest retained data.
+	Name string `yaml:"name"`
+	// URL is the remote-write URL, e.g. https://observatorium-api/api/metrics/v1/default/api/v1/receive.
+	URL string `yaml:"url"`
+	// CAFile, CertFile and KeyFile: TLS to the endpoint (--to-upload-ca, --to-upload-cert,
+	// --to-upload-key). Verification is on unless InsecureSkipVerify.
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	// BearerTokenFile is re-read when it changes.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// Tenant is sent in TenantHeader (default THANOS-TENANT) when set.
+	Tenant       string `yaml:"tenant"`
+	TenantHeader string `yaml:"tenant_header"`
+	// Headers are extra request headers.
+	Headers map[string]string `yaml:"headers"`
+	// Timeout bounds one request. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// WithDefaults fills Name from the URL when it is empty.
+func (e EndpointConfig) WithDefaults() EndpointConfig {
+	if e.Name == "" {
+		if u, err := url.Parse(e.URL); err == nil && u.Host != "" {
+			e.Name = strings.NewReplacer(":", "_", "[", "", "]", "").Replace(u.Host)
+		}
+	}
+	return e
+}
+
+// Validate checks the endpoint without touching files (the shipper loads them).
+func (e EndpointConfig) Validate() error {
+	if e.URL == "" {
+		return fmt.Errorf("endpoint %q: url is required", e.Name)
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactURL(e.URL))
+	}
+	if err := wal.ValidateID(e.Name); err != nil {
+		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)
+	}
+	return nil
+}
+
+// ShipperOptions returns the shipper settings of the endpoint.
+func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
+	o := shipper.DefaultOptions()
+	o.Version = version
+	o.TLS = shipper.TLSOptions{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, InsecureSkipVerify: e.InsecureSkipVerify}
+	o.BearerTokenFile = e.BearerTokenFile
+	o.Tenant = e.Tenant
+	if e.TenantHeader != "" {
+		o.TenantHeader = e.TenantHeader
+	}
+	o.Headers = e.Headers
+	if e.Timeout > 0 {
+		o.Timeout = e.Timeout
+	}
+	return o
+}
+
+// redactURL drops userinfo from a URL for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable url>"
+	}
+	u.User = nil
+	return u.String()
+}
+
+// trackingSender remembers the outcome of the last request of one queue, for /readyz.
+type trackingSender struct {
+	queue.Sender
+	mtx     sync.Mutex
+	lastErr error     // guarded by mtx
+	lastOK  time.Time // guarded by mtx
+}
+
+func (s *trackingSender) Send(ctx context.Context, series []prompb.TimeSeries) error {
+	err := s.Sender.Send(ctx, series)
+	if ctx.Err() != nil {
+		return err
+	}
+	s.mtx.Lock()
+	s.lastErr = err
+	if err == nil {
+		s.lastOK = time.Now()
+	}
+	s.mtx.Unlock()
+	return err
+}
+
+func (s *trackingSender) status() (time.Time, error) {
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	return s.lastOK, s.lastErr
+}

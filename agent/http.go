@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// newServer returns the HTTP server with timeouts set: slow or idle clients cannot hold it.
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      2 * time.Minute, // pprof profiles take 30 s by default
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Handler serves /metrics, /healthz, /readyz, POST /-/reload and, when enabled, /debug/pprof/.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if a.opts.Gatherer != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", a.serveReady)
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if a.opts.Reload == nil {
+			http.Error(w, "reload is not configured", http.StatusNotImplemented)
+			return
+		}
+		if err := a.opts.Reload(); err != nil {
+			http.Error(w, "reload refused, the running configuration is kept: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	})
+	if a.opts.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// Ready reports whether every WAL is open (always, once New returned) and every source has
+// attempted its first scrape, and lists what is failing: sources whose last scrape failed and
+// endpoints whose last request failed.
+func (a *Agent) Ready() (bool, []string) {
+	ready := true
+	var problems []string
+	for _, c := range a.clusters {
+		st := c.source.Status()
+		if !st.Attempted {
+			ready = false
+			problems = append(problems, fmt.Sprintf("source %s: first scrape not attempted yet", c.id))
+		} else if st.LastError != nil {
+			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %v", c.id, oneLine(st.LastError.Error())))
+		}
+		for _, eq := range c.queues {
+			if _, err := eq.sender.status(); err != nil {
+				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %v", eq.name, c.id, oneLine(err.Error())))
+			}
+		}
+	}
+	return ready, problems
+}
+
+func (a *Agent) serveReady(w http.ResponseWriter, _ *http.Request) {
+	ready, problems := a.Ready()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready")
+	} else {
+		fmt.Fprintln(w, "ready")
+	}
+	for _, p := range problems {
+		fmt.Fprintln(w, p)
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

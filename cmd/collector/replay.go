@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/collector-dev/collector/queue"
+	"github.com/collector-dev/collector/shipper"
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+)
+
+func replayCommand() *cli.Command {
+	flags := append(logFlags(),
+		&cli.StringFlag{Name: "wal-dir", Value: defaultWAL, Usage: "directory of the WALs", EnvVars: env("wal-dir")},
+		&cli.StringFlag{Name: "id", Usage: "only this cluster ID (default: every WAL in --wal-dir)"},
+		&cli.StringFlag{Name: "since", Usage: "only samples at or after this time: RFC 3339, or a duration before now (6h)"},
+		&cli.StringFlag{Name: "until", Usage: "only samples at or before this time: RFC 3339, or a duration before now"},
+		&cli.BoolFlag{Name: "all", Usage: "everything retained (the default)"},
+		&cli.BoolFlag{Name: "undelivered", Usage: "only what --consumer has not delivered yet"},
+		&cli.StringFlag{Name: "consumer", Usage: "the agent endpoint whose position --undelivered starts from (default: the only one)"},
+		&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted replay from its own position"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "count what would be sent, send nothing"},
+		&cli.StringFlag{Name: "name", Usage: "name of the replay's own position file (default replay-<endpoint>)"},
+		&cli.DurationFlag{Name: "flush-deadline", Value: 30 * time.Second, Usage: "how long an interrupted replay keeps sending before it stops"},
+		&cli.IntFlag{Name: "max-shards", Value: queue.DefaultOptions().MaxShards, Usage: "maximum concurrent requests"},
+	)
+	for _, f := range runFlags() {
+		if n := f.Names()[0]; strings.HasPrefix(n, "to-upload") {
+			flags = append(flags, f)
+		}
+	}
+	return &cli.Command{
+		Name:  "replay",
+		Usage: "ship WAL contents to an endpoint (after an outage, or to another hub) without disturbing a running agent",
+		Description: "The replay reads the WAL files without the agent's lock and keeps its own position\n" +
+			"(positions/replay-<endpoint>.json): a crashed replay continues with --resume, and no agent\n" +
+			"position moves. It exits 1 when anything was dropped.",
+		Flags:  flags,
+		Action: replayAction,
+	}
+}
+
+type replayPlan struct {
+	id       string
+	dir      string
+	start    wal.Position
+	minT     int64
+	maxT     int64
+	consumer string
+}
+
+func replayAction(c *cli.Context) error {
+	logger, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	if c.Bool("all") && c.Bool("undelivered") {
+		return usagef("--all and --undelivered are exclusive")
+	}
+	now := time.Now()
+	minT, err := parseTimeFlag(c, "since", now)
+	if err != nil {
+		return err
+	}
+	maxT, err := parseTimeFlag(c, "until", now)
+	if err != nil {
+		return err
+	}
+	if minT != 0 && maxT != 0 && maxT < minT {
+		return usagef("--until is before --since")
+	}
+	eps, err := endpointsFromFlags(c, "to-upload")
+	if err != nil {
+		return err
+	}
+	if len(eps) != 1 && !c.Bool("dry-run") {
+		return usagef("--to-upload: give exactly one endpoint")
+	}
+	base := c.String("wal-dir")
+	ids := []string{c.String("id")}
+	if ids[0] == "" {
+		if ids, err = wal.ListClusters(base); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("%s holds no WAL", base)
+		}
+	}
+	name := c.String("name")
+	if name == "" && len(eps) == 1 {
+		name = "replay-" + eps[0].Name
+	}
+	if name == "" {
+		name = "replay"
+	}
+	if err := wal.ValidateID(name); err != nil {
+		return usagef("--name: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	var client *shipper.Client
+	if !c.Bool("dry-run") {
+		client, err = shipper.New(logger.WithField("endpoint", eps[0].Name), prometheus.NewRegistry(), eps[0].URL, eps[0].ShipperOptions(version))
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+	}
+	var dropped int64
+	for _, id := range ids {
+		dir := filepath.Join(base, id)
+		plan := replayPlan{id: id, dir: dir, minT: minT, maxT: maxT, consumer: name}
+		if !c.Bool("resume") {
+			if plan.start, err = replayStart(c, dir); err != nil {
+				return err
+			}
+		} else if st, err := wal.ReadPosition(dir, name); err == nil {
+			plan.start = st.Position
+		} else {
+			logger.WithError(err).Warn("no usable replay position to resume from; starting at the oldest retained data")
+		}
+		total, err := countRange(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", id, err)
+		}
+		if c.Bool("dry-run") {
+			fmt.Fprintf(c.App.Writer, "cluster %s: would send %d samples from %v%s\n", id, total, plan.start, rangeText(minT, maxT))
+			continue
+		}
+		n, err := replayOne(ctx, c, logger, client, plan, total, sigs)
+		dropped += n
+		if err != nil {
+			return err
+		}
+	}
+	if dropped > 0 {
+		return exitError{code: 1, msg: fmt.Sprintf("replay dropped %d samples (see the summary above)", dropped)}
+	}
+	return nil
+}
+
+// replayStart is where a fresh replay starts: the oldest retained data (--all), or a consumer's
+// position (--undelivered).
+func replayStart(c *cli.Context, dir string) (wal.Position, error) {
+	if !c.Bool("undelivered") {
+		return wal.Position{}, nil
+	}
+	consumer := c.String("consumer")
+	if consumer == "" {
+		names, err := wal.Consumers(dir)
+		if err != nil {
+			return wal.Position{}, err
+		}
+		var agents []string
+		for _, n := range names {
+			if !strings.HasPrefix(n, "replay") {
+				agents = append(agents, n)
+			}
+		}
+		if len(agents) != 1 {
+			return wal.Position{}, usagef("--undelivered: name the endpoint with --consumer (positions found: %s)", strings.Join(agents, ", "))
+		}
+		consumer = agents[0]
+	}
+	st, err := wal.ReadPosition(dir, consumer)
+	if err != nil {
+		return wal.Position{}, fmt.Errorf("--undelivered: %w", err)
+	}
+	return st.Position, nil
+}
+
+// countRange counts the samples a replay of plan would send.
+func countRange(ctx context.Context, plan replayPlan) (int64, error) {
+	r, err := wal.NewReader(plan.dir, plan.start, wal.ReaderOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	var n int64
+	for {
+		b, err := r.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		var ce *wal.CorruptionError
+		if errors.As(err, &ce) {
+			if err := r.SkipSegment(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += inRange(b.Samples, plan.minT, plan.maxT)
+	}
+}
+
+func inRange(samples []record.RefSample, minT, maxT int64) int64 {
+	if minT == 0 && maxT == 0 {
+		return int64(len(samples))
+	}
+	var n int64
+	for _, s := range samples {
+		if (minT == 0 || s.T >= minT) && (maxT == 0 || s.T <= maxT) {
+			n++
+		}
+	}
+	return n
+}
+
+func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, client *shipper.Client, plan replayPlan, total int64, sigs <-chan os.Signal) (int64, error) {
+	log := logger.WithFields(logrus.Fields{"cluster_id": plan.id, "consumer": plan.consumer})
+	if !c.Bool("resume") {
+		// A fresh replay: its own position starts at the plan's start, its counters at zero.
+		if err := wal.CommitPosition(plan.dir, plan.consumer, wal.ConsumerState{Position: plan.start, Updated: time.Now()}); err != nil {
+			return 0, err
+		}
+	}
+	opts := queue.DefaultOptions()
+	opts.Consumer = plan.consumer
+	opts.StopAtEnd = true
+	opts.MinTime, opts.MaxTime = plan.minT, plan.maxT
+	opts.FlushDeadline = c.Duration("flush-deadline")
+	opts.MaxShards = c.Int("max-shards")
+	q, err := queue.New(log, prometheus.NewRegistry(), queue.DirSource(plan.dir), client, opts)
+	if err != nil {
+		return 0, err
+	}
+	start := q.Stats()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- q.Run(runCtx) }()
+	p := newProgress(c.App.ErrWriter, log, total)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	interrupted := false
+	for {
+		select {
+		case err := <-done:
+			st := q.Stats()
+			sent := st.Delivered - start.Delivered
+			p.finish(sent)
+			var dropped int64
+			drops := map[string]int64{}
+			for r, n := range st.Dropped {
+				if d := n - start.Dropped[r]; d > 0 {
+					drops[r] = d
+					dropped += d
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "cluster %s: sent %d samples, dropped %d (%s), skipped outside the range %d%s\n",
+				plan.id, sent, dropped, reasons(drops), st.Filtered, rangeText(plan.minT, plan.maxT))
+			if interrupted {
+				return dropped, exitError{code: 1, msg: fmt.Sprintf("replay interrupted at %v; continue with --resume", st.Position)}
+			}
+			return dropped, err
+		case <-tick.C:
+			p.update(q.Stats().Delivered - start.Delivered)
+		case <-sigs:
+			if !interrupted {
+				interrupted = true
+				log.Warn("interrupted: flushing what is in flight, then stopping; continue with --resume")
+				stop()
+			} else {
+				q.Abort()
+			}
+		}
+	}
+}
+
+func rangeText(minT, maxT int64) string {
+	if minT == 0 && maxT == 0 {
+		return ""
+	}
+	f := func(t int64) string {
+		if t == 0 {
+			return "-"
+		}
+		return time.UnixMilli(t).UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf(" (range %s .. %s)", f(minT), f(maxT))
+}
+
+// parseTimeFlag reads an RFC 3339 time or a duration before now; 0 when unset.
+func parseTimeFlag(c *cli.Context, name string, now time.Time) (int64, error) {
+	v := c.String(name)
+	if v == "" {
+		return 0, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UnixMilli(), nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d).UnixMilli(), nil
+	}
+	return 0, usagef("--%s %q: want an RFC 3339 time or a duration like 6h", name, v)
+}
