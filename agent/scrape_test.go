@@ -536,3 +536,37 @@ func TestLimitReader(t *testing.T) {
 		})
 	}
 }
+
+func TestScrapeMTLS(t *testing.T) {
+	pki := newTestPKI(t, t.TempDir())
+	other := newTestPKI(t, t.TempDir())
+	srv := pki.mTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", promTextType)
+		io.WriteString(w, federateLines(2))
+	}))
+	for _, tc := range []struct {
+		name    string
+		auth    AuthConfig
+		samples int
+		reason  string
+	}{
+		{"verified mTLS", AuthConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 2, ""},
+		{"unknown CA", AuthConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+		{"no CA file is not insecure", AuthConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: tc.auth})
+			ts.runCycle(t)
+			got, _ := readSourceWAL(t, ts.w)
+			if len(got) != tc.samples {
+				t.Fatalf("%d samples, want %d", len(got), tc.samples)
+			}
+			if tc.reason != "" && ts.failures(tc.reason) != 1 {
+				t.Fatalf("failures{%s} = %v", tc.reason, ts.failures(tc.reason))
+			}
+			if tc.reason != "" && !strings.Contains(ts.Status().LastError.Error(), "certificate signed by unknown authority") {
+				t.Fatalf("error %v", ts.Status().LastError)
+			}
+		})
+	}
+}
