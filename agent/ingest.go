@@ -77,7 +77,7 @@ type IngestResult struct {
 	Clamped   int            // future timestamps clamped to now
 	Stripped  int            // labels removed for being longer than 255 bytes
 	NewSeries int            // series the cache did not know
-	Bytes     int64          // body bytes parsed
+	Bytes     int64          // bytes of the body
 }
 
 func (r *IngestResult) drop(reason string, n int) {
@@ -257,6 +257,7 @@ func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, n
 	cursor := uint32(0)
 	for {
 		line, err := p.next()
+		res.Bytes = p.bytes
 		if err == io.EOF {
 			return nil
 		}
@@ -264,7 +265,6 @@ func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, n
 			return err
 		}
 		res.Read++
-		res.Bytes += int64(len(line)) + 1
 		series, rest := splitSeries(line)
 		cacheable := p.cacheable()
 		var h1, h2 uint64

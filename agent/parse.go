@@ -36,6 +36,7 @@ import (
 type textParser struct {
 	r      *bufio.Reader
 	lineNo int
+	bytes  int64            // bytes of the lines read
 	cur    []byte           // the current line, for error messages
 	mtype  model.MetricType // of the last TYPE line: textparse applies it to every later line
 
@@ -56,7 +57,7 @@ func newTextParser(maxLine int) *textParser {
 // reset starts a new body.
 func (p *textParser) reset(r io.Reader) {
 	p.r.Reset(r)
-	p.lineNo = 0
+	p.lineNo, p.bytes = 0, 0
 	p.mtype = model.MetricTypeUnknown
 }
 
@@ -107,6 +108,7 @@ func (p *textParser) next() ([]byte, error) {
 			return nil, &IngestError{Reason: ReasonRead, Line: p.lineNo + 1, Err: err}
 		}
 		p.lineNo++
+		p.bytes += int64(len(line))
 		line = line[:len(line)-1]
 		p.cur = line
 		i := 0
