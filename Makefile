@@ -56,3 +56,12 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+.PHONY: demo demo-outage
+# demo runs a source Prometheus, a receiver Prometheus and collector between them (Ctrl-C stops all).
+demo:
+	./e2e/demo/demo.sh
+
+# demo-outage does the same, then stops the receiver for a minute and shows the backlog and the drain.
+demo-outage:
+	DEMO_OUTAGE=1 ./e2e/demo/demo.sh

@@ -164,7 +164,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 		c := &cluster{id: sc.ID, wal: w}
 		a.clusters = append(a.clusters, c)
 		if c.source, err = NewSource(clog.WithField("component", "scrape"), creg, sc, w, opts.Source); err != nil {
-			return a, fmt.Errorf("source %s: %w", sc.ID, err)
+			return a, err // names the source already
 		}
 		for i, e := range opts.Endpoints {
 			qo := opts.Queue
