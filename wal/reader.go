@@ -303,6 +303,9 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 			}
 			continue
 		}
+		// Drop what is buffered past the position and read the file again: a writer that failed
+		// mid-record cuts its tail before it starts the next segment.
+		r.sr.bufOff, r.sr.buf = r.sr.off, r.sr.buf[:0]
 		rec, err = r.sr.next()
 		if err == nil || (!errors.Is(err, io.EOF) && !errors.Is(err, errIncomplete)) {
 			// New data after all (or corruption): go round again from this record.
