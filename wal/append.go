@@ -168,6 +168,7 @@ func (a *Appender) Commit() (AppendStats, error) {
 	meta.maxT = max(meta.maxT, maxT)
 	meta.bytes += int64(len(buf)) // an estimate until the segment is sealed or stat'ed
 
+	w.releaseBuffersLocked(len(buf), len(keep), len(ser))
 	st.Samples = len(keep)
 	st.NewSeries = len(ser)
 	st.Bytes = len(buf)
@@ -177,6 +178,22 @@ func (a *Appender) Commit() (AppendStats, error) {
 	w.metrics.bytesWritten.Add(float64(len(buf)))
 	w.notifyLocked()
 	return st, nil
+}
+
+// releaseBuffersLocked lets go of commit buffers far larger than the last commit needed: the first
+// scrape after a start writes every series (hundreds of bytes each), later ones only samples, and
+// keeping the first scrape's buffers would cost about as much memory as the series themselves.
+func (w *WAL) releaseBuffersLocked(recBytes, samples, series int) {
+	const slack = 1 << 20
+	if cap(w.recBuf) > 4*recBytes+slack {
+		w.recBuf = nil
+	}
+	if c := cap(w.serBuf); c > 4*series+1024 {
+		w.serBuf = nil
+	}
+	if c := cap(w.keep); c*24 > 4*samples*24+slack {
+		w.keep, w.undo = nil, nil
+	}
 }
 
 func (w *WAL) countSkipped(st AppendStats) {
