@@ -94,13 +94,21 @@ type IngestOptions struct {
 	// CacheTTL drops a series from the cache when no scrape has seen it for this long. It must be
 	// longer than the scrape interval; an evicted series costs one slow path. Default 15m.
 	CacheTTL time.Duration
+	// SampleLimit rejects a scrape (reason too_large) with more samples than this: a scrape is
+	// buffered whole until its commit (about 24 bytes a known sample, a few hundred a new series),
+	// so the byte limit alone lets a hostile body of tiny lines take gigabytes. Default 10 M,
+	// three times the largest real scrapes (1 GiB of ~350-byte lines).
+	SampleLimit int
 	// Now is the clock for the age limit, clamping and the cache. Default time.Now.
 	Now func() time.Time
 }
 
+// errSampleLimit is returned (as too_large) for a body over IngestOptions.SampleLimit.
+var errSampleLimit = errors.New("federate response exceeds the sample limit")
+
 // DefaultIngestOptions returns the defaults documented on IngestOptions.
 func DefaultIngestOptions() IngestOptions {
-	return IngestOptions{MaxLineBytes: 1 << 20, CacheTTL: 15 * time.Minute, Now: time.Now}
+	return IngestOptions{MaxLineBytes: 1 << 20, CacheTTL: 15 * time.Minute, SampleLimit: 10_000_000, Now: time.Now}
 }
 
 // Ingester turns a federate response (or recording-rule results) into one WAL scrape: it parses
@@ -155,6 +163,9 @@ func NewIngester(logger logrus.FieldLogger, reg prometheus.Registerer, w *wal.WA
 	def := DefaultIngestOptions()
 	if opts.MaxLineBytes <= 0 {
 		opts.MaxLineBytes = def.MaxLineBytes
+	}
+	if opts.SampleLimit <= 0 {
+		opts.SampleLimit = def.SampleLimit
 	}
 	if opts.CacheTTL <= 0 {
 		opts.CacheTTL = def.CacheTTL
@@ -265,6 +276,9 @@ func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, n
 			return err
 		}
 		res.Read++
+		if res.Read > i.opts.SampleLimit {
+			return fmt.Errorf("%w of %d samples", errSampleLimit, i.opts.SampleLimit)
+		}
 		series, rest := splitSeries(line)
 		cacheable := p.cacheable()
 		var h1, h2 uint64
@@ -451,7 +465,7 @@ func classify(err error) error {
 		ie = &IngestError{Reason: ReasonRead, Err: err}
 	}
 	var mbe *http.MaxBytesError
-	if ie.Reason == ReasonRead && (errors.Is(ie.Err, ErrTooLarge) || errors.As(ie.Err, &mbe)) {
+	if ie.Reason == ReasonRead && (errors.Is(ie.Err, ErrTooLarge) || errors.Is(ie.Err, errSampleLimit) || errors.As(ie.Err, &mbe)) {
 		ie.Reason = ReasonTooLarge
 	}
 	return ie

@@ -438,3 +438,27 @@ func TestIngestManyLabels(t *testing.T) {
 		t.Fatalf("err %v, want a duplicate label name", err)
 	}
 }
+
+func TestSampleLimitRejectsWholeScrape(t *testing.T) {
+	w, err := wal.Open(nil, nil, t.TempDir(), "c1", wal.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	opts := DefaultIngestOptions()
+	opts.SampleLimit = 3
+	ing, err := NewIngester(nil, prometheus.NewRegistry(), w, DefaultTransformConfig(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().UnixMilli()
+	body := fmt.Sprintf("a 1 %d\nb 1 %d\nc 1 %d\nd 1 %d\n", ts, ts, ts, ts)
+	_, err = ing.Ingest(strings.NewReader(body), "text/plain; version=0.0.4")
+	var ie *IngestError
+	if !errors.As(err, &ie) || ie.Reason != ReasonTooLarge {
+		t.Fatalf("Ingest over the sample limit = %v, want reason %s", err, ReasonTooLarge)
+	}
+	if res, err := ing.Ingest(strings.NewReader(body[:strings.Index(body, "d ")]), "text/plain; version=0.0.4"); err != nil || res.Appended != 3 {
+		t.Fatalf("Ingest at the limit = %+v, %v", res, err)
+	}
+}

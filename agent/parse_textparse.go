@@ -49,6 +49,9 @@ func (i *Ingester) parseOther(st *ingestState, tr *transformer, body io.Reader, 
 		switch e {
 		case textparse.EntrySeries:
 			res.Read++
+			if res.Read > i.opts.SampleLimit {
+				return &IngestError{Reason: ReasonTooLarge, Err: fmt.Errorf("%w of %d samples", errSampleLimit, i.opts.SampleLimit)}
+			}
 			_, ts, v := p.Series()
 			p.Labels(&lset)
 			name, pairs := splitLabels(lset, st.pairs[:0])
