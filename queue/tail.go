@@ -163,20 +163,7 @@ func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) b
 			continue
 		default:
 		}
-		start := time.Now()
-		stop := ctx.Done()
-	wait:
-		select {
-		case shards[rc.shard].in <- rc.c:
-			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
-		case <-stop:
-			if tl.runCtx.Err() != nil && stop != tl.sendCtx.Done() {
-				// Shutdown: finish the record in hand while the shards flush, so that the
-				// position can pass it; give up when the flush ends.
-				stop = tl.sendCtx.Done()
-				goto wait
-			}
-			tl.q.rates.blockedNanos.Add(int64(time.Since(start)))
+		if !tl.wait(ctx, shards[rc.shard], rc.c) {
 			for _, rest := range ready[i:] {
 				tl.left = append(tl.left, *rest.c...)
 				tl.q.chunks.put(rest.c)
@@ -187,6 +174,26 @@ func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) b
 	}
 	clear(tl.ready)
 	return true
+}
+
+// wait hands c to s, waiting for room. It gives up when ctx (the epoch) ends, except at shutdown:
+// then it finishes the record in hand while the shards flush, so that the position can pass it,
+// and gives up only when the flush ends.
+func (tl *tailer) wait(ctx context.Context, s *shard, c *[]item) bool {
+	start := time.Now()
+	defer func() { tl.q.rates.blockedNanos.Add(int64(time.Since(start))) }()
+	stop := ctx.Done()
+	for {
+		select {
+		case s.in <- c:
+			return true
+		case <-stop:
+			if tl.runCtx.Err() == nil || stop == tl.sendCtx.Done() {
+				return false
+			}
+			stop = tl.sendCtx.Done()
+		}
+	}
 }
 
 // updateShardsLoop computes the desired shard count every ShardUpdateInterval and asks Run to
