@@ -1,0 +1,302 @@
+package shipper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/sirupsen/logrus"
+)
+
+// maxDrain bounds how much of a response body is read to let the connection be reused; a longer
+// body closes the connection instead.
+const maxDrain = 64 << 10
+
+// maxRedactWindow is how much of an error body is searched for secrets before it is cut to
+// maxErrBody, so that a secret straddling the cut cannot leak partly.
+const maxRedactWindow = 16 << 10
+
+// Options configures a Client. Start from DefaultOptions; zero values of Version, Timeout,
+// MaxIdleConnsPerHost, TenantHeader, Proxy and Now also mean the default.
+type Options struct {
+	// Version is sent as User-Agent: collector/<Version>.
+	Version string
+	// Timeout bounds one request: connecting, sending and reading the whole response.
+	Timeout time.Duration
+	// MaxIdleConnsPerHost is how many keep-alive connections are kept; size it to the number of
+	// shards that send concurrently.
+	MaxIdleConnsPerHost int
+	// EnableHTTP2 allows HTTP/2 over TLS. Off by default, as in Prometheus: one TCP connection
+	// per shard spreads the load better over receivers behind a load balancer.
+	EnableHTTP2 bool
+
+	// TLS applies to https endpoints.
+	TLS TLSOptions
+
+	// Authorization: at most one of bearer (inline or file) and BasicAuth. Files are re-read
+	// when they change (see ReloadInterval). Basic auth from URL userinfo also works.
+	BearerToken     string
+	BearerTokenFile string
+	BasicAuth       *BasicAuth
+
+	// Headers are added to every request. Headers the protocol owns (Content-Type,
+	// Content-Encoding, User-Agent, X-Prometheus-Remote-Write-Version, Authorization ...) are
+	// rejected by New.
+	Headers map[string]string
+	// Tenant, when not empty, is sent in the TenantHeader header.
+	Tenant       string
+	TenantHeader string
+
+	// ReloadInterval is how often credential and certificate files are checked for changes;
+	// 0 checks them on every use.
+	ReloadInterval time.Duration
+	// Proxy selects the proxy of a request; nil means http.ProxyFromEnvironment (HTTPS_PROXY,
+	// HTTP_PROXY, NO_PROXY, read once per process).
+	Proxy func(*http.Request) (*url.URL, error)
+	// Now is the clock for Retry-After dates, file reload intervals and the last-success
+	// timestamp; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the defaults: Version "dev", Timeout 30s, MaxIdleConnsPerHost 50 (the
+// default maximum of shards), HTTP/1.1 only, TLS verification on with the system roots, no
+// authorization, TenantHeader "THANOS-TENANT" (Thanos receive's default) without a tenant,
+// ReloadInterval 10s, the proxy from the environment and time.Now.
+func DefaultOptions() Options {
+	return Options{
+		Version:             "dev",
+		Timeout:             30 * time.Second,
+		MaxIdleConnsPerHost: 50,
+		TenantHeader:        "THANOS-TENANT",
+		ReloadInterval:      10 * time.Second,
+		Proxy:               http.ProxyFromEnvironment,
+		Now:                 time.Now,
+	}
+}
+
+// withDefaults fills the zero values that have no meaning of their own.
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Version == "" {
+		o.Version = d.Version
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = d.MaxIdleConnsPerHost
+	}
+	if o.TenantHeader == "" {
+		o.TenantHeader = d.TenantHeader
+	}
+	if o.Proxy == nil {
+		o.Proxy = d.Proxy
+	}
+	if o.Now == nil {
+		o.Now = d.Now
+	}
+	if o.ReloadInterval < 0 {
+		o.ReloadInterval = 0
+	}
+	return o
+}
+
+// Client sends remote-write requests to one endpoint. It is safe for concurrent use; one Client
+// serves all shards of a queue and keeps one connection per concurrent request alive.
+type Client struct {
+	log       logrus.FieldLogger
+	url       string // the URL as configured, with userinfo: only given to the transport
+	endpoint  string // the URL without userinfo, for logs and errors
+	opts      Options
+	headers   http.Header // common headers, never modified after New
+	auth      *authenticator
+	transport *http.Transport
+	client    *http.Client
+	metrics   *metrics
+	pool      encoderPool
+}
+
+// New returns a Client for the remote-write URL rawURL (http or https with a host). It reads the
+// credential and certificate files once and fails if they are unusable.
+func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, opts Options) (*Client, error) {
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	endpoint := redactURL(u)
+	log := logger.WithFields(logrus.Fields{"component": "shipper", "url": endpoint})
+
+	headers, err := buildHeaders(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
+	}
+	auth, err := newAuthenticator(log, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
+	}
+	tlsCfg, err := newTLSConfig(log, opts.TLS, u.Hostname(), opts.ReloadInterval, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
+	}
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	if opts.EnableHTTP2 {
+		protocols.SetHTTP2(true)
+	}
+	transport := &http.Transport{
+		Proxy: opts.Proxy,
+		DialContext: (&net.Dialer{
+			Timeout:   opts.Timeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       tlsCfg,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          opts.MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		IdleConnTimeout:       5 * time.Minute,
+		ExpectContinueTimeout: time.Second,
+		Protocols:             protocols,
+	}
+	return &Client{
+		log:       log,
+		url:       u.String(),
+		endpoint:  endpoint,
+		opts:      opts,
+		headers:   headers,
+		auth:      auth,
+		transport: transport,
+		client: &http.Client{
+			Transport: transport,
+			// A redirect of a POST would resend the body elsewhere, maybe without TLS: the
+			// 3xx is returned (and retried) instead.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		metrics: newMetrics(reg),
+	}, nil
+}
+
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // url.Error repeats the URL, which may hold a password
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%w %s: scheme must be http or https", ErrInvalidURL, redactURL(u))
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("%w %s: no host", ErrInvalidURL, redactURL(u))
+	}
+	return u, nil
+}
+
+// redactURL returns u without userinfo.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+// Endpoint returns the URL without userinfo, for logs.
+func (c *Client) Endpoint() string { return c.endpoint }
+
+// Close closes the idle keep-alive connections. Requests in flight are not interrupted (cancel
+// their contexts); a later Send still works and dials anew.
+func (c *Client) Close() error {
+	c.transport.CloseIdleConnections()
+	return nil
+}
+
+// Send delivers series as one remote-write 1.0 request, in one attempt. It returns nil on 2xx, the
+// wrapped ctx.Err() if ctx ended first, and an *Error otherwise. Safe for concurrent use.
+func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remote write to %s: %w", c.endpoint, err)
+	}
+	enc := c.pool.get()
+	defer c.pool.put(enc)
+	payload, err := enc.encode(series)
+	switch {
+	case errors.Is(err, ErrRequestTooLarge):
+		return localError(c.endpoint, "too_large", false, true, err)
+	case err != nil:
+		return localError(c.endpoint, "encode", false, false, fmt.Errorf("encode request: %w", err))
+	}
+
+	reqCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	body := &requestBody{buf: payload}
+	defer body.release() // runs before the encoder goes back to the pool
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, c.url, nil)
+	if err != nil {
+		return localError(c.endpoint, "network", true, false, fmt.Errorf("build request: %w", err))
+	}
+	req.Header = c.headers.Clone()
+	if err := c.auth.authorize(req.Header); err != nil {
+		return localError(c.endpoint, "credentials", true, false, err)
+	}
+	req.Body = body
+	req.ContentLength = int64(len(payload))
+
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("remote write to %s: %w", c.endpoint, cerr)
+		}
+		c.metrics.request("error", time.Since(start).Seconds())
+		return transportError(c.endpoint, err, c.opts.Timeout)
+	}
+
+	var excerpt []byte
+	if resp.StatusCode/100 != 2 {
+		excerpt, _ = io.ReadAll(io.LimitReader(resp.Body, maxRedactWindow))
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, maxDrain) // lets the transport reuse the connection
+	_ = resp.Body.Close()
+	c.metrics.request(strconv.Itoa(resp.StatusCode), time.Since(start).Seconds())
+	c.metrics.sentBytes.Add(float64(len(payload)))
+
+	if resp.StatusCode/100 == 2 {
+		c.metrics.sentSamples.Add(float64(countSamples(series)))
+		c.metrics.lastSuccess.Set(float64(c.opts.Now().UnixNano()) / 1e9)
+		return nil
+	}
+	secrets := c.auth.secrets()
+	return statusError(c.endpoint, resp, errorBody(excerpt, secrets), secrets, c.opts.Now())
+}
+
+// errorBody turns the start of an error response into a redacted line of at most maxErrBody
+// bytes (plus an ellipsis when cut).
+func errorBody(excerpt []byte, secrets []string) string {
+	s := sanitise(string(excerpt), secrets)
+	if len(s) <= maxErrBody {
+		return s
+	}
+	cut := maxErrBody
+	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func countSamples(series []prompb.TimeSeries) int {
+	n := 0
+	for i := range series {
+		n += len(series[i].Samples)
+	}
+	return n
+}

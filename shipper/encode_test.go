@@ -1,0 +1,254 @@
+package shipper
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// staleNaN is the Prometheus staleness marker (model/value.StaleNaN).
+var staleNaN = math.Float64frombits(0x7ff0000000000002)
+
+func lbls(kv ...string) []prompb.Label {
+	out := make([]prompb.Label, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, prompb.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	return out
+}
+
+func encodeCases() map[string][]prompb.TimeSeries {
+	long := string(bytes.Repeat([]byte("x"), 300)) // a two-byte length prefix
+	return map[string][]prompb.TimeSeries{
+		"empty": nil,
+		"one sample": {{
+			Labels:  lbls("__name__", "up", "job", "node"),
+			Samples: []prompb.Sample{{Value: 1, Timestamp: 1700000000000}},
+		}},
+		"zero values omitted like gogo": {{
+			Labels:  lbls("__name__", "z", "empty", ""),
+			Samples: []prompb.Sample{{Value: 0, Timestamp: 0}, {Value: math.Copysign(0, -1), Timestamp: 1}},
+		}},
+		"special floats and negative timestamps": {{
+			Labels: lbls("__name__", "special"),
+			Samples: []prompb.Sample{
+				{Value: staleNaN, Timestamp: -1}, {Value: math.Inf(1), Timestamp: math.MinInt64},
+				{Value: math.Inf(-1), Timestamp: math.MaxInt64}, {Value: math.SmallestNonzeroFloat64, Timestamp: 127},
+				{Value: -math.MaxFloat64, Timestamp: 128},
+			},
+		}},
+		"long and unicode labels": {{
+			Labels:  lbls("__name__", long, "üñí", "çødé\x00bytes", long, long),
+			Samples: []prompb.Sample{{Value: 2.5, Timestamp: 16384}},
+		}},
+		"no labels or no samples": {
+			{Samples: []prompb.Sample{{Value: 3, Timestamp: 3}}},
+			{Labels: lbls("__name__", "no_samples")},
+			{},
+		},
+		"exemplars and histograms": {{
+			Labels:  lbls("__name__", "h"),
+			Samples: []prompb.Sample{{Value: 1, Timestamp: 1}},
+			Exemplars: []prompb.Exemplar{{
+				Labels: lbls("trace_id", "abc"), Value: 0.5, Timestamp: 2,
+			}},
+			Histograms: []prompb.Histogram{{
+				Count: &prompb.Histogram_CountInt{CountInt: 10}, Sum: 12.5, Schema: 3, ZeroThreshold: 1e-128,
+				ZeroCount:      &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1},
+				PositiveSpans:  []prompb.BucketSpan{{Offset: 0, Length: 2}},
+				PositiveDeltas: []int64{4, -1}, Timestamp: 3,
+			}},
+		}},
+		"unrecognized fields kept": {{
+			Labels:           []prompb.Label{{Name: "a", Value: "b", XXX_unrecognized: []byte{0x18, 0x01}}},
+			Samples:          []prompb.Sample{{Value: 1, Timestamp: 1, XXX_unrecognized: bytes.Repeat([]byte{0x18, 0x01}, 70)}},
+			XXX_unrecognized: []byte{0x28, 0x05},
+		}},
+		"many series":               manySeries(500, 3),
+		"series longer than 16 KiB": manySeries(2, 2000),
+		"series shorter than 128 B": manySeries(3, 0),
+	}
+}
+
+func manySeries(n, samples int) []prompb.TimeSeries {
+	out := make([]prompb.TimeSeries, n)
+	for i := range out {
+		out[i].Labels = lbls("__name__", fmt.Sprintf("metric_%d", i%7), "instance", fmt.Sprintf("10.0.%d.%d:9100", i/256, i%256))
+		for j := 0; j < samples; j++ {
+			out[i].Samples = append(out[i].Samples, prompb.Sample{Value: float64(i*j) / 3, Timestamp: int64(1700000000000 + j*30000)})
+		}
+	}
+	return out
+}
+
+// gogoMarshal is the reference encoding.
+func gogoMarshal(t testing.TB, series []prompb.TimeSeries) []byte {
+	t.Helper()
+	want, err := (&prompb.WriteRequest{Timeseries: series}).Marshal()
+	if err != nil {
+		t.Fatalf("gogo marshal: %v", err)
+	}
+	return want
+}
+
+// checkEncoding asserts that the encoder's protobuf equals gogo's byte for byte and that the
+// snappy block decodes, with golang/snappy and gogo, to a request that marshals to the same bytes.
+func checkEncoding(t testing.TB, e *encoder, series []prompb.TimeSeries) {
+	t.Helper()
+	want := gogoMarshal(t, series)
+	block, err := e.encode(series)
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	if !bytes.Equal(e.proto, want) {
+		t.Fatalf("protobuf differs from gogo Marshal:\n got %x\nwant %x", e.proto, want)
+	}
+	raw, err := snappy.Decode(nil, block)
+	if err != nil {
+		t.Fatalf("golang/snappy cannot decode the block: %v", err)
+	}
+	var got prompb.WriteRequest
+	if err := got.Unmarshal(raw); err != nil {
+		t.Fatalf("unmarshal decoded request: %v", err)
+	}
+	again, err := got.Marshal()
+	if err != nil {
+		t.Fatalf("marshal decoded request: %v", err)
+	}
+	if !bytes.Equal(again, want) {
+		t.Fatalf("decoded request differs from the input")
+	}
+}
+
+func TestEncodeMatchesGogoAndSnappy(t *testing.T) {
+	e := &encoder{}
+	for name, series := range encodeCases() {
+		t.Run(name, func(t *testing.T) {
+			checkEncoding(t, e, series) // one encoder for all cases: buffer reuse is exercised
+		})
+	}
+}
+
+func TestEncodeRoundTripValues(t *testing.T) {
+	in := manySeries(50, 4)
+	in[0].Samples[0].Value = staleNaN
+	block, err := (&encoder{}).encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := snappy.Decode(nil, block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got prompb.WriteRequest
+	if err := got.Unmarshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Timeseries) != len(in) {
+		t.Fatalf("got %d series, want %d", len(got.Timeseries), len(in))
+	}
+	for i := range in {
+		if !reflect.DeepEqual(got.Timeseries[i].Labels, in[i].Labels) {
+			t.Fatalf("series %d labels: got %v want %v", i, got.Timeseries[i].Labels, in[i].Labels)
+		}
+		for j, s := range in[i].Samples {
+			g := got.Timeseries[i].Samples[j]
+			if math.Float64bits(g.Value) != math.Float64bits(s.Value) || g.Timestamp != s.Timestamp {
+				t.Fatalf("series %d sample %d: got %v want %v", i, j, g, s)
+			}
+		}
+	}
+}
+
+func TestUvarintLen(t *testing.T) {
+	for _, v := range []uint64{0, 1, 127, 128, 16383, 16384, 1<<63 - 1, 1 << 63, math.MaxUint64} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			var buf [binary.MaxVarintLen64]byte
+			n := binary.PutUvarint(buf[:], v)
+			if got := uvarintLen(v); got != n {
+				t.Fatalf("uvarintLen(%d) = %d, want %d", v, got, n)
+			}
+			var b [binary.MaxVarintLen64]byte
+			if end := putUvarint(b[:], 0, v); !bytes.Equal(b[:end], buf[:n]) {
+				t.Fatalf("putUvarint(%d) = %x, want %x", v, b[:end], buf[:n])
+			}
+		})
+	}
+}
+
+func TestRequestBodyRelease(t *testing.T) {
+	rb := &requestBody{buf: []byte("abcdef")}
+	p := make([]byte, 4)
+	if n, err := rb.Read(p); n != 4 || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	rb.release()
+	if _, err := rb.Read(p); err != errBodyReleased {
+		t.Fatalf("read after release: %v, want errBodyReleased", err)
+	}
+}
+
+// FuzzEncode compares the encoder with gogo's Marshal on arbitrary input. The input is read
+// either as a protobuf WriteRequest (so exemplars, histograms and unknown fields are covered) or,
+// when it is not one, as a recipe of label strings, float bits and timestamps.
+func FuzzEncode(f *testing.F) {
+	for _, series := range encodeCases() {
+		if b, err := (&prompb.WriteRequest{Timeseries: series}).Marshal(); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("\x02\x03name\x05value\x00\x00\x00\x00\x00\x00\xf8\x7f\x80\x01"))
+	e := &encoder{}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req prompb.WriteRequest
+		series := fuzzSeries(data)
+		if err := req.Unmarshal(data); err == nil && len(req.Metadata) == 0 && req.XXX_unrecognized == nil {
+			series = req.Timeseries
+		}
+		checkEncoding(t, e, series)
+	})
+}
+
+// fuzzSeries builds series from a byte recipe; it never fails.
+func fuzzSeries(data []byte) []prompb.TimeSeries {
+	next := func(n int) []byte {
+		if n > len(data) {
+			n = len(data)
+		}
+		b := data[:n]
+		data = data[n:]
+		return b
+	}
+	byteOr0 := func() int {
+		if b := next(1); len(b) == 1 {
+			return int(b[0])
+		}
+		return 0
+	}
+	var out []prompb.TimeSeries
+	for len(data) > 0 && len(out) < 64 {
+		var ts prompb.TimeSeries
+		for n := byteOr0() % 8; n > 0; n-- {
+			name := string(next(byteOr0() % 40))
+			value := string(next(byteOr0() % 200))
+			ts.Labels = append(ts.Labels, prompb.Label{Name: name, Value: value})
+		}
+		for n := byteOr0() % 8; n > 0; n-- {
+			var v, ts64 [8]byte
+			copy(v[:], next(8))
+			copy(ts64[:], next(8))
+			ts.Samples = append(ts.Samples, prompb.Sample{
+				Value:     math.Float64frombits(binary.LittleEndian.Uint64(v[:])),
+				Timestamp: int64(binary.LittleEndian.Uint64(ts64[:])),
+			})
+		}
+		out = append(out, ts)
+	}
+	return out
+}

@@ -1,0 +1,258 @@
+package shipper
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	// ErrInvalidURL is returned by New for an endpoint URL that is not absolute http(s) with a host.
+	ErrInvalidURL = errors.New("invalid remote-write url")
+	// ErrInvalidOptions is returned by New for contradictory or incomplete Options (a client
+	// certificate without its key, two kinds of authorization, a malformed header ...).
+	ErrInvalidOptions = errors.New("invalid shipper options")
+	// ErrReservedHeader is returned by New when Options.Headers sets a header that the remote-write
+	// protocol or the authorization options own (Content-Type, Authorization ...).
+	ErrReservedHeader = errors.New("header is reserved")
+	// ErrRequestTooLarge is wrapped by the *Error that Send returns when the encoded request
+	// cannot be compressed as one snappy block (about 4 GiB); TooLarge reports true.
+	ErrRequestTooLarge = errors.New("request too large to encode")
+	// ErrTimeout is wrapped by the *Error that Send returns when Options.Timeout ran out. It does
+	// not wrap context.DeadlineExceeded: that is reserved for the caller's own deadline.
+	ErrTimeout = errors.New("request timed out")
+	// ErrCredentials is wrapped by the *Error that Send returns when no credential could be read
+	// from its file. It is Recoverable: the data stays queued until the file is fixed.
+	ErrCredentials = errors.New("credentials unavailable")
+
+	// errNoCertificates is logged while reloading a CA file that holds no certificate.
+	errNoCertificates = errors.New("no PEM certificates found")
+	// errBodyReleased is returned by requestBody.Read after Send has handed the buffer back to
+	// the pool. The transport sees it only if it was still writing a body the server had already
+	// answered.
+	errBodyReleased = errors.New("request body released")
+)
+
+// maxErrBody is how much of an error response body Error() quotes.
+const maxErrBody = 1024
+
+// Error is returned by Client.Send for every failed attempt except a cancellation by the caller's
+// context (that is returned as the wrapped ctx.Err()). The queue decides by its methods, through
+// interfaces it declares itself, whether to retry, split or drop. Error strings never contain
+// credentials: URLs are printed without userinfo and known secrets are redacted from bodies.
+type Error struct {
+	endpoint      string        // URL without userinfo
+	statusCode    int           // 0 for transport and local errors
+	status        string        // "503 Service Unavailable"
+	body          string        // sanitised, single line, at most maxErrBody bytes (+ marker)
+	reason        string        // stable label, see Reason
+	recoverable   bool          // see Recoverable
+	tooLarge      bool          // see TooLarge
+	retryAfter    time.Duration // valid if hasRetryAfter
+	hasRetryAfter bool
+	err           error // underlying cause; nil for HTTP status errors
+}
+
+// Error describes the failure in one line.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("remote write to ")
+	b.WriteString(e.endpoint)
+	if e.statusCode != 0 {
+		b.WriteString(": server returned HTTP ")
+		b.WriteString(e.status)
+		if e.body != "" {
+			b.WriteString(": ")
+			b.WriteString(e.body)
+		}
+	}
+	if e.err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the transport or local error, or nil for an HTTP status error.
+func (e *Error) Unwrap() error { return e.err }
+
+// Recoverable reports whether the same request may succeed later: network errors, timeouts,
+// TLS handshake failures, unreadable credential files, 5xx, 429, 408 and unexpected non-2xx
+// statuses (1xx, 3xx: redirects are not followed). 4xx other than 408 and 429 are not.
+func (e *Error) Recoverable() bool { return e.recoverable }
+
+// RetryAfter returns the delay the server asked for with Retry-After (delta-seconds or an
+// HTTP-date in the future). It is set only on recoverable errors.
+func (e *Error) RetryAfter() (time.Duration, bool) { return e.retryAfter, e.hasRetryAfter }
+
+// TooLarge reports whether the server refused the request for its size (413) or it could not
+// be encoded; the batch should be split.
+func (e *Error) TooLarge() bool { return e.tooLarge }
+
+// Reason is a short, stable, low-cardinality label for counters: "http_<code>" for the common
+// codes (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 502, 503, 504), "http_3xx",
+// "http_4xx", "http_5xx" or "http_other" for the rest, "network", "timeout", "tls",
+// "credentials", "too_large" and "encode" (a series the generated protobuf code refused; not
+// recoverable) for errors without a status.
+func (e *Error) Reason() string { return e.reason }
+
+// StatusCode is the HTTP status code, 0 when no response was received.
+func (e *Error) StatusCode() int { return e.statusCode }
+
+// namedCodes are the statuses whose reason carries the exact code.
+var namedCodes = map[int]string{
+	400: "http_400", 401: "http_401", 403: "http_403", 404: "http_404", 408: "http_408",
+	409: "http_409", 413: "http_413", 415: "http_415", 422: "http_422", 429: "http_429",
+	500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
+}
+
+// statusReason maps a status code to its Reason label.
+func statusReason(code int) string {
+	if r, ok := namedCodes[code]; ok {
+		return r
+	}
+	switch code / 100 {
+	case 3:
+		return "http_3xx"
+	case 4:
+		return "http_4xx"
+	case 5:
+		return "http_5xx"
+	}
+	return "http_other"
+}
+
+// statusError classifies a non-2xx response. body is the already sanitised excerpt; secrets are
+// redacted from the status line too.
+func statusError(endpoint string, resp *http.Response, body string, secrets []string, now time.Time) *Error {
+	code := resp.StatusCode
+	e := &Error{
+		endpoint:   endpoint,
+		statusCode: code,
+		status:     statusText(resp, secrets),
+		body:       body,
+		reason:     statusReason(code),
+	}
+	switch {
+	case code == http.StatusRequestEntityTooLarge:
+		e.tooLarge = true
+	case code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code >= 500:
+		e.recoverable = true
+	case code >= 400 && code < 500:
+		// Permanent: the receiver will refuse the same bytes again.
+	default:
+		// 1xx, 3xx and anything outside the registry: not a rejection of the data. Retrying keeps
+		// it queued until the endpoint is fixed.
+		e.recoverable = true
+	}
+	if e.recoverable {
+		e.retryAfter, e.hasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	return e
+}
+
+func statusText(resp *http.Response, secrets []string) string {
+	if resp.Status != "" {
+		return sanitise(resp.Status, secrets)
+	}
+	return strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
+}
+
+// transportError classifies an error returned by the HTTP client when no status was received.
+// The caller has already ruled out a cancellation of its own context.
+func transportError(endpoint string, err error, timeout time.Duration) *Error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err // its URL may carry userinfo; the endpoint is printed instead
+	}
+	e := &Error{endpoint: endpoint, reason: "network", recoverable: true, err: err}
+	var (
+		nerr net.Error
+		cerr *tls.CertificateVerificationError
+		uae  x509.UnknownAuthorityError
+		hoe  x509.HostnameError
+		cie  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		// Only the per-request timeout can be the cause here (the caller's context is not done);
+		// drop context.DeadlineExceeded from the chain so it is not mistaken for a shutdown.
+		e.reason = "timeout"
+		e.err = fmt.Errorf("%w after %s", ErrTimeout, timeout)
+	case errors.As(err, &cerr), errors.As(err, &uae), errors.As(err, &hoe), errors.As(err, &cie):
+		e.reason = "tls"
+	case errors.As(err, &nerr) && nerr.Timeout():
+		e.reason = "timeout"
+	}
+	return e
+}
+
+// localError wraps a failure that happened before anything was sent.
+func localError(endpoint, reason string, recoverable, tooLarge bool, err error) *Error {
+	return &Error{endpoint: endpoint, reason: reason, recoverable: recoverable, tooLarge: tooLarge, err: err}
+}
+
+// parseRetryAfter reads a Retry-After value: delta-seconds or an HTTP-date. Only a positive delay
+// is reported; a date in the past, zero, a negative number or garbage means "not set".
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0, false
+		}
+		const maxSecs = int64(1<<63-1) / int64(time.Second)
+		if secs > maxSecs {
+			secs = maxSecs
+		}
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if d := t.Sub(now); d > 0 {
+		return d, true
+	}
+	return 0, false
+}
+
+// sanitise turns an untrusted excerpt into one printable line: invalid UTF-8 and control
+// characters become spaces, runs of white space collapse, and every secret is replaced by
+// "<redacted>".
+func sanitise(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "<redacted>")
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
