@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,7 +99,7 @@ func decode(t testing.TB, r *http.Request) prompb.WriteRequest {
 	if err != nil {
 		return prompb.WriteRequest{}
 	}
-	r.Body = io.NopCloser(bytesReader(body))
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
 		t.Errorf("snappy: %v", err)
