@@ -76,10 +76,21 @@ func (b batch) split() (batch, batch) {
 	return batch{[]prompb.TimeSeries{l}, [][]uint64{seqs[:m:m]}}, batch{[]prompb.TimeSeries{r}, [][]uint64{seqs[m:]}}
 }
 
-// dropOlder removes the samples older than cutoff (ms), in place, and appends their records to
-// dropped.
+// dropOlder removes the samples older than cutoff (ms) and appends their records to dropped. The
+// samples and records of each series are compacted in place; the series list is new when
+// anything is dropped, so that no two entries of the builder's list ever share storage.
 func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
-	out := batch{series: b.series[:0], seqs: b.seqs[:0]}
+	old := false
+	for _, ts := range b.series {
+		if len(ts.Samples) > 0 && ts.Samples[0].Timestamp < cutoff {
+			old = true // samples of a series are in time order: the first is the oldest
+			break
+		}
+	}
+	if !old {
+		return b, dropped
+	}
+	out := batch{series: make([]prompb.TimeSeries, 0, len(b.series)), seqs: make([][]uint64, 0, len(b.seqs))}
 	for i, ts := range b.series {
 		seqs := b.seqs[i]
 		keep, keepSeqs := ts.Samples[:0], seqs[:0]

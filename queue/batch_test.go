@@ -127,3 +127,29 @@ func TestBatchDropOlder(t *testing.T) {
 		t.Fatalf("kept %v dropped %v", kept.seqs, dropped)
 	}
 }
+
+// TestDropOlderKeepsBuilderIntact: dropping whole series from a batch must not make two of the
+// builder's entries share label or record storage, which the next batch would overwrite.
+func TestDropOlderKeepsBuilderIntact(t *testing.T) {
+	b := newBuilder(100, 1<<20)
+	for _, it := range []item{testItem(1, 1, 0), testItem(2, 100, 0), testItem(3, 100, 0)} {
+		b.add(&it)
+	}
+	kept, dropped := b.batch().dropOlder(50, nil)
+	if kept.samples() != 2 || len(dropped) != 1 {
+		t.Fatalf("kept %d, dropped %d", kept.samples(), len(dropped))
+	}
+	b.reset()
+	for _, it := range []item{testItem(4, 1, 1), testItem(5, 1, 2), testItem(6, 1, 3)} {
+		b.add(&it)
+	}
+	bt := b.batch()
+	for i, want := range []string{"host-4", "host-5", "host-6"} {
+		if got := seriesKey(bt.series[i]); got != want {
+			t.Fatalf("series %d has labels of %s, want %s", i, got, want)
+		}
+		if !slices.Equal(bt.seqs[i], []uint64{uint64(i + 1)}) {
+			t.Fatalf("series %d records %v", i, bt.seqs[i])
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,25 +142,37 @@ func TestDropsByReason(t *testing.T) {
 }
 
 func TestSampleAgeLimit(t *testing.T) {
-	w := openWAL(t)
-	// 10 scrapes one second apart, from t=0s to t=9s; now is 15s, the limit 10s: the scrapes at
-	// 0..4 s are too old.
-	total := fill(t, w, 3, 10, 0)
-	s := newFakeSender(nil)
-	o := fastOptions("ep")
-	o.StopAtEnd = true
-	o.SampleAgeLimit = 10 * time.Second
-	o.Now = func() time.Time { return time.UnixMilli(15000) }
-	q, err := New(testLogger(), nil, w, s, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	st := q.Stats()
-	if st.Dropped[ReasonTooOld] != 15 || st.Delivered != int64(total-15) {
-		t.Fatalf("stats %+v", st)
+	for _, perSend := range []int{2, 3, 50} {
+		t.Run("batches of "+strconv.Itoa(perSend), func(t *testing.T) {
+			w := openWAL(t)
+			// 10 scrapes one second apart, from t=0s to t=9s; now is 15s, the limit 10s: the
+			// scrapes at 0..4 s are too old.
+			total := fill(t, w, 3, 10, 0)
+			s := newFakeSender(nil)
+			o := fastOptions("ep")
+			o.StopAtEnd = true
+			o.MaxSamplesPerSend = perSend
+			o.SampleAgeLimit = 10 * time.Second
+			o.Now = func() time.Time { return time.UnixMilli(15000) }
+			q, err := New(testLogger(), nil, w, s, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := q.Stats()
+			if st.Dropped[ReasonTooOld] != 15 || st.Delivered != int64(total-15) {
+				t.Fatalf("stats %+v", st)
+			}
+			// Each series got exactly its recent samples, under its own labels.
+			want := []int64{5000, 6000, 7000, 8000, 9000}
+			for _, k := range []string{"host-0", "host-1", "host-2"} {
+				if got := s.acked[k]; !slices.Equal(got, want) {
+					t.Fatalf("%s received %v, want %v", k, got, want)
+				}
+			}
+		})
 	}
 }
 
