@@ -2,12 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/collector-dev/collector/queue"
@@ -28,8 +32,6 @@ type Options struct {
 	WAL wal.Options
 	// Queue is the template of every queue; Consumer is set by the agent (the endpoint name).
 	Queue queue.Options
-	// Endpoints are the remote-write endpoints; every source is shipped to each of them.
-	Endpoints []EndpointConfig
 	// Source configures the sources' ingestion.
 	Source SourceOptions
 	// TruncateInterval is how often the WALs are truncated behind the slowest endpoint and their
@@ -63,8 +65,12 @@ type Agent struct {
 	logger logrus.FieldLogger
 	opts   Options
 
-	clusters []*cluster // sorted by id; fixed after New
-	clients  []*shipper.Client
+	clusters  []*cluster       // sorted by id; fixed after New
+	endpoints []EndpointConfig // defaults applied; fixed after New
+	clients   []*shipper.Client
+
+	// stopping is set when Run begins its shutdown: /readyz answers 503 from then on.
+	stopping atomic.Bool
 
 	reloadMtx sync.Mutex // serialises Reload
 
@@ -84,8 +90,8 @@ type endpointQueue struct {
 	sender *trackingSender
 }
 
-// New opens a WAL per source, builds the sources, and a shipper client and a queue per endpoint.
-// Nothing runs until Run. On error everything opened is closed.
+// New opens a WAL per source of cfg, builds the sources, and a shipper client and a queue per
+// endpoint of cfg. Nothing runs until Run. On error everything opened is closed.
 func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts Options) (a *Agent, err error) {
 	if opts.TruncateInterval <= 0 {
 		opts.TruncateInterval = time.Minute
@@ -93,26 +99,15 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if len(cfg.Sources) == 0 {
-		return nil, errors.New("no source configured")
-	}
-	if len(opts.Endpoints) == 0 {
-		return nil, errors.New("no remote-write endpoint configured")
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("no remote-write endpoint configured: give --to-upload, or endpoints in the config file")
 	}
 	if opts.WALDir == "" {
 		return nil, errors.New("wal directory is required")
 	}
-	names := map[string]bool{}
-	for i, e := range opts.Endpoints {
-		e = e.WithDefaults()
-		if err := e.Validate(); err != nil {
-			return nil, err
-		}
-		if names[e.Name] {
-			return nil, fmt.Errorf("endpoint name %q used twice: give the endpoints distinct names", e.Name)
-		}
-		names[e.Name] = true
-		opts.Endpoints[i] = e
+	endpoints := make([]EndpointConfig, len(cfg.Endpoints))
+	for i, e := range cfg.Endpoints {
+		endpoints[i] = e.WithDefaults()
 	}
 	if opts.Gatherer == nil {
 		if g, ok := reg.(prometheus.Gatherer); ok {
@@ -120,8 +115,9 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 		}
 	}
 	a = &Agent{
-		logger: logger.WithField("component", "agent"),
-		opts:   opts,
+		logger:    logger.WithField("component", "agent"),
+		opts:      opts,
+		endpoints: endpoints,
 		truncations: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_wal_truncation_failures_total",
 			Help: "Scheduled WAL truncations that failed; the WAL grows until one succeeds.",
@@ -135,11 +131,11 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name:        "collector_build_info",
 		Help:        "A metric with a constant 1 value labelled by the version of collector.",
-		ConstLabels: prometheus.Labels{"version": opts.Version},
+		ConstLabels: prometheus.Labels{"version": opts.Version, "goversion": runtime.Version()},
 	}).Set(1)
 
-	senders := make([]queue.Sender, len(opts.Endpoints))
-	for i, e := range opts.Endpoints {
+	senders := make([]queue.Sender, len(endpoints))
+	for i, e := range endpoints {
 		c, err := shipper.New(logger.WithField("endpoint", e.Name), prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": e.Name}, reg), e.URL, e.ShipperOptions(opts.Version))
 		if err != nil {
 			return a, fmt.Errorf("endpoint %s: %w", e.Name, err)
@@ -149,7 +145,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 	}
 	walOpts := opts.WAL
 	walOpts.Consumers = nil
-	for _, e := range opts.Endpoints {
+	for _, e := range endpoints {
 		walOpts.Consumers = append(walOpts.Consumers, e.Name)
 	}
 	srcs := append([]SourceConfig(nil), cfg.Sources...)
@@ -166,7 +162,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 		if c.source, err = NewSource(clog.WithField("component", "scrape"), creg, sc, w, opts.Source); err != nil {
 			return a, err // names the source already
 		}
-		for i, e := range opts.Endpoints {
+		for i, e := range endpoints {
 			qo := opts.Queue
 			qo.Consumer = e.Name
 			ts := &trackingSender{Sender: senders[i]}
@@ -245,7 +241,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err := <-srvDone:
 		fatal(fmt.Errorf("http server: %w", err))
 	}
-	a.logger.Info("shutting down: scraping stops, queues flush what they hold")
+	a.stopping.Store(true)
+	a.logger.WithField("flush_deadline", a.opts.Queue.FlushDeadline.String()).Info("shutting down: scraping stops, queues flush what they hold")
 	stopScrapes()
 	scrapers.Wait()
 	stopQueues()
@@ -297,12 +294,19 @@ func (a *Agent) TruncateNow() {
 	}
 }
 
-// Reload applies cfg to the running sources without touching the WALs: matchers, labels, rules,
-// tokens and certificates. Adding or removing sources needs a restart. On error nothing changes.
+// Reload applies cfg to the running sources without touching the WALs: matchers (and match
+// files), allowlists, labels, renames, rules, the schedule, tokens and certificates of the
+// sources. The endpoints re-read their token and certificate files by themselves (see
+// shipper.Options.ReloadInterval); adding, removing or changing sources or endpoints needs a
+// restart and is refused. Every source's new configuration is resolved (files read) before any
+// is applied: on error nothing changes and the error says why.
 func (a *Agent) Reload(cfg Config) error {
 	a.reloadMtx.Lock()
 	defer a.reloadMtx.Unlock()
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := a.sameEndpoints(cfg.Endpoints); err != nil {
 		return err
 	}
 	byID := map[string]SourceConfig{}
@@ -317,12 +321,15 @@ func (a *Agent) Reload(cfg Config) error {
 			return fmt.Errorf("reload removes source %s: restart to add or remove sources", c.id)
 		}
 	}
-	// Validate every source's configuration before applying any; a source whose files then fail
-	// to load keeps its old configuration (Source.Reload) and the others apply.
+	// Resolve every source's configuration (files included) before applying any. Should a file
+	// change between this check and Source.Reload, that source keeps its old configuration and
+	// the others apply; the error names it.
 	for _, c := range a.clusters {
-		if err := byID[c.id].WithDefaults().Validate(); err != nil {
-			return fmt.Errorf("source %s: %w", c.id, err)
+		st, err := buildState(byID[c.id], time.Now)
+		if err != nil {
+			return err // names the source
 		}
+		st.client.Close()
 	}
 	var errs []error
 	for _, c := range a.clusters {
@@ -331,6 +338,39 @@ func (a *Agent) Reload(cfg Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sameEndpoints refuses a reload that changes the endpoints.
+func (a *Agent) sameEndpoints(eps []EndpointConfig) error {
+	key := func(e EndpointConfig) string {
+		b, _ := json.Marshal(e.WithDefaults())
+		return string(b)
+	}
+	running := map[string]string{}
+	for _, e := range a.endpoints {
+		running[e.Name] = key(e)
+	}
+	var changed []string
+	seen := map[string]bool{}
+	for _, e := range eps {
+		e = e.WithDefaults()
+		seen[e.Name] = true
+		switch k, ok := running[e.Name]; {
+		case !ok:
+			changed = append(changed, "adds "+e.Name)
+		case k != key(e):
+			changed = append(changed, "changes "+e.Name)
+		}
+	}
+	for _, e := range a.endpoints {
+		if !seen[e.Name] {
+			changed = append(changed, "removes "+e.Name)
+		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("reload %s: restart to add, remove or change endpoints", strings.Join(changed, ", "))
+	}
+	return nil
 }
 
 func (a *Agent) close() {

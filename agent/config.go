@@ -46,9 +46,49 @@ func DefaultElideLabels() []string {
 	return []string{"prometheus", "prometheus_replica", "managed_cluster"}
 }
 
-// Config is the agent's configuration file: the sources to federate. See LoadConfig.
+// Config is the agent's configuration file: the sources to federate, the endpoints to ship to,
+// and values of `collector run` flags. See LoadConfig and docs/configuration.md.
 type Config struct {
 	Sources []SourceConfig `yaml:"sources"`
+	// Endpoints are remote-write endpoints besides the --to-upload ones; every source is shipped
+	// to each of them. Names are unique (see EndpointConfig.WithDefaults for the default name).
+	Endpoints []EndpointConfig `yaml:"endpoints"`
+	// Flags maps `collector run` flag names (without dashes) to values, for the flags not set on
+	// the command line or in the environment. The agent does not read it: the cmd package applies
+	// it, and refuses names that are not flags of `collector run`.
+	Flags map[string]FlagValue `yaml:"flags"`
+}
+
+// FlagValue is the value of one flag in the flags: section: a scalar, or a list of scalars for
+// a repeatable flag, kept as the text the flag would be given on the command line.
+type FlagValue struct {
+	// Values holds one element for a scalar.
+	Values []string
+	// Line is the line of the value in the file, for messages.
+	Line int
+}
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (v *FlagValue) UnmarshalYAML(n *yaml.Node) error {
+	v.Line = n.Line
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return fmt.Errorf("line %d: flag has no value", n.Line)
+		}
+		v.Values = []string{n.Value}
+	case yaml.SequenceNode:
+		v.Values = []string{}
+		for _, e := range n.Content {
+			if e.Kind != yaml.ScalarNode || e.Tag == "!!null" {
+				return fmt.Errorf("line %d: a flag's list holds scalars only", e.Line)
+			}
+			v.Values = append(v.Values, e.Value)
+		}
+	default:
+		return fmt.Errorf("line %d: a flag's value is a scalar or a list of scalars", n.Line)
+	}
+	return nil
 }
 
 // SourceConfig describes one federated Prometheus. It is a plain value: the cmd package fills it
@@ -192,9 +232,11 @@ func (r RecordingRule) Validate() error {
 }
 
 // LoadConfig reads a YAML configuration file. Decoding is strict: an unknown field is an error
-// naming its line. Relative file paths in a source are relative to the file's directory. Every source is checked as by Validate, except that the file may list no
-// source (the flag source may be the only one; see MergeFlagSource). Defaults are not applied: use
-// SourceConfig.WithDefaults.
+// naming its line. Relative file paths in sources and endpoints are relative to the file's
+// directory. Every source and endpoint is checked as by Validate, except that the file may list
+// no source and no endpoint (flags may describe them; see MergeFlagSource and
+// MergeFlagEndpoints). Endpoints get their default names; the defaults of sources are not
+// applied: use SourceConfig.WithDefaults. The flags: section is decoded, not checked.
 func LoadConfig(path string) (Config, error) {
 	var c Config
 	data, err := os.ReadFile(path)
@@ -213,12 +255,18 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("decode config %s: more than one YAML document", path)
 	}
-	if err := c.validateSources(); err != nil {
+	for i := range c.Endpoints {
+		c.Endpoints[i] = c.Endpoints[i].WithDefaults()
+	}
+	if err := errors.Join(c.validateSources(), c.validateEndpoints()); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
 	for i := range c.Sources {
 		c.Sources[i].resolvePaths(dir)
+	}
+	for i := range c.Endpoints {
+		c.Endpoints[i].resolvePaths(dir)
 	}
 	return c, nil
 }
@@ -236,8 +284,10 @@ func (s *SourceConfig) resolvePaths(dir string) {
 // The rule: flags describe at most one source (the cmd package passes it when --from is set
 // explicitly, and nil otherwise; it requires --id); a file's sources are kept as they are; a
 // flag source whose id is also in the file is an error. The result is validated.
+// The file's endpoints and flags are kept.
 func MergeFlagSource(file Config, flags *SourceConfig) (Config, error) {
-	out := Config{Sources: append([]SourceConfig(nil), file.Sources...)}
+	out := file
+	out.Sources = append([]SourceConfig(nil), file.Sources...)
 	if flags != nil {
 		out.Sources = append(out.Sources, *flags)
 	}
@@ -247,13 +297,49 @@ func MergeFlagSource(file Config, flags *SourceConfig) (Config, error) {
 	return out, nil
 }
 
-// Validate checks the whole configuration: at least one source, unique ids, and each source as
-// by SourceConfig.Validate. It does no I/O.
+// MergeFlagEndpoints returns the endpoints of the file followed by the endpoints described by
+// flags (--to-upload), each with its default name. A name used twice is an error: give the file's
+// endpoint another name.
+func MergeFlagEndpoints(file, flags []EndpointConfig) ([]EndpointConfig, error) {
+	out := make([]EndpointConfig, 0, len(file)+len(flags))
+	for _, e := range file {
+		out = append(out, e.WithDefaults())
+	}
+	for _, e := range flags {
+		out = append(out, e.WithDefaults())
+	}
+	if err := (Config{Endpoints: out}).validateEndpoints(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Validate checks the whole configuration: at least one source, unique ids, each source as by
+// SourceConfig.Validate, and each endpoint as by EndpointConfig.Validate with unique names
+// (defaults applied). It does no I/O. It does not require an endpoint: New does.
 func (c Config) Validate() error {
 	if len(c.Sources) == 0 {
 		return errors.New("no source configured: give --from and --id, or a config file with sources")
 	}
-	return c.validateSources()
+	return errors.Join(c.validateSources(), c.validateEndpoints())
+}
+
+func (c Config) validateEndpoints() error {
+	seen := map[string]int{}
+	var errs []error
+	for i, e := range c.Endpoints {
+		e = e.WithDefaults()
+		if err := e.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %w", i, err))
+			continue
+		}
+		if j, ok := seen[e.Name]; ok {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: name %q is already used by endpoints[%d] (two URLs on one host need names)", i, e.Name, j))
+			continue
+		}
+		seen[e.Name] = i
+	}
+	return errors.Join(errs...)
 }
 
 func (c Config) validateSources() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,19 @@ type EndpointConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// ReplayPrefix starts the position names of `collector replay`; no endpoint name may start with
+// it, so that a replay never moves an agent's position.
+const ReplayPrefix = "replay-"
+
+// resolvePaths makes the relative file paths of e relative to dir.
+func (e *EndpointConfig) resolvePaths(dir string) {
+	for _, p := range []*string{&e.CAFile, &e.CertFile, &e.KeyFile, &e.BearerTokenFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
 // WithDefaults fills Name from the URL when it is empty.
 func (e EndpointConfig) WithDefaults() EndpointConfig {
 	if e.Name == "" {
@@ -64,6 +78,9 @@ func (e EndpointConfig) Validate() error {
 	}
 	if err := wal.ValidateID(e.Name); err != nil {
 		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
+	}
+	if strings.HasPrefix(e.Name, ReplayPrefix) {
+		return fmt.Errorf("endpoint name %q: names starting with %q are reserved for the positions of collector replay: give the endpoint another name", e.Name, ReplayPrefix)
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)

@@ -60,10 +60,14 @@ func (a *Agent) Handler() http.Handler {
 
 // Ready reports whether every WAL is open (always, once New returned) and every source has
 // attempted its first scrape, and lists what is failing: sources whose last scrape failed and
-// endpoints whose last request failed.
+// endpoints whose last request failed. Once Run has begun its shutdown it is not ready.
 func (a *Agent) Ready() (bool, []string) {
 	ready := true
 	var problems []string
+	if a.stopping.Load() {
+		ready = false
+		problems = append(problems, "shutting down")
+	}
 	for _, c := range a.clusters {
 		st := c.source.Status()
 		if !st.Attempted {
