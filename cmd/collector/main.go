@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -38,13 +39,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "collector: %v\n", oneLine(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) || isFlagError(err) {
+		msg := oneLine(err.Error())
+		if isFlagError(err) {
+			msg = flagNames(msg)
+		}
+		fmt.Fprintf(stderr, "collector: %v\n", msg)
 		return 2
 	}
+	fmt.Fprintf(stderr, "collector: %v\n", oneLine(err.Error()))
 	return 1
 }
+
+// longFlag matches a long flag name written with one dash by the flag package ("-interval").
+var longFlag = regexp.MustCompile(`(^|[ :"])-([a-zA-Z][a-zA-Z0-9]*(?:-[a-zA-Z0-9]+)+|[a-zA-Z][a-zA-Z0-9]+)\b`)
+
+// flagNames rewrites the flag package's "-name" as "--name", as the help writes them.
+func flagNames(s string) string { return longFlag.ReplaceAllString(s, "$1--$2") }
 
 // usageError marks a command-line mistake; it exits with code 2.
 type usageError struct{ error }
@@ -89,6 +101,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 		},
 	}
+	cmds[1].Action = unknownCommand // wal without a known subcommand
 	// A usage error is one line naming the flag, not the whole help.
 	var setUsage func([]*cli.Command)
 	setUsage = func(cs []*cli.Command) {
@@ -107,7 +120,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		DisableSliceFlagSeparator: true,
 		OnUsageError:              onUsage,
 		Commands:                  cmds,
+		Action:                    unknownCommand,
 	}
+}
+
+// unknownCommand shows the help without arguments and refuses an unknown command with one line.
+func unknownCommand(c *cli.Context) error {
+	if c.Args().Len() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usagef("unknown command %q (see collector --help)", c.Args().First())
 }
 
 // logFlags are shared by every command.
@@ -120,23 +142,33 @@ func logFlags() []cli.Flag {
 
 // newLogger builds the logger from --log-level and --log-format (they take effect: the seed's
 // --log-level never did).
-func newLogger(c *cli.Context) (*logrus.Logger, error) {
+func newLogger(w io.Writer, c flagGetter) (*logrus.Logger, error) {
 	l := logrus.New()
-	l.SetOutput(c.App.ErrWriter)
-	lvl, err := logrus.ParseLevel(c.String("log-level"))
-	if err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	l.SetLevel(lvl)
-	switch c.String("log-format") {
-	case "text":
-		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
-	case "json":
-		l.SetFormatter(&logrus.JSONFormatter{})
-	default:
-		return nil, usagef("--log-format %q: want text or json", c.String("log-format"))
+	l.SetOutput(w)
+	if err := setLogLevel(l, c); err != nil {
+		return nil, err
 	}
 	return l, nil
+}
+
+// setLogLevel applies --log-level and --log-format to l; on error l is unchanged.
+func setLogLevel(l *logrus.Logger, c flagGetter) error {
+	lvl, err := logrus.ParseLevel(c.String("log-level"))
+	if err != nil || lvl > logrus.DebugLevel || lvl < logrus.ErrorLevel {
+		return usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	var f logrus.Formatter
+	switch c.String("log-format") {
+	case "text":
+		f = &logrus.TextFormatter{FullTimestamp: true, DisableColors: true}
+	case "json":
+		f = &logrus.JSONFormatter{}
+	default:
+		return usagef("--log-format %q: want text or json", c.String("log-format"))
+	}
+	l.SetLevel(lvl)
+	l.SetFormatter(f)
+	return nil
 }
 
 // env returns the environment variable of a flag: COLLECTOR_ and the name in upper snake case.

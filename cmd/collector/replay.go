@@ -7,11 +7,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/collector-dev/collector/agent"
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
@@ -23,21 +23,25 @@ import (
 
 func replayCommand() *cli.Command {
 	flags := append(logFlags(),
-		&cli.StringFlag{Name: "wal-dir", Value: defaultWAL, Usage: "directory of the WALs", EnvVars: env("wal-dir")},
-		&cli.StringFlag{Name: "id", Usage: "only this cluster ID (default: every WAL in --wal-dir)"},
-		&cli.StringFlag{Name: "since", Usage: "only samples at or after this time: RFC 3339, or a duration before now (6h)"},
-		&cli.StringFlag{Name: "until", Usage: "only samples at or before this time: RFC 3339, or a duration before now"},
-		&cli.BoolFlag{Name: "all", Usage: "everything retained (the default)"},
-		&cli.BoolFlag{Name: "undelivered", Usage: "only what --consumer has not delivered yet"},
-		&cli.StringFlag{Name: "consumer", Usage: "the agent endpoint whose position --undelivered starts from (default: the only one)"},
-		&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted replay from its own position"},
-		&cli.BoolFlag{Name: "dry-run", Usage: "count what would be sent, send nothing"},
-		&cli.StringFlag{Name: "name", Usage: "name of the replay's own position file (default replay-<endpoint>)"},
-		&cli.DurationFlag{Name: "flush-deadline", Value: 30 * time.Second, Usage: "how long an interrupted replay keeps sending before it stops"},
-		&cli.IntFlag{Name: "max-shards", Value: queue.DefaultOptions().MaxShards, Usage: "maximum concurrent requests"},
+		&cli.StringFlag{Name: "wal-dir", Value: defaultWAL, Usage: "directory of the WALs (or of one cluster's WAL)", EnvVars: env("wal-dir")},
+		&cli.StringFlag{Name: "id", Usage: "only this cluster ID", DefaultText: "every WAL in --wal-dir", EnvVars: env("id")},
+		&cli.StringFlag{Name: "since", Usage: "only samples at or after this time: RFC 3339, or a duration before now (6h)", DefaultText: "no limit", EnvVars: env("replay-since")},
+		&cli.StringFlag{Name: "until", Usage: "only samples at or before this time: RFC 3339, or a duration before now", DefaultText: "no limit", EnvVars: env("replay-until")},
+		&cli.BoolFlag{Name: "all", Usage: "everything retained (the default)", EnvVars: env("replay-all")},
+		&cli.BoolFlag{Name: "undelivered", Usage: "only what --consumer has not delivered yet", EnvVars: env("replay-undelivered")},
+		&cli.StringFlag{Name: "consumer", Usage: "the agent endpoint whose position --undelivered starts from", DefaultText: "the only one", EnvVars: env("replay-consumer")},
+		&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted replay from its own position (give the same range flags)", EnvVars: env("replay-resume")},
+		&cli.BoolFlag{Name: "dry-run", Usage: "count what would be sent, send nothing", EnvVars: env("replay-dry-run")},
+		&cli.StringFlag{Name: "name", Usage: "name of the replay's own position file; starts with " + agent.ReplayPrefix, DefaultText: agent.ReplayPrefix + "<endpoint>", EnvVars: env("replay-name")},
+		&cli.DurationFlag{Name: "flush-deadline", Value: 30 * time.Second, Usage: "how long an interrupted replay keeps sending before it stops", EnvVars: env("replay-flush-deadline")},
+		&cli.IntFlag{Name: "max-shards", Value: queue.DefaultOptions().MaxShards, Usage: "maximum concurrent requests", EnvVars: env("replay-max-shards")},
+		&cli.IntFlag{Name: "max-samples-per-send", Value: queue.DefaultOptions().MaxSamplesPerSend, Usage: "samples per remote-write request", EnvVars: env("replay-max-samples-per-send")},
 	)
 	for _, f := range runFlags() {
 		if n := f.Names()[0]; strings.HasPrefix(n, "to-upload") {
+			if n == "to-upload" {
+				f = withDefault(sliceFlag("to-upload", catUpload, "remote-write URL to replay to (exactly one, unless --dry-run)"), "none")
+			}
 			flags = append(flags, f)
 		}
 	}
@@ -46,7 +50,9 @@ func replayCommand() *cli.Command {
 		Usage: "ship WAL contents to an endpoint (after an outage, or to another hub) without disturbing a running agent",
 		Description: "The replay reads the WAL files without the agent's lock and keeps its own position\n" +
 			"(positions/replay-<endpoint>.json): a crashed replay continues with --resume, and no agent\n" +
-			"position moves. It exits 1 when anything was dropped.",
+			"position moves. It exits 1 when anything was dropped or it was interrupted. Flags are also read\n" +
+			"from the environment: the agent's names for the shared ones (COLLECTOR_WAL_DIR, COLLECTOR_ID,\n" +
+			"COLLECTOR_TO_UPLOAD...), COLLECTOR_REPLAY_<FLAG> for the replay's own.",
 		Flags:  flags,
 		Action: replayAction,
 	}
@@ -59,12 +65,28 @@ type replayPlan struct {
 	minT     int64
 	maxT     int64
 	consumer string
+	// resumed is the replay's own state when it resumes: the baseline of its counters.
+	resumed wal.ConsumerState
 }
 
 func replayAction(c *cli.Context) error {
-	logger, err := newLogger(c)
+	if c.Args().Len() > 0 {
+		return usagef("unexpected argument %q", c.Args().First())
+	}
+	logger, err := newLogger(c.App.ErrWriter, c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("resume") && c.Bool("undelivered") {
+		return usagef("--resume and --undelivered are exclusive: --resume continues from the replay's own position")
+	}
+	for _, n := range []string{"max-shards", "max-samples-per-send"} {
+		if c.Int(n) <= 0 {
+			return usagef("--%s %d: want a positive number", n, c.Int(n))
+		}
+	}
+	if c.Duration("flush-deadline") < 0 {
+		return usagef("--flush-deadline %v: want 0 or more", c.Duration("flush-deadline"))
 	}
 	if c.Bool("all") && c.Bool("undelivered") {
 		return usagef("--all and --undelivered are exclusive")
@@ -88,25 +110,26 @@ func replayAction(c *cli.Context) error {
 	if len(eps) != 1 && !c.Bool("dry-run") {
 		return usagef("--to-upload: give exactly one endpoint")
 	}
-	base := c.String("wal-dir")
-	ids := []string{c.String("id")}
-	if ids[0] == "" {
-		if ids, err = wal.ListClusters(base); err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			return fmt.Errorf("%s holds no WAL", base)
-		}
+	if len(eps) == 0 && !c.Bool("dry-run") {
+		return usagef("--to-upload is required")
 	}
 	name := c.String("name")
 	if name == "" && len(eps) == 1 {
-		name = "replay-" + eps[0].Name
+		name = agent.ReplayPrefix + eps[0].Name
 	}
 	if name == "" {
-		name = "replay"
+		name = agent.ReplayPrefix + "dry-run"
 	}
 	if err := wal.ValidateID(name); err != nil {
 		return usagef("--name: %v", err)
+	}
+	if !strings.HasPrefix(name, agent.ReplayPrefix) {
+		// An agent's endpoint never has such a name: a replay cannot move an agent's position.
+		return usagef("--name %q: must start with %q", name, agent.ReplayPrefix)
+	}
+	refs, err := resolveWALs(c.String("wal-dir"), c.String("id"))
+	if err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,8 +147,8 @@ func replayAction(c *cli.Context) error {
 		defer client.Close()
 	}
 	var dropped int64
-	for _, id := range ids {
-		dir := filepath.Join(base, id)
+	for _, ref := range refs {
+		id, dir := ref.id, ref.dir
 		plan := replayPlan{id: id, dir: dir, minT: minT, maxT: maxT, consumer: name}
 		if !c.Bool("resume") {
 			if plan.start, err = replayStart(c, dir); err != nil {
@@ -133,15 +156,16 @@ func replayAction(c *cli.Context) error {
 			}
 		} else if st, err := wal.ReadPosition(dir, name); err == nil {
 			plan.start = st.Position
+			plan.resumed = st
 		} else {
-			logger.WithError(err).Warn("no usable replay position to resume from; starting at the oldest retained data")
+			logger.WithError(err).WithField("cluster_id", id).Warn("no usable replay position to resume from; starting at the oldest retained data")
 		}
 		total, err := countRange(ctx, plan)
 		if err != nil {
 			return fmt.Errorf("cluster %s: %w", id, err)
 		}
 		if c.Bool("dry-run") {
-			fmt.Fprintf(c.App.Writer, "cluster %s: would send %d samples from %v%s\n", id, total, plan.start, rangeText(minT, maxT))
+			fmt.Fprintf(c.App.Writer, "cluster %s: would send %d samples from position %v%s\n", id, total, plan.start, rangeText(minT, maxT))
 			continue
 		}
 		n, err := replayOne(ctx, c, logger, client, plan, total, sigs)
@@ -240,11 +264,15 @@ func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, clien
 	opts.MinTime, opts.MaxTime = plan.minT, plan.maxT
 	opts.FlushDeadline = c.Duration("flush-deadline")
 	opts.MaxShards = c.Int("max-shards")
+	opts.MaxSamplesPerSend = c.Int("max-samples-per-send")
+	opts.Capacity = max(opts.Capacity, 2*opts.MaxSamplesPerSend)
 	q, err := queue.New(log, prometheus.NewRegistry(), queue.DirSource(plan.dir), client, opts)
 	if err != nil {
 		return 0, err
 	}
-	start := q.Stats()
+	// The queue's counters are cumulative over the runs of one replay (they live in its position
+	// file); this run's are the difference.
+	start := queue.Stats{Delivered: plan.resumed.Delivered, Dropped: plan.resumed.Dropped}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)

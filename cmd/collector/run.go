@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +31,12 @@ const (
 	defaultFrom = "http://localhost:9090"
 )
 
+// withDefault sets the text --help shows as the default of f.
+func withDefault(f *cli.StringSliceFlag, text string) *cli.StringSliceFlag {
+	f.DefaultText = text
+	return f
+}
+
 // sliceFlag is a repeatable flag. CSV ones split each value on commas as the seed's did
 // (--label a=b,c=d); the others (matchers, rules) never split.
 func sliceFlag(name, cat, usage string) *cli.StringSliceFlag {
@@ -40,18 +48,18 @@ func runFlags() []cli.Flag {
 	qo := d.Queue
 	wo := d.WAL
 	return append(logFlags(),
-		&cli.StringFlag{Name: "config", Category: catGeneral, Usage: "YAML file with sources (and endpoints); see docs/configuration.md", EnvVars: env("config"), TakesFile: true},
+		&cli.StringFlag{Name: "config", Category: catGeneral, Usage: "YAML file with sources, endpoints and flag values; see docs/configuration.md", EnvVars: env("config"), TakesFile: true},
 		&cli.StringFlag{Name: "listen", Category: catGeneral, Value: "localhost:9002", Usage: "address of /metrics, /healthz, /readyz and /-/reload (empty: none)", EnvVars: env("listen")},
 		&cli.BoolFlag{Name: "enable-pprof", Category: catGeneral, Usage: "serve /debug/pprof on --listen", EnvVars: env("enable-pprof")},
 
-		&cli.StringFlag{Name: "id", Category: catSource, Usage: "cluster ID: names the WAL and is set as label clusterID unless --label sets it; required unless --config lists the sources", EnvVars: env("id")},
+		&cli.StringFlag{Name: "id", Category: catSource, Usage: "cluster ID: names the WAL and is set as label clusterID unless --label sets it; required unless --config lists the sources", DefaultText: "none", EnvVars: env("id")},
 		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: env("from")},
-		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules (default <from>/api/v1/query)", EnvVars: env("from-query")},
-		sliceFlag("match", catSource, `match[] selector, repeatable (default {__name__="up"})`),
+		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: env("from-query")},
+		withDefault(sliceFlag("match", catSource, "match[] selector, repeatable"), agent.DefaultMatcher),
 		&cli.StringFlag{Name: "match-file", Category: catSource, Usage: "file of selectors, one a line (# comments)", EnvVars: env("match-file"), TakesFile: true},
 		&cli.StringFlag{Name: "allowlist", Category: catSource, Usage: "RHACM observability-metrics-allowlist ConfigMap (or its metrics_list.yaml) to take names, matches, renames and recording rules from", EnvVars: env("allowlist"), TakesFile: true},
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
-		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request (default 90% of --interval)", EnvVars: env("scrape-timeout")},
+		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
 		&cli.StringFlag{Name: "from-token", Category: catSource, Usage: "bearer token for the source", EnvVars: env("from-token")},
@@ -64,12 +72,12 @@ func runFlags() []cli.Flag {
 
 		sliceFlag("label", catTransf, "k=v set on every series, repeatable or comma-separated"),
 		sliceFlag("rename", catTransf, "OLD=NEW metric rename, repeatable or comma-separated"),
-		sliceFlag("elide-label", catTransf, "label dropped from every series, repeatable (default prometheus, prometheus_replica, managed_cluster)"),
+		withDefault(sliceFlag("elide-label", catTransf, "label dropped from every series, repeatable"), strings.Join(agent.DefaultElideLabels(), ", ")),
 		sliceFlag("anonymize-labels", catTransf, "labels whose values are hashed, repeatable or comma-separated"),
 		&cli.StringFlag{Name: "anonymize-salt", Category: catTransf, Usage: "salt of --anonymize-labels", EnvVars: env("anonymize-salt")},
 		&cli.StringFlag{Name: "anonymize-salt-file", Category: catTransf, Usage: "file holding the salt", EnvVars: env("anonymize-salt-file"), TakesFile: true},
 
-		sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position"),
+		withDefault(sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position (named after its host)"), "none"),
 		&cli.StringFlag{Name: "to-upload-ca", Category: catUpload, Usage: "CA verifying the hub's certificate", EnvVars: env("to-upload-ca"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-cert", Category: catUpload, Usage: "client certificate for mTLS to the hub", EnvVars: env("to-upload-cert"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-key", Category: catUpload, Usage: "client key for mTLS to the hub", EnvVars: env("to-upload-key"), TakesFile: true},
@@ -102,9 +110,13 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "federate, append to the WAL and ship it (the agent)",
-		Description: "Precedence of settings: command-line flag, then environment variable (COLLECTOR_<FLAG>),\n" +
-			"then the --config file, then the default. Flags describe one source (--id, --from, ...); the\n" +
-			"--config file may list more. SIGTERM/SIGINT drain and exit; SIGHUP or POST /-/reload reloads.",
+		Description: "Every flag is also read from the environment (COLLECTOR_<FLAG>, e.g. COLLECTOR_WAL_DIR) and from\n" +
+			"the flags: section of the --config file. Precedence: command line, then environment, then the\n" +
+			"config file, then the default. The flags describe one source (--id, --from, ...) and the\n" +
+			"--to-upload endpoints; the config file may list more sources and endpoints (docs/configuration.md).\n" +
+			"SIGTERM/SIGINT stop scraping, flush until --flush-deadline, commit the positions and exit 0;\n" +
+			"a second signal stops at once. SIGHUP or POST /-/reload re-reads the config file and the files\n" +
+			"the sources name (match files, allowlists, tokens, certificates) without touching the WAL.",
 		Flags:  runFlags(),
 		Action: runAction,
 	}
@@ -114,15 +126,21 @@ func runAction(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usagef("unexpected argument %q", c.Args().First())
 	}
-	logger, err := newLogger(c)
+	// Signals are taken over before the WALs are opened: a SIGTERM during a long repair stops
+	// the agent cleanly instead of killing it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	cfg, s, err := buildConfig(c)
 	if err != nil {
 		return err
 	}
-	cfg, err := buildConfig(c)
+	logger, err := newLogger(c.App.ErrWriter, s)
 	if err != nil {
 		return err
 	}
-	opts, err := buildOptions(c)
+	opts, err := buildOptions(s)
 	if err != nil {
 		return err
 	}
@@ -132,37 +150,48 @@ func runAction(c *cli.Context) error {
 
 	var a *agent.Agent
 	reload := func() error {
-		cfg, err := buildConfig(c)
+		cfg, ns, err := buildConfig(c)
 		if err != nil {
 			return err
 		}
-		return a.Reload(cfg)
+		if err := a.Reload(cfg); err != nil {
+			return err
+		}
+		if changed := restartOnly(s, ns); len(changed) > 0 {
+			logger.WithField("flags", strings.Join(changed, ",")).Warn("reload: these flags changed but need a restart; their running values are kept")
+		}
+		if err := setLogLevel(logger, ns); err != nil {
+			logger.WithError(err).Warn("reload: log settings not changed")
+		}
+		return nil
 	}
 	opts.Reload = reload
 	a, err = agent.New(logger, reg, cfg, opts)
 	if err != nil {
 		return err
 	}
+	logger.WithFields(logrus.Fields{
+		"version": version, "sources": len(cfg.Sources), "endpoints": len(cfg.Endpoints), "wal_dir": opts.WALDir,
+		"from_config_file": strings.Join(s.fileFlagNames(), ","),
+	}).Info("collector starting")
+	logger.WithFields(logrus.Fields{
+		"interval": s.value("interval"), "batch_send_deadline": opts.Queue.BatchSendDeadline.String(),
+		"flush_deadline": opts.Queue.FlushDeadline.String(), "max_shards": opts.Queue.MaxShards,
+		"wal_segment_size": opts.WAL.SegmentSize, "wal_fsync": string(opts.WAL.Fsync),
+	}).Debug("settings")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	logger.WithFields(logrus.Fields{"version": version, "sources": len(cfg.Sources), "endpoints": len(opts.Endpoints), "wal_dir": opts.WALDir}).Info("collector running")
 	stopping := false
 	for {
 		select {
 		case err := <-done:
-			if err != nil {
-				return err
-			}
-			return nil
-		case s := <-sigs:
+			return err
+		case sig := <-sigs:
 			switch {
-			case s == syscall.SIGHUP:
+			case sig == syscall.SIGHUP:
 				if err := reload(); err != nil {
 					logger.WithError(err).Error("reload refused; the running configuration is kept")
 				} else {
@@ -170,7 +199,8 @@ func runAction(c *cli.Context) error {
 				}
 			case !stopping:
 				stopping = true
-				logger.WithField("signal", s.String()).Info("draining: scraping stopped, flushing until --flush-deadline; a second signal stops at once")
+				logger.WithFields(logrus.Fields{"signal": sig.String(), "flush_deadline": opts.Queue.FlushDeadline.String()}).
+					Info("draining: scraping stopped, flushing until the flush deadline; a second signal stops at once")
 				cancel()
 			default:
 				logger.Warn("second signal: cancelling requests in flight; what they held stays in the WAL")
@@ -180,35 +210,86 @@ func runAction(c *cli.Context) error {
 	}
 }
 
-// buildConfig assembles the sources: the --config file's, then the one the flags describe (when
-// --id is set). Files named by flags (match file, allowlist, salt) are read by the agent.
-func buildConfig(c *cli.Context) (agent.Config, error) {
-	var file agent.Config
-	if path := c.String("config"); path != "" {
-		var err error
-		if file, err = agent.LoadConfig(path); err != nil {
-			return agent.Config{}, fmt.Errorf("--config %s: %w", path, err)
+// restartOnly returns the flags outside the sources' and endpoints' settings whose value differs
+// between two resolutions: they take effect only at a restart.
+func restartOnly(old, cur settings) []string {
+	var out []string
+	for _, f := range runFlags() {
+		cf, ok := f.(cli.CategorizableFlag)
+		if !ok {
+			continue
+		}
+		switch cf.GetCategory() {
+		case catSource, catTransf, catUpload, "":
+			continue // sources reload; endpoints are checked by the agent; log flags reload
+		}
+		n := f.Names()[0]
+		if old.value(n) != cur.value(n) {
+			out = append(out, "--"+n)
 		}
 	}
+	return out
+}
+
+// fileFlagNames returns the flags taken from the config file, sorted.
+func (s settings) fileFlagNames() []string {
+	out := make([]string, 0, len(s.fromFile))
+	for n := range s.fromFile {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// buildConfig reads the --config file and resolves the flags against it: the file's sources and
+// endpoints, plus the source the flags describe (when --id is set anywhere) and the --to-upload
+// endpoints. Files named by flags (match file, allowlist, salt, tokens) are read by the agent.
+// Every error is a usage error (exit 2).
+func buildConfig(c *cli.Context) (agent.Config, settings, error) {
+	var file agent.Config
+	path := c.String("config")
+	if path != "" {
+		var err error
+		if file, err = agent.LoadConfig(path); err != nil {
+			return agent.Config{}, settings{}, usagef("--config: %w", err)
+		}
+	}
+	s, err := newSettings(c, file.Flags)
+	if err != nil {
+		if path != "" {
+			err = usagef("--config %s: %w", path, err)
+		}
+		return agent.Config{}, s, err
+	}
 	var flagSrc *agent.SourceConfig
-	if c.IsSet("id") || c.String("config") == "" {
-		if c.String("id") == "" {
-			return agent.Config{}, usagef("--id is required (or --config with sources)")
-		}
-		s, err := sourceFromFlags(c)
+	if s.String("id") != "" {
+		src, err := sourceFromFlags(s)
 		if err != nil {
-			return agent.Config{}, err
+			return agent.Config{}, s, err
 		}
-		flagSrc = &s
+		flagSrc = &src
+	} else if path == "" || len(file.Sources) == 0 {
+		return agent.Config{}, s, usagef("--id is required (or --config with sources)")
 	}
 	cfg, err := agent.MergeFlagSource(file, flagSrc)
 	if err != nil {
-		return agent.Config{}, usageError{err}
+		return agent.Config{}, s, usageError{err}
 	}
-	return cfg, nil
+	flagEps, err := endpointsFromFlags(s, "to-upload")
+	if err != nil {
+		return agent.Config{}, s, err
+	}
+	if cfg.Endpoints, err = agent.MergeFlagEndpoints(file.Endpoints, flagEps); err != nil {
+		return agent.Config{}, s, usagef("--to-upload and the config file's endpoints: %w", err)
+	}
+	if len(cfg.Endpoints) == 0 {
+		return agent.Config{}, s, usagef("--to-upload is required (or --config with endpoints)")
+	}
+	cfg.Flags = nil
+	return cfg, s, nil
 }
 
-func sourceFromFlags(c *cli.Context) (agent.SourceConfig, error) {
+func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 	s := agent.SourceConfig{
 		ID:                c.String("id"),
 		From:              c.String("from"),
@@ -232,21 +313,36 @@ func sourceFromFlags(c *cli.Context) (agent.SourceConfig, error) {
 			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
 		},
 	}
-	if s.Interval <= 0 {
-		return s, usagef("--interval %v must be positive", s.Interval)
+	if s.Interval < time.Second {
+		return s, usagef("--interval %v: want at least 1s", s.Interval)
+	}
+	if s.Timeout < 0 || s.Timeout > s.Interval {
+		return s, usagef("--scrape-timeout %v: want between 0 (90%% of --interval) and --interval", s.Timeout)
 	}
 	if s.LimitBytes <= 0 {
-		return s, usagef("--limit-bytes %d must be positive", s.LimitBytes)
+		return s, usagef("--limit-bytes %d: want a positive number", s.LimitBytes)
 	}
 	if s.WorkerNumber <= 0 {
-		return s, usagef("--worker-number %d must be positive", s.WorkerNumber)
+		return s, usagef("--worker-number %d: want a positive number", s.WorkerNumber)
 	}
 	if s.Auth.Token != "" && s.Auth.TokenFile != "" {
 		// The seed ignored --from-token then; say so instead of guessing.
 		return s, usagef("--from-token and --from-token-file are exclusive")
 	}
+	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
+		return s, usagef("--from-cert-file and --from-key-file go together")
+	}
+	if len(s.Anonymize) > 0 && s.AnonymizeSalt == "" && s.AnonymizeSaltFile == "" {
+		return s, usagef("--anonymize-labels needs --anonymize-salt or --anonymize-salt-file")
+	}
+	if s.AnonymizeSalt != "" && s.AnonymizeSaltFile != "" {
+		return s, usagef("--anonymize-salt and --anonymize-salt-file are exclusive")
+	}
 	if c.IsSet("elide-label") {
-		s.Elide = c.StringSlice("elide-label")
+		s.Elide = csv(c.StringSlice("elide-label"))
+		if s.Elide == nil {
+			s.Elide = []string{}
+		}
 	}
 	for _, kv := range csv(c.StringSlice("label")) {
 		lp, err := agent.ParseLabelPair(kv)
@@ -271,9 +367,14 @@ func sourceFromFlags(c *cli.Context) (agent.SourceConfig, error) {
 	for _, r := range c.StringSlice("recordingrule") {
 		rule, err := agent.ParseRecordingRule(r)
 		if err != nil {
-			return s, usagef("--recordingrule %q: %v", r, err)
+			return s, usagef("--recordingrule: %v", err)
 		}
 		s.RecordingRules = append(s.RecordingRules, rule)
+	}
+	for _, m := range s.Matchers {
+		if err := (agent.SourceConfig{ID: "x", From: "http://x", Matchers: []string{m}}).Validate(); err != nil {
+			return s, usagef("--match %q: %v", m, errors.Unwrap(err))
+		}
 	}
 	return s, nil
 }
@@ -291,13 +392,16 @@ func csv(vals []string) []string {
 	return out
 }
 
-func buildOptions(c *cli.Context) (agent.Options, error) {
+func buildOptions(c flagGetter) (agent.Options, error) {
 	o := agent.DefaultOptions()
 	o.Version = version
 	o.Listen = c.String("listen")
 	o.EnablePprof = c.Bool("enable-pprof")
 	o.WALDir = c.String("wal-dir")
 	o.TruncateInterval = c.Duration("wal-truncate-interval")
+	if o.WALDir == "" {
+		return o, usagef("--wal-dir: want a directory")
+	}
 
 	o.WAL.Compression = compression.Type(c.String("wal-compression"))
 	o.WAL.Fsync = wal.FsyncPolicy(c.String("wal-fsync"))
@@ -318,11 +422,19 @@ func buildOptions(c *cli.Context) (agent.Options, error) {
 	if o.WAL.SegmentSize <= 0 || o.WAL.SegmentSize%(32<<10) != 0 {
 		return o, usagef("--wal-segment-size %d: want a positive multiple of 32768", o.WAL.SegmentSize)
 	}
-	if o.WAL.MaxSize < 0 || o.WAL.MaxAge < 0 || o.WAL.Retention < 0 {
-		return o, usagef("--wal-max-size, --wal-max-age and --wal-retention must not be negative")
-	}
-	if o.TruncateInterval <= 0 {
-		return o, usagef("--wal-truncate-interval %v must be positive", o.TruncateInterval)
+	for _, chk := range []struct {
+		name string
+		bad  bool
+		want string
+	}{
+		{"wal-max-size", o.WAL.MaxSize < 0, "0 (no cap) or more"},
+		{"wal-max-age", o.WAL.MaxAge < 0, "0 (no cap) or more"},
+		{"wal-retention", o.WAL.Retention < 0, "0 or more"},
+		{"wal-truncate-interval", o.TruncateInterval <= 0, "a positive duration"},
+	} {
+		if chk.bad {
+			return o, usagef("--%s %s: want %s", chk.name, c.String(chk.name), chk.want)
+		}
 	}
 
 	o.Queue.MaxSamplesPerSend = c.Int("max-samples-per-send")
@@ -333,34 +445,42 @@ func buildOptions(c *cli.Context) (agent.Options, error) {
 	o.Queue.MaxBackoff = c.Duration("max-backoff")
 	o.Queue.SampleAgeLimit = c.Duration("sample-age-limit")
 	o.Queue.FlushDeadline = c.Duration("flush-deadline")
-	for name, bad := range map[string]bool{
-		"max-samples-per-send": o.Queue.MaxSamplesPerSend <= 0,
-		"batch-send-deadline":  o.Queue.BatchSendDeadline <= 0,
-		"min-shards":           o.Queue.MinShards <= 0,
-		"max-shards":           o.Queue.MaxShards < o.Queue.MinShards,
-		"min-backoff":          o.Queue.MinBackoff <= 0,
-		"max-backoff":          o.Queue.MaxBackoff < o.Queue.MinBackoff,
-		"sample-age-limit":     o.Queue.SampleAgeLimit < 0,
-		"flush-deadline":       o.Queue.FlushDeadline < 0,
+	if o.Queue.Capacity < o.Queue.MaxSamplesPerSend {
+		o.Queue.Capacity = 2 * o.Queue.MaxSamplesPerSend // two requests' worth, as the default
+	}
+	for _, chk := range []struct {
+		name string
+		bad  bool
+		want string
+	}{
+		{"max-samples-per-send", o.Queue.MaxSamplesPerSend <= 0, "a positive number"},
+		{"batch-send-deadline", o.Queue.BatchSendDeadline <= 0, "a positive duration"},
+		{"min-shards", o.Queue.MinShards <= 0, "a positive number"},
+		{"max-shards", o.Queue.MaxShards < o.Queue.MinShards, "at least --min-shards"},
+		{"min-backoff", o.Queue.MinBackoff <= 0, "a positive duration"},
+		{"max-backoff", o.Queue.MaxBackoff < o.Queue.MinBackoff, "at least --min-backoff"},
+		{"sample-age-limit", o.Queue.SampleAgeLimit < 0, "0 (never drop) or more"},
+		{"flush-deadline", o.Queue.FlushDeadline < 0, "0 or more"},
 	} {
-		if bad {
-			return o, usagef("--%s: out of range (see collector run --help)", name)
+		if chk.bad {
+			return o, usagef("--%s %v: want %s", chk.name, flagText(c, chk.name), chk.want)
 		}
 	}
-
-	eps, err := endpointsFromFlags(c, "to-upload")
-	if err != nil {
-		return o, err
-	}
-	if len(eps) == 0 {
-		return o, usagef("--to-upload is required")
-	}
-	o.Endpoints = eps
 	return o, nil
 }
 
+// flagText is the value of a numeric or duration flag as given.
+func flagText(c flagGetter, name string) string {
+	switch name {
+	case "max-samples-per-send", "min-shards", "max-shards":
+		return fmt.Sprint(c.Int(name))
+	}
+	return c.Duration(name).String()
+}
+
 // endpointsFromFlags builds an endpoint per --to-upload URL with the shared TLS and auth flags.
-func endpointsFromFlags(c *cli.Context, flag string) ([]agent.EndpointConfig, error) {
+// Two URLs on one host get distinct names (host, host-2, ...).
+func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, error) {
 	var eps []agent.EndpointConfig
 	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
@@ -374,11 +494,11 @@ func endpointsFromFlags(c *cli.Context, flag string) ([]agent.EndpointConfig, er
 			Tenant:             c.String("to-upload-tenant"),
 			Timeout:            c.Duration("to-upload-timeout"),
 		}.WithDefaults()
-		// Two URLs on one host get distinct names.
-		if n := seen[e.Name]; n > 0 {
-			e.Name = fmt.Sprintf("%s-%d", e.Name, n+1)
+		base := e.Name
+		if n := seen[base]; n > 0 {
+			e.Name = fmt.Sprintf("%s-%d", base, n+1)
 		}
-		seen[e.Name]++
+		seen[base]++
 		if err := e.Validate(); err != nil {
 			return nil, usagef("--%s: %v", flag, err)
 		}
@@ -386,6 +506,9 @@ func endpointsFromFlags(c *cli.Context, flag string) ([]agent.EndpointConfig, er
 	}
 	if len(eps) > 0 && (c.String("to-upload-cert") == "") != (c.String("to-upload-key") == "") {
 		return nil, usagef("--to-upload-cert and --to-upload-key go together")
+	}
+	if c.Duration("to-upload-timeout") <= 0 {
+		return nil, usagef("--to-upload-timeout %v: want a positive duration", c.Duration("to-upload-timeout"))
 	}
 	return eps, nil
 }
