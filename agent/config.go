@@ -258,6 +258,11 @@ func LoadConfig(path string) (Config, error) {
 	for i := range c.Endpoints {
 		c.Endpoints[i] = c.Endpoints[i].WithDefaults()
 	}
+	for name, v := range c.Flags {
+		if v.Values == nil { // null: yaml does not call UnmarshalYAML
+			return c, fmt.Errorf("decode config %s: flags.%s has no value", path, name)
+		}
+	}
 	if err := errors.Join(c.validateSources(), c.validateEndpoints()); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
