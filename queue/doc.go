@@ -21,8 +21,9 @@
 // whole. Re-sent samples that the receiver already holds are accepted by Thanos receive (an
 // exact duplicate of a series' newest sample is silent; an older one gets a 409 while the rest
 // of the request is written). A plain Prometheus receiver without an out-of-order window instead
-// refuses the whole request with 400 when it holds newer samples of one of its series, so after a
-// crash a few samples can be dropped as "http_400" there (counted, never silent).
+// refuses the whole request with 400 when it holds newer samples of one of its series; the shard
+// then bisects the request down to single samples, so that only the re-sent samples the receiver
+// already holds are refused (and counted as "http_400"), never an undelivered one beside them.
 //
 // Order. Each series is routed to one shard (ref modulo the shard count). A shard has one
 // bounded channel and at most one request in flight, and it retries a failed request (or the
@@ -50,6 +51,7 @@
 //   - the receiver refused its request permanently (Recoverable() false, not TooLarge): reason is
 //     the error's Reason(), e.g. "http_400", "http_409", else "http_<status>", else "permanent".
 //     The whole request is counted, also when the receiver wrote part of it (Thanos on 409);
+//     a 400 is first bisected down to single samples, and only those still refused are dropped;
 //   - the receiver refused it for size (413) alone in a request after splitting down to one
 //     sample: "too_large";
 //   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";

@@ -67,6 +67,9 @@ const (
 )
 
 // classify decides what to do with a failed Send.
+// reasonBadRequest is the drop reason of a 400, which the shard bisects before dropping.
+const reasonBadRequest = "http_400"
+
 func classify(err error) (verdict, string) {
 	var tl TooLargeError
 	if errors.As(err, &tl) && tl.TooLarge() {

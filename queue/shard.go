@@ -98,7 +98,7 @@ func (s *shard) flush(ctx context.Context) bool {
 }
 
 // deliver sends b until it is acknowledged or dropped, retrying recoverable failures forever and
-// splitting on 413. It returns ctx.Err() when cancelled; b is then left unsettled.
+// splitting on 413 and 400 (down to single samples; what is still refused is dropped). It returns ctx.Err() when cancelled; b is then left unsettled.
 func (s *shard) deliver(ctx context.Context, b batch) error {
 	q := s.q
 	for {
@@ -144,6 +144,18 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 			b = r
 			continue
 		case drop:
+			if reason == reasonBadRequest && n > 1 {
+				// A 400 refuses the whole request for one bad sample: Prometheus' receiver does
+				// so for a sample older than the series' newest (a re-send after a crash). Bisect
+				// so that only what the receiver refuses on its own is dropped.
+				q.metrics.requestsFailed.WithLabelValues("split").Inc()
+				l, r := b.split()
+				if err := s.deliver(ctx, l); err != nil {
+					return err
+				}
+				b = r
+				continue
+			}
 			q.metrics.requestsFailed.WithLabelValues("drop").Inc()
 			s.logger.WithError(err).WithFields(logrus.Fields{"samples": n, "reason": reason}).Warn("batch refused permanently; dropped")
 			q.settle(s.flatten(b), reason)

@@ -50,6 +50,31 @@ func TestDropsByReason(t *testing.T) {
 			want:     map[string]int64{"http_400": 10, "http_404": 10},
 		},
 		{
+			// Prometheus' receiver refuses a whole request (400) for one out-of-order sample:
+			// the request is bisected and only the refused series' samples are dropped.
+			name: "400 bisects down to the refused series",
+			err: func(key string, _ int) error {
+				if key == "host-3" {
+					return httpErr(400)
+				}
+				return nil
+			},
+			perBatch: 50,
+			want:     map[string]int64{"http_400": 10},
+		},
+		{
+			name: "404 drops the whole batch",
+			err: func(key string, _ int) error {
+				if key == "host-3" {
+					return httpErr(404)
+				}
+				return nil
+			},
+			perBatch: 50,
+			want:     map[string]int64{"http_404": 50}, // the one batch holds every sample
+
+		},
+		{
 			name: "permanent without reason",
 			err: func(key string, _ int) error {
 				if key == "host-0" {
