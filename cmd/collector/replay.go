@@ -107,11 +107,11 @@ func replayAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(eps) != 1 && !c.Bool("dry-run") {
-		return usagef("--to-upload: give exactly one endpoint")
-	}
 	if len(eps) == 0 && !c.Bool("dry-run") {
 		return usagef("--to-upload is required")
+	}
+	if len(eps) > 1 {
+		return usagef("--to-upload: give exactly one endpoint")
 	}
 	name := c.String("name")
 	if name == "" && len(eps) == 1 {

@@ -112,8 +112,9 @@ func runCommand() *cli.Command {
 		Usage: "federate, append to the WAL and ship it (the agent)",
 		Description: "Every flag is also read from the environment (COLLECTOR_<FLAG>, e.g. COLLECTOR_WAL_DIR) and from\n" +
 			"the flags: section of the --config file. Precedence: command line, then environment, then the\n" +
-			"config file, then the default. The flags describe one source (--id, --from, ...) and the\n" +
-			"--to-upload endpoints; the config file may list more sources and endpoints (docs/configuration.md).\n" +
+			"config file, then the default. The flags describe one source (--id, --from, ...) and\n" +
+			"the --to-upload endpoints; the config file may list more sources and endpoints (see\n" +
+			"docs/configuration.md).\n" +
 			"SIGTERM/SIGINT stop scraping, flush until --flush-deadline, commit the positions and exit 0;\n" +
 			"a second signal stops at once. SIGHUP or POST /-/reload re-reads the config file and the files\n" +
 			"the sources name (match files, allowlists, tokens, certificates) without touching the WAL.",
@@ -481,6 +482,9 @@ func flagText(c flagGetter, name string) string {
 // endpointsFromFlags builds an endpoint per --to-upload URL with the shared TLS and auth flags.
 // Two URLs on one host get distinct names (host, host-2, ...).
 func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, error) {
+	if (c.String("to-upload-cert") == "") != (c.String("to-upload-key") == "") {
+		return nil, usagef("--to-upload-cert and --to-upload-key go together")
+	}
 	var eps []agent.EndpointConfig
 	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
@@ -503,9 +507,6 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 			return nil, usagef("--%s: %v", flag, err)
 		}
 		eps = append(eps, e)
-	}
-	if len(eps) > 0 && (c.String("to-upload-cert") == "") != (c.String("to-upload-key") == "") {
-		return nil, usagef("--to-upload-cert and --to-upload-key go together")
 	}
 	if c.Duration("to-upload-timeout") <= 0 {
 		return nil, usagef("--to-upload-timeout %v: want a positive duration", c.Duration("to-upload-timeout"))
