@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/collector-dev/collector/wal"
+)
+
+// endpointName is the default name of the endpoint of a URL: its host with _ for :.
+func endpointName(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(u.Host, ":", "_")
+}
+
+// countName returns how many timestamps of metric name the receiver holds.
+func countName(r *receiver, name string) int {
+	n := 0
+	for k := range r.nameSet() {
+		if strings.HasPrefix(k, name+"@") {
+			n++
+		}
+	}
+	return n
+}
+
+// walSet returns every sample of a WAL directory as name@timestamp.
+func walSet(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	r, err := wal.NewReader(dir, wal.Position{}, wal.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out := map[string]bool{}
+	for {
+		b, err := r.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range b.Samples {
+			l, ok := r.Labels(s.Ref)
+			if !ok {
+				t.Fatalf("ref %d has no labels", s.Ref)
+			}
+			out[fmt.Sprintf("%s@%d", l.Get("__name__"), s.T)] = true
+		}
+	}
+}
+
+// TestRunEndToEnd runs the agent from a federate source to a receiver over a real TSDB: data
+// arrives, the settings from the environment apply, /metrics, /readyz and `wal status` work while
+// it runs, reloads by SIGHUP and POST /-/reload change the matchers without losing data, a broken
+// reload is refused and the old configuration keeps working, and SIGTERM flushes everything,
+// commits the position and exits 0.
+func TestRunEndToEnd(t *testing.T) {
+	t.Parallel()
+	src := newFederate(t)
+	rcv := newReceiver(t, false)
+	dir := t.TempDir()
+	walDir := filepath.Join(dir, "wal")
+	matchFile := filepath.Join(dir, "match.txt")
+	writeFile(t, matchFile, "# initial\n{__name__=\"metric_a\"}\n")
+	p := start(t, []string{"COLLECTOR_INTERVAL=1s", "COLLECTOR_LOG_LEVEL=debug", "COLLECTOR_BATCH_SEND_DEADLINE=100ms", "COLLECTOR_WAL_DIR=" + walDir},
+		"run", "--id", "c1", "--from", src.URL, "--match-file", matchFile, "--to-upload", rcv.url,
+		"--listen", "127.0.0.1:0", "--log-format", "json", "--flush-deadline", "10s")
+	ep := endpointName(t, rcv.url)
+	base := "http://" + p.listenAddr()
+
+	// The environment took effect: debug logging, the interval.
+	if l := p.waitLog("source configured", 5*time.Second, nil); l["interval"] != "1s" {
+		t.Errorf("source interval %v, want 1s from COLLECTOR_INTERVAL", l["interval"])
+	}
+	if l := p.waitLog("settings", 5*time.Second, nil); l["batch_send_deadline"] != "100ms" {
+		t.Errorf("batch_send_deadline %v, want 100ms from COLLECTOR_BATCH_SEND_DEADLINE", l["batch_send_deadline"])
+	}
+
+	waitFor(t, "ready", 10*time.Second, func() bool { code, _ := httpDo(t, http.MethodGet, base+"/readyz"); return code == http.StatusOK })
+	if code, body := httpDo(t, http.MethodGet, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, _ := httpDo(t, http.MethodGet, base+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without --enable-pprof: %d", code)
+	}
+	waitFor(t, "metric_a at the receiver", 15*time.Second, func() bool { return countName(rcv, "metric_a") >= 2 })
+	code, body := httpDo(t, http.MethodGet, base+"/metrics")
+	if code != http.StatusOK || !strings.Contains(body, `collector_build_info{goversion="go`) || !strings.Contains(body, `version="v0.0.0-test"} 1`) {
+		t.Errorf("/metrics: %d, collector_build_info missing", code)
+	}
+
+	// wal status beside the running agent.
+	waitFor(t, "a committed position", 10*time.Second, func() bool { _, err := wal.ReadPosition(filepath.Join(walDir, "c1"), ep); return err == nil })
+	r := runCmd(t, []string{"COLLECTOR_WAL_DIR=" + walDir}, "wal", "status", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("wal status beside the agent: %d %s", r.code, r.stderr)
+	}
+	var rep jsonReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("wal status output: %v\n%s", err, r.stdout)
+	}
+	if len(rep.Clusters) != 1 || rep.Clusters[0].ClusterID != "c1" || rep.Clusters[0].Samples < 4 ||
+		len(rep.Clusters[0].Consumers) != 1 || rep.Clusters[0].Consumers[0].Name != ep {
+		t.Errorf("wal status beside the agent: %s", r.stdout)
+	}
+
+	// SIGHUP applies a changed match file.
+	writeFile(t, matchFile, "{__name__=\"metric_b\"}\n")
+	p.signal(syscall.SIGHUP)
+	p.waitLog("configuration reloaded", 10*time.Second, nil)
+	waitFor(t, "metric_b at the receiver", 15*time.Second, func() bool { return countName(rcv, "metric_b") >= 2 })
+
+	// POST /-/reload too.
+	writeFile(t, matchFile, "{__name__=\"metric_c\"}\n")
+	if code, body := httpDo(t, http.MethodPost, base+"/-/reload"); code != http.StatusOK || body != "reloaded\n" {
+		t.Errorf("POST /-/reload: %d %q", code, body)
+	}
+	waitFor(t, "metric_c at the receiver", 15*time.Second, func() bool { return countName(rcv, "metric_c") >= 1 })
+
+	// A broken match file is refused, with the reason, by both ways; metric_c keeps flowing.
+	writeFile(t, matchFile, "up{\n")
+	code, body = httpDo(t, http.MethodPost, base+"/-/reload")
+	if code != http.StatusBadRequest || !strings.Contains(body, "reload refused, the running configuration is kept") || !strings.Contains(body, "match file "+matchFile+" line 1") {
+		t.Errorf("POST /-/reload of a broken match file: %d %q", code, body)
+	}
+	p.signal(syscall.SIGHUP)
+	p.waitLog("reload refused; the running configuration is kept", 10*time.Second, func(l map[string]any) bool {
+		e, _ := l["error"].(string)
+		return l["level"] == "error" && strings.Contains(e, "match file")
+	})
+	n := countName(rcv, "metric_c")
+	waitFor(t, "metric_c still arriving", 15*time.Second, func() bool { return countName(rcv, "metric_c") >= n+2 })
+	if countName(rcv, "metric_b") == 0 || countName(rcv, "up") != 0 {
+		t.Error("the refused configuration was applied")
+	}
+
+	// SIGTERM: flush, commit, exit 0.
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	p.waitLog("stopped: positions committed", time.Second, nil)
+	got := rcv.nameSet()
+	if m := missing(walSet(t, filepath.Join(walDir, "c1")), got); len(m) > 0 {
+		t.Errorf("appended to the WAL but not delivered: %v", m)
+	}
+	// Every scrape but the last (which SIGTERM may have cut) was appended and delivered.
+	served := src.servedSet()
+	last := src.base + src.requests.Load()*1000
+	for k := range served {
+		if strings.HasSuffix(k, fmt.Sprintf("@%d", last)) {
+			delete(served, k)
+		}
+	}
+	if m := missing(served, got); len(m) > 0 {
+		t.Errorf("served by the source but not delivered: %v", m)
+	}
+	st, err := wal.ReadPosition(filepath.Join(walDir, "c1"), ep)
+	if err != nil {
+		t.Fatalf("position after SIGTERM: %v", err)
+	}
+	if want := int64(2 * len(got)); st.Delivered < want {
+		t.Errorf("position: %d samples delivered, the receiver holds %d", st.Delivered, want)
+	}
+	// Nothing is left to send: wal status agrees.
+	r = runCmd(t, nil, "wal", "status", "--wal-dir", walDir, "--id", "c1", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 {
+		t.Fatalf("wal status after the stop: %d %v", r.code, err)
+	}
+	if cs := rep.Clusters[0].Consumers[0]; cs.UndeliveredSamples != 0 || cs.Position != st.Position {
+		t.Errorf("wal status after a clean stop: %+v, position file %v", cs, st.Position)
+	}
+}
+
+// TestRunFlushDeadline: with the receiver failing, SIGTERM stops after --flush-deadline with
+// exit 0, and what was not delivered stays in the WAL.
+func TestRunFlushDeadline(t *testing.T) {
+	t.Parallel()
+	src := newFederate(t)
+	rcv := newReceiver(t, false)
+	rcv.setBehaviour(func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	})
+	walDir := filepath.Join(t.TempDir(), "wal")
+	p := start(t, nil, "run", "--id", "c1", "--from", src.URL, "--match", `{__name__="m"}`, "--to-upload", rcv.url,
+		"--wal-dir", walDir, "--listen", "", "--log-format", "json", "--interval", "1s",
+		"--batch-send-deadline", "100ms", "--flush-deadline", "1s", "--min-backoff", "50ms", "--max-backoff", "100ms")
+	waitFor(t, "failed requests", 15*time.Second, func() bool { return rcv.requests.Load() >= 2 })
+	began := time.Now()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("stopping took %v with --flush-deadline 1s", took)
+	}
+	r := runCmd(t, nil, "wal", "status", "--wal-dir", walDir, "-o", "json")
+	var rep jsonReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 {
+		t.Fatalf("wal status: %d %v %s", r.code, err, r.stderr)
+	}
+	cs := rep.Clusters[0].Consumers
+	if len(cs) != 1 || cs[0].UndeliveredSamples == 0 || cs[0].UndeliveredSamples != rep.Clusters[0].Samples || cs[0].OldestUndeliveredAge <= 0 {
+		t.Errorf("undelivered samples did not stay in the WAL: %s", r.stdout)
+	}
+}
