@@ -81,6 +81,17 @@ func TestHelpAndVersion(t *testing.T) {
 	if r.code != 0 || r.stdout != "collector v0.0.0-test\n" {
 		t.Errorf("version: %d %q %q", r.code, r.stdout, r.stderr)
 	}
+	for _, cmd := range [][]string{{"replay", "--help"}, {"wal", "status", "--help"}} {
+		r := runCmd(t, nil, cmd...)
+		if r.code != 0 {
+			t.Fatalf("%v: exit %d", cmd, r.code)
+		}
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "--") && !strings.HasPrefix(l, "--help") && !strings.Contains(l, "(default: ") {
+				t.Errorf("%v: no default in %q", cmd, l)
+			}
+		}
+	}
 	r = runCmd(t, nil, "run", "--help")
 	if r.code != 0 {
 		t.Fatalf("run --help: %d", r.code)
@@ -101,6 +112,9 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 		if !strings.Contains(line, "[$"+env(name)[0]+"]") {
 			t.Errorf("--%s: no environment variable in %q", name, line)
+		}
+		if !strings.Contains(line, "(default: ") {
+			t.Errorf("--%s: no default in %q", name, line)
 		}
 	}
 	for _, want := range []string{

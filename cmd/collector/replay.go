@@ -53,7 +53,7 @@ func replayCommand() *cli.Command {
 			"position moves. It exits 1 when anything was dropped or it was interrupted. Flags are also read\n" +
 			"from the environment: the agent's names for the shared ones (COLLECTOR_WAL_DIR, COLLECTOR_ID,\n" +
 			"COLLECTOR_TO_UPLOAD...), COLLECTOR_REPLAY_<FLAG> for the replay's own.",
-		Flags:  flags,
+		Flags:  showDefaults(flags),
 		Action: replayAction,
 	}
 }

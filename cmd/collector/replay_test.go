@@ -71,7 +71,7 @@ func TestReplay(t *testing.T) {
 	t.Parallel()
 	base := filepath.Join(t.TempDir(), "wal")
 	tw := buildWAL(t, base, "c1", 20, 50) // 1000 samples, the WAL open as by a running agent
-	tw.commitAgent(t, "hub", 20, nil)      // the agent delivered the first 400
+	tw.commitAgent(t, "hub", 20, nil)     // the agent delivered the first 400
 	before := agentPositions(t, tw.dir)
 	defer func() {
 		if after := agentPositions(t, tw.dir); len(after) != 1 || after["hub.json"] != before["hub.json"] {

@@ -47,7 +47,7 @@ func runFlags() []cli.Flag {
 	d := agent.DefaultOptions()
 	qo := d.Queue
 	wo := d.WAL
-	return append(logFlags(),
+	flags := append(logFlags(),
 		&cli.StringFlag{Name: "config", Category: catGeneral, Usage: "YAML file with sources, endpoints and flag values; see docs/configuration.md", EnvVars: env("config"), TakesFile: true},
 		&cli.StringFlag{Name: "listen", Category: catGeneral, Value: "localhost:9002", Usage: "address of /metrics, /healthz, /readyz and /-/reload (empty: none)", EnvVars: env("listen")},
 		&cli.BoolFlag{Name: "enable-pprof", Category: catGeneral, Usage: "serve /debug/pprof on --listen", EnvVars: env("enable-pprof")},
@@ -104,6 +104,24 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "sample-age-limit", Category: catQueue, Usage: "drop (and count) samples older than this at send time; 0 never drops", EnvVars: env("sample-age-limit")},
 		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
 	)
+	return showDefaults(flags)
+}
+
+// showDefaults makes --help show a default for every flag: "none" where there is none.
+func showDefaults(flags []cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.Value == "" && f.DefaultText == "" {
+				f.DefaultText = "none"
+			}
+		case *cli.StringSliceFlag:
+			if f.DefaultText == "" {
+				f.DefaultText = "none"
+			}
+		}
+	}
+	return flags
 }
 
 func runCommand() *cli.Command {

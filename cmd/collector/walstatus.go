@@ -24,11 +24,11 @@ func walCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "status",
 			Usage: "backlog per cluster ID and endpoint, from the files alone (works beside a running agent and on a copied PVC)",
-			Flags: []cli.Flag{
+			Flags: showDefaults([]cli.Flag{
 				&cli.StringFlag{Name: "wal-dir", Value: defaultWAL, Usage: "directory of the WALs (or of one cluster's WAL)", EnvVars: env("wal-dir")},
-				&cli.StringFlag{Name: "id", Usage: "only this cluster ID", EnvVars: env("id")},
+				&cli.StringFlag{Name: "id", Usage: "only this cluster ID", DefaultText: "every WAL in --wal-dir", EnvVars: env("id")},
 				&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json", EnvVars: env("output")},
-			},
+			}),
 			Action: walStatusAction,
 		}},
 	}
