@@ -220,3 +220,76 @@ func TestRunFlushDeadline(t *testing.T) {
 		t.Errorf("undelivered samples did not stay in the WAL: %s", r.stdout)
 	}
 }
+
+// TestRunSecondSignal: a second SIGTERM during the flush stops at once, still with exit 0.
+func TestRunSecondSignal(t *testing.T) {
+	t.Parallel()
+	src := newFederate(t)
+	rcv := newReceiver(t, false)
+	rcv.setBehaviour(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		<-r.Context().Done() // hangs until the client gives up
+	})
+	walDir := filepath.Join(t.TempDir(), "wal")
+	p := start(t, nil, "run", "--id", "c1", "--from", src.URL, "--match", `{__name__="m"}`, "--to-upload", rcv.url,
+		"--wal-dir", walDir, "--listen", "", "--log-format", "json", "--interval", "1s",
+		"--batch-send-deadline", "100ms", "--flush-deadline", "10m")
+	waitFor(t, "a request in flight", 15*time.Second, func() bool { return rcv.requests.Load() >= 1 })
+	p.signal(syscall.SIGTERM)
+	p.waitLog("draining: scraping stopped, flushing until the flush deadline; a second signal stops at once", 10*time.Second, nil)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after two signals", code)
+	}
+	if _, err := wal.ReadPosition(filepath.Join(walDir, "c1"), endpointName(t, rcv.url)); err != nil {
+		t.Errorf("no position committed: %v", err)
+	}
+}
+
+// TestReloadConfigFile: a reload re-reads the config file: source settings apply, restart-only
+// flags are kept with a warning, endpoint changes and bad keys are refused with the reason.
+func TestReloadConfigFile(t *testing.T) {
+	t.Parallel()
+	src := newFederate(t)
+	rcv := newReceiver(t, false)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "collector.yaml")
+	body := func(extra string) string {
+		return fmt.Sprintf("flags:\n  id: c1\n  from: %s\n  to-upload: %s\n  interval: 1s\n  batch-send-deadline: 100ms\n  wal-dir: %s\n%s",
+			src.URL, rcv.url, filepath.Join(dir, "wal"), extra)
+	}
+	writeFile(t, cfg, body("  match: '{__name__=\"metric_a\"}'\n  max-shards: 5\n"))
+	p := start(t, nil, "run", "--config", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	base := "http://" + p.listenAddr()
+	waitFor(t, "metric_a at the receiver", 15*time.Second, func() bool { return countName(rcv, "metric_a") >= 1 })
+
+	writeFile(t, cfg, body("  match: '{__name__=\"metric_b\"}'\n  max-shards: 6\n"))
+	if code, body := httpDo(t, http.MethodPost, base+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("reload: %d %q", code, body)
+	}
+	p.waitLog("reload: these flags changed but need a restart; their running values are kept", 5*time.Second, func(l map[string]any) bool {
+		return l["flags"] == "--max-shards"
+	})
+	waitFor(t, "metric_b at the receiver", 15*time.Second, func() bool { return countName(rcv, "metric_b") >= 1 })
+
+	for _, tc := range []struct {
+		name, extra, want string
+	}{
+		{"endpoint added", "endpoints:\n  - {name: other, url: 'http://127.0.0.1:1/w'}\n", "reload adds other: restart to add, remove or change endpoints"},
+		{"unknown flag", "  intervall: 2s\n", "flags.intervall (line 8): collector run has no flag --intervall"},
+		{"bad value", "  match: 'up{'\n", `--match "up{"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			writeFile(t, cfg, body(tc.extra))
+			code, body := httpDo(t, http.MethodPost, base+"/-/reload")
+			if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {
+				t.Errorf("reload: %d %q, want 400 with %q", code, body, tc.want)
+			}
+		})
+	}
+	n := countName(rcv, "metric_b")
+	waitFor(t, "metric_b still arriving", 15*time.Second, func() bool { return countName(rcv, "metric_b") > n })
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
