@@ -74,6 +74,9 @@ func CommitPosition(walDir, consumer string, st ConsumerState) error {
 // file, and a *PositionError when the file is torn, garbled or fails its checksum; in both cases
 // the consumer starts from the oldest retained segment (data may be sent twice, never skipped).
 func ReadPosition(walDir, consumer string) (ConsumerState, error) {
+	if err := ValidateID(consumer); err != nil {
+		return ConsumerState{}, fmt.Errorf("consumer %q: %w", consumer, err)
+	}
 	path := positionPath(walDir, consumer)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -379,6 +379,7 @@ func (r *Reader) openSegment() (bool, error) {
 	}
 	for _, k := range segs {
 		if k > r.pos.Segment {
+			r.logger.WithFields(logrus.Fields{"segment": r.pos.Segment, "next": k}).Warn("segment missing (truncated or evicted under the reader); continuing with the next one")
 			r.pos = Position{Segment: k}
 			return r.openSegment()
 		}

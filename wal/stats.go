@@ -20,6 +20,9 @@ type Stats struct {
 	// Repairs counts repairs made on open; RepairedBytes the bytes they cut.
 	Repairs       int64 `json:"repairs,omitempty"`
 	RepairedBytes int64 `json:"repaired_bytes,omitempty"`
+	// Consumers are the consumers the writer registered when it last opened the WAL (one per
+	// endpoint), so that status lists an endpoint before its first commit.
+	Consumers []string `json:"consumers,omitempty"`
 }
 
 func (s *Stats) addSkipped(reason string, n int64) {

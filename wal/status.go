@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -36,10 +37,13 @@ type Status struct {
 
 // ConsumerStatus is one consumer's view: what it has delivered and what is still ahead of it.
 type ConsumerStatus struct {
-	Name          string    `json:"name"`
-	Position      Position  `json:"position"`
-	PositionError string    `json:"position_error,omitempty"`
-	Updated       time.Time `json:"updated,omitzero"`
+	Name          string   `json:"name"`
+	Position      Position `json:"position"`
+	PositionError string   `json:"position_error,omitempty"`
+	// NoPosition is true for a registered consumer that has not committed yet: it starts at the
+	// oldest retained segment.
+	NoPosition bool      `json:"no_position,omitempty"`
+	Updated    time.Time `json:"updated,omitzero"`
 	// UndeliveredSamples and UndeliveredBytes are what lies after the position. Samples are
 	// counted exactly by decoding every record after it; bytes are segment bytes.
 	UndeliveredSamples int64     `json:"undelivered_samples"`
@@ -166,11 +170,19 @@ func ReadStatus(walDir string) (Status, error) {
 	if err != nil {
 		return st, fmt.Errorf("list consumers in %s: %w", walDir, err)
 	}
+	// Registered consumers without a position file yet have everything ahead of them.
+	for _, c := range st.Stats.Consumers {
+		if !slices.Contains(names, c) {
+			names = append(names, c)
+		}
+	}
 	sort.Strings(names)
 	for _, name := range names {
 		cs := ConsumerStatus{Name: name, Exact: true, Evicted: st.Stats.Evicted[name]}
 		state, err := ReadPosition(walDir, name)
-		if err != nil {
+		if errors.Is(err, ErrNoPosition) {
+			cs.NoPosition = true
+		} else if err != nil {
 			// The consumer restarts from the oldest retained segment.
 			cs.PositionError = err.Error()
 		} else {

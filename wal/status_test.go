@@ -80,3 +80,21 @@ func TestReadStatus(t *testing.T) {
 		}
 	})
 }
+
+func TestStatusListsRegisteredConsumersWithoutPosition(t *testing.T) {
+	opts := testOptions()
+	opts.Consumers = []string{"hub"}
+	w := openTest(t, t.TempDir(), opts)
+	appendScrape(t, w, 10, 1000)
+	st, err := ReadStatus(w.Dir())
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Consumers) != 1 || st.Consumers[0].Name != "hub" || !st.Consumers[0].NoPosition || st.Consumers[0].UndeliveredSamples != 10 {
+		t.Fatalf("consumers %+v", st.Consumers)
+	}
+	if _, err := ReadPosition(w.Dir(), "../etc"); !errors.Is(err, ErrInvalidID) {
+		t.Fatalf("ReadPosition with a path in the name = %v", err)
+	}
+}

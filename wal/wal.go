@@ -206,6 +206,10 @@ func (w *WAL) load() error {
 		w.logger.WithError(err).Warn("wal stats file unreadable; counters restart from zero")
 	}
 	w.stats = st
+	w.stats.Consumers = append([]string(nil), w.opts.Consumers...)
+	if err := writeStats(w.dir, w.stats); err != nil {
+		return err
+	}
 
 	ckDir, ckIdx, err := lastCheckpoint(w.dir)
 	if err != nil {

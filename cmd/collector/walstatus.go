@@ -166,8 +166,11 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 	for _, st := range sts {
 		for _, cs := range st.Consumers {
 			pos := cs.Position.String()
-			if cs.PositionError != "" {
+			switch {
+			case cs.PositionError != "":
 				pos = "unusable (restarts at oldest)"
+			case cs.NoPosition:
+				pos = "none yet (starts at oldest)"
 			}
 			dropped := map[string]int64{}
 			for r, n := range cs.Dropped {
