@@ -65,3 +65,15 @@ demo:
 # demo-outage does the same, then stops the receiver for a minute and shows the backlog and the drain.
 demo-outage:
 	DEMO_OUTAGE=1 ./e2e/demo/demo.sh
+
+.PHONY: image
+# image builds the container image from the Dockerfile with docker or podman (CONTAINER_ENGINE
+# picks one). IMAGE names it.
+IMAGE            ?= collector:$(VERSION)
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make image: no container engine found: install docker or podman, or set CONTAINER_ENGINE" >&2; exit 1; fi
+	@if ! $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
+		echo "make image: $(CONTAINER_ENGINE) is installed but does not answer (is its daemon or socket running?)" >&2; exit 1; fi
+	$(CONTAINER_ENGINE) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

@@ -1,0 +1,15 @@
+// Package deploy holds how collector is deployed and watched, and the tests that keep those files
+// true to the binary:
+//
+//   - kubernetes/base: a kustomize base (StatefulSet with a PVC per WAL, RBAC for /federate,
+//     ConfigMap, hub TLS Secrets, Service, ServiceMonitor, PrometheusRule);
+//     kubernetes/overlays/openshift adapts it to OpenShift's platform monitoring.
+//   - monitoring: the Grafana dashboard, the alert rules and their promtool unit tests.
+//
+// The package has no code. Its tests render the kustomizations (a small loader for the features
+// they use, strategic merge patches with the real Kubernetes types), decode every object strictly
+// into the Kubernetes API types, start the real binary with the StatefulSet's arguments against
+// files laid out as the pod's volumes would be, check the probes against it, check every metric
+// the dashboard and the rules query against its /metrics, and run promtool on the rules.
+// promtool must be installed (make deps).
+package deploy
