@@ -247,21 +247,29 @@ func (rn *running) get(path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// waitFor polls cond every 50ms until it holds or the timeout passes; the process exiting ends
-// the wait too.
-func (rn *running) waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+// poll evaluates cond every 50ms until it holds (true) or the timeout passes (false). The process
+// exiting fails the test.
+func (rn *running) poll(t *testing.T, what string, timeout time.Duration, cond func() bool) bool {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	deadline := time.After(timeout)
 	for !cond() {
 		select {
 		case err := <-rn.done:
 			rn.done <- err
 			t.Fatalf("collector exited while waiting for %s: %v", what, err)
+		case <-deadline:
+			return false
 		case <-time.After(50 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
+	}
+	return true
+}
+
+// waitFor is poll that fails the test on the timeout.
+func (rn *running) waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	if !rn.poll(t, what, timeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	}
 }
 
@@ -293,7 +301,7 @@ func TestCollectorRunsWithManifestArgs(t *testing.T) {
 			t.Parallel()
 			rn, r, src, snk := deployed(t, v.dir)
 			c := container(t, one[appsv1.StatefulSet](t, r))
-			rn.waitFor(t, "a delivered remote-write request", 20*time.Second, func() bool { return snk.ok.Load() > 0 })
+			rn.waitFor(t, "a delivered remote-write request", 30*time.Second, func() bool { return snk.ok.Load() > 0 })
 			for _, pr := range []struct {
 				name string
 				path string
@@ -377,10 +385,7 @@ func TestMonitoringMetricsExported(t *testing.T) {
 		}
 		return len(missing) == 0
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !check() && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
+	rn.poll(t, "every queried metric", 20*time.Second, check)
 	sort.Strings(missing)
 	for _, n := range missing {
 		t.Errorf("%s is queried by %v but collector does not export it", n, q.where[n])
