@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Deadlines of the harness.
+const (
+	// stopTimeout is how long a process has to exit after SIGTERM before it gets SIGKILL.
+	stopTimeout = 15 * time.Second
+	// readyTimeout bounds the wait for a started process to answer.
+	readyTimeout = 60 * time.Second
+	// pollEvery is the period of every condition poll.
+	pollEvery = 100 * time.Millisecond
+	// logTailLines is how much of a process' log a failed test prints.
+	logTailLines = 60
+)
+
+// process is one child process of a test: its output goes to a log file (appended across
+// restarts) whose tail is printed when the test fails, and t.Cleanup stops it by PID.
+type process struct {
+	t    testing.TB
+	name string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has been waited for
+	err  error         // the exit status; read after done is closed
+}
+
+// logTails registers, once per log file, a cleanup that prints the file's tail if the test failed.
+type logTails struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (l *logTails) register(t testing.TB, name, path string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if l.seen[path] {
+		return
+	}
+	l.seen[path] = true
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- last %d lines of %s (%s) ---\n%s", logTailLines, name, path, tailFile(path, logTailLines))
+		}
+	})
+}
+
+// startProcess starts bin with args, its output appended to logPath. tails may be nil.
+func startProcess(t testing.TB, tails *logTails, name, logPath, bin string, args ...string) *process {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("open log of %s: %v", name, err)
+	}
+	fmt.Fprintf(f, "=== %s: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	if tails != nil {
+		tails.register(t, name, logPath)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &process{t: t, name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	// Runs before the log tail is printed (cleanups run last registered first).
+	t.Cleanup(func() { p.stop(stopTimeout) })
+	return p
+}
+
+// pid returns the process ID.
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has ended.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits up to timeout for the process to end and returns its exit status.
+func (p *process) wait(timeout time.Duration) (error, bool) {
+	select {
+	case <-p.done:
+		return p.err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+// stop sends SIGTERM and, if the process has not exited after timeout, SIGKILL. It returns the
+// exit status and whether the process exited on SIGTERM in time.
+func (p *process) stop(timeout time.Duration) (error, bool) {
+	if p.exited() {
+		return p.err, true
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err, ok := p.wait(timeout); ok {
+		return err, true
+	}
+	p.t.Logf("%s (pid %d) still running %v after SIGTERM: SIGKILL", p.name, p.pid(), timeout)
+	p.kill()
+	return p.err, false
+}
+
+// kill sends SIGKILL and waits for the process to end.
+func (p *process) kill() {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// tailFile returns the last n lines of the file at path.
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(read %s: %v)", path, err)
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// freePort returns a loopback port that was free a moment ago: the kernel picks it for a listener
+// that is closed at once. A process that then fails to bind it is started again on another port
+// (see startPrometheus).
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// eventually polls cond every pollEvery until it returns nil or timeout passes; it then fails the
+// test with the last error.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := poll(timeout, cond); err != nil {
+		t.Fatalf("%s: not within %v: %v", what, timeout, err)
+	}
+}
+
+// poll is eventually without the test: it returns the last error of cond after timeout, or at
+// once when a process it waits for has exited (errExited).
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var exited errExited
+		if errors.As(err, &exited) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(pollEvery) // the poll period of a condition with a deadline, not a fixed delay
+	}
+}
+
+// httpClient is the client of every check: short timeouts, no keep-alive surprises across
+// restarts of the servers.
+var httpClient = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+}
+
+// waitHTTP waits until GET url answers 200, failing early when p exits.
+func waitHTTP(t testing.TB, p *process, url string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, p.name+" ready at "+url, func() error {
+		if p.exited() {
+			return errExited{p.name, p.err}
+		}
+		resp, err := httpClient.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+type errExited struct {
+	name string
+	err  error
+}
+
+func (e errExited) Error() string { return fmt.Sprintf("%s exited: %v", e.name, e.err) }
+
+// requirePrometheus returns the path of the prometheus binary, failing (never skipping) the test
+// when there is none.
+func requirePrometheus(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("the e2e tests need Debian's prometheus package (run make deps): %v", err)
+	}
+	return p
+}
+
+// testDir returns a fresh temporary directory below t.TempDir named name.
+func testDir(t testing.TB, name string) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+var errNotYet = errors.New("not yet")

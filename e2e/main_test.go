@@ -1,0 +1,38 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// collectorBin is the collector binary TestMain builds once for every test. It is written only
+// before m.Run.
+var collectorBin string
+
+// TestMain builds the collector binary from the module root into a temporary directory with the
+// go command on $PATH (go test puts its own toolchain first). It is built without the race detector: the processes run at full speed, the test binary (servers,
+// proxy, checks) runs with -race.
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "collector-e2e-bin-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: create build directory: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	collectorBin = filepath.Join(dir, "collector")
+	cmd := exec.Command("go", "build", "-o", collectorBin, "./cmd/collector")
+	cmd.Dir = ".." // the module root: this package is <root>/e2e
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/collector: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
