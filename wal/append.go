@@ -166,9 +166,12 @@ func (a *Appender) Commit() (AppendStats, error) {
 	meta.samples += int64(len(keep))
 	meta.minT = min(meta.minT, minT)
 	meta.maxT = max(meta.maxT, maxT)
-	meta.bytes += int64(len(buf)) // an estimate until the segment is sealed or stat'ed
+	if size, err := statSegment(w.dir, seg); err == nil {
+		meta.bytes = size
+	}
 
 	w.releaseBuffersLocked(len(buf), len(keep), len(ser))
+	w.updateGauges()
 	st.Samples = len(keep)
 	st.NewSeries = len(ser)
 	st.Bytes = len(buf)

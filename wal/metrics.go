@@ -20,6 +20,8 @@ type metrics struct {
 	samplesEvicted  *prometheus.CounterVec
 	repairs         *prometheus.CounterVec
 	repairedBytes   prometheus.Counter
+	maxSizeBytes    prometheus.Gauge
+	undelivered     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -78,5 +80,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "collector_wal_repaired_bytes_total",
 			Help: "Bytes cut from segments by repairs (kept under corrupt/ for inspection).",
 		}),
+		maxSizeBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "collector_wal_max_size_bytes",
+			Help: "The WAL's size cap (--wal-max-size); 0 when there is none.",
+		}),
+		undelivered: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "collector_wal_undelivered_bytes",
+			Help: "Bytes of segments after each registered consumer's durable position, as of the last truncation.",
+		}, []string{"consumer"}),
 	}
 }

@@ -40,3 +40,32 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name, k, v string) flo
 	}
 	return 0
 }
+
+func TestGaugesFollowCommits(t *testing.T) {
+	reg := newTestRegistry()
+	opts := testOptions()
+	opts.Consumers = []string{"hub"}
+	opts.MaxSize = 1 << 30
+	w, err := Open(nil, reg, t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	appendScrape(t, w, 50, 1000)
+	if got := counterValue(t, reg, "collector_wal_series", "", ""); got != 50 {
+		t.Fatalf("collector_wal_series = %v, want 50", got)
+	}
+	size := counterValue(t, reg, "collector_wal_size_bytes", "", "")
+	if size == 0 {
+		t.Fatal("collector_wal_size_bytes does not follow the open segment")
+	}
+	if got := counterValue(t, reg, "collector_wal_max_size_bytes", "", ""); got != 1<<30 {
+		t.Fatalf("collector_wal_max_size_bytes = %v", got)
+	}
+	if _, err := w.Truncate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(t, reg, "collector_wal_undelivered_bytes", "consumer", "hub"); got != size {
+		t.Fatalf("undelivered bytes of a consumer without a position = %v, want the whole WAL %v", got, size)
+	}
+}

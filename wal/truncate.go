@@ -63,6 +63,7 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 		}
 	}
 	segs := w.sortedSegments()
+	defer w.exportUndelivered(positions)
 
 	// cut is the first segment kept; everything before it goes.
 	cut := w.first
@@ -165,6 +166,23 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 	w.metrics.truncations.Inc()
 	w.updateGauges()
 	return st, nil
+}
+
+// exportUndelivered sets collector_wal_undelivered_bytes for each consumer from its durable
+// position.
+func (w *WAL) exportUndelivered(positions map[string]Position) {
+	for c, p := range positions {
+		var n int64
+		for k, m := range w.segs {
+			switch {
+			case k > p.Segment:
+				n += m.bytes
+			case k == p.Segment:
+				n += max(0, m.bytes-p.Offset)
+			}
+		}
+		w.metrics.undelivered.WithLabelValues(c).Set(float64(n))
+	}
 }
 
 func (w *WAL) sortedSegments() []int {

@@ -142,6 +142,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		w.first = seg
 	}
 	w.updateGauges()
+	w.metrics.maxSizeBytes.Set(float64(opts.MaxSize))
 	if opts.Fsync == FsyncInterval {
 		w.wg.Add(1)
 		go w.syncLoop()
