@@ -139,7 +139,7 @@ if [ "$OUTAGE" = 1 ]; then
 	start_receiver
 	for ((i = 0; i < 12; i++)); do
 		sleep 5
-		"$BIN" wal status --wal-dir "$TMP/wal" -o json | grep -m1 '"undelivered_samples"' || true
+		echo "$(date +%T)  $("$BIN" wal status --wal-dir "$TMP/wal" | tail -n1)"
 	done
 	"$BIN" wal status --wal-dir "$TMP/wal"
 fi
