@@ -12,7 +12,7 @@
 // Remote-write 1.0 only: a prompb.WriteRequest in protobuf, compressed as one snappy block, with
 // Content-Encoding: snappy, Content-Type: application/x-protobuf,
 // X-Prometheus-Remote-Write-Version: 0.1.0 and User-Agent: collector/<version>. Remote-write 2.0
-// is not implemented yet (Thanos converts it to 1.0 anyway and the WAL carries no metadata).
+// is not offered (Thanos converts it to 1.0 anyway, and the WAL carries no metadata for it to add).
 //
 // The protobuf encoder is hand-written for []prompb.TimeSeries and produces exactly the bytes of
 // gogo's generated Marshal (a test and FuzzEncode compare them). It makes a single pass over the
