@@ -69,7 +69,7 @@ func (c *collector) kill() {
 // stop ends the process with SIGTERM; it must exit cleanly (code 0) within timeout.
 func (c *collector) stop(timeout time.Duration) {
 	c.t.Helper()
-	err, ok := c.proc.stop(timeout)
+	ok, err := c.proc.stop(timeout)
 	if !ok {
 		c.t.Fatalf("%s did not exit within %v of SIGTERM", c.name, timeout)
 	}

@@ -10,6 +10,18 @@
 // with --wal-retention so that delivered segments stay readable) with the raw samples the
 // receiver returns through its query API.
 //
+// The tests, all parallel (TestMain raises -test.parallel: they wait far more than they compute),
+// about three minutes together on two cores, TestAccountingAtScale the longest:
+//
+//   - TestFlow: match[], clusterID, --label, --rename, elided and anonymized labels at the receiver.
+//   - TestHubOutage: the receiver down for 30 s; everything appended meanwhile arrives.
+//   - TestCrashDuringOutage: SIGKILL and SIGTERM with restarts while the receiver is down.
+//   - TestFlakyHub: 503, 429 with Retry-After, connection resets, lost answers; per-series order
+//     of the acknowledged samples checked on the wire; also against a plain Prometheus receiver.
+//   - TestReplay: collector replay --all into an empty receiver reproduces the WAL exactly.
+//   - TestAccountingAtScale: 50k series a second from a deterministic source, seeded SIGKILLs,
+//     receiver outages, about 100 s; every scrape served while the collector was up arrives whole.
+//
 // The receivers run with an out-of-order window (receiverConfig says why): a re-sent request is
 // then accepted whole, as Thanos receive accepts its valid part, instead of being rolled back with
 // 400 as a plain Prometheus does.

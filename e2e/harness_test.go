@@ -22,8 +22,8 @@ const (
 	stopTimeout = 15 * time.Second
 	// readyTimeout bounds the wait for a started process to answer.
 	readyTimeout = 60 * time.Second
-	// pollEvery is the period of every condition poll.
-	pollEvery = 100 * time.Millisecond
+	// pollPeriod is the period of a condition poll.
+	pollPeriod = 100 * time.Millisecond
 	// logTailLines is how much of a process' log a failed test prints.
 	logTailLines = 60
 )
@@ -103,29 +103,32 @@ func (p *process) exited() bool {
 	}
 }
 
-// wait waits up to timeout for the process to end and returns its exit status.
-func (p *process) wait(timeout time.Duration) (error, bool) {
+// wait waits up to timeout for the process to end. It reports whether it ended, and its exit
+// status.
+func (p *process) wait(timeout time.Duration) (bool, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-p.done:
-		return p.err, true
-	case <-time.After(timeout):
-		return nil, false
+		return true, p.err
+	case <-t.C:
+		return false, nil
 	}
 }
 
-// stop sends SIGTERM and, if the process has not exited after timeout, SIGKILL. It returns the
-// exit status and whether the process exited on SIGTERM in time.
-func (p *process) stop(timeout time.Duration) (error, bool) {
+// stop sends SIGTERM and, if the process has not exited after timeout, SIGKILL. It reports
+// whether the process exited on SIGTERM in time, and its exit status.
+func (p *process) stop(timeout time.Duration) (bool, error) {
 	if p.exited() {
-		return p.err, true
+		return true, p.err
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err, ok := p.wait(timeout); ok {
-		return err, true
+	if ok, err := p.wait(timeout); ok {
+		return true, err
 	}
 	p.t.Logf("%s (pid %d) still running %v after SIGTERM: SIGKILL", p.name, p.pid(), timeout)
 	p.kill()
-	return p.err, false
+	return false, p.err
 }
 
 // kill sends SIGKILL and waits for the process to end.
@@ -163,7 +166,7 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// eventually polls cond every pollEvery until it returns nil or timeout passes; it then fails the
+// eventually polls cond every pollPeriod until it returns nil or timeout passes; it then fails the
 // test with the last error.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
@@ -175,7 +178,14 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 // poll is eventually without the test: it returns the last error of cond after timeout, or at
 // once when a process it waits for has exited (errExited).
 func poll(timeout time.Duration, cond func() error) error {
+	return pollEvery(timeout, pollPeriod, cond)
+}
+
+// pollEvery is poll with a period of its own, for conditions that are expensive to evaluate.
+func pollEvery(timeout, period time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
 	for {
 		err := cond()
 		if err == nil {
@@ -185,7 +195,7 @@ func poll(timeout time.Duration, cond func() error) error {
 		if errors.As(err, &exited) || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(pollEvery) // the poll period of a condition with a deadline, not a fixed delay
+		<-tick.C
 	}
 }
 

@@ -62,7 +62,7 @@ scrape_configs:
 // crash, every record after its last committed position: some of the samples are then older than
 // the series' newest one at the receiver. Thanos receive writes the valid samples of such a request
 // and answers 409 for the rest; a plain Prometheus rolls the whole request back and answers 400
-// (TestFlakyHub against plainReceiverConfig drops a batch as http_400). With the window the
+// (TestFlakyHub/plain_prometheus_receiver shows it). With the window the
 // receiver keeps one copy of each sample (queries merge exact duplicates), so "every sample
 // arrived" and "nothing dropped" stay checkable sample by sample.
 const receiverConfig = `global: {}
@@ -140,7 +140,7 @@ func (s *promServer) tryStart() error {
 // stop ends the process with SIGTERM (it must exit within stopTimeout).
 func (s *promServer) stop() {
 	s.t.Helper()
-	if _, ok := s.proc.stop(stopTimeout); !ok {
+	if ok, _ := s.proc.stop(stopTimeout); !ok {
 		s.t.Errorf("%s did not exit within %v of SIGTERM", s.name, stopTimeout)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // the agent's position alone.
 func TestReplay(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, "e2e-replay", nil)
+	p := newPipeline(t, "e2e-replay", pipelineOptions{})
 	p.col.start()
 	p.waitFlowing(3)
 	p.waitAppended(time.Now().Add(10*time.Second), 40*time.Second)

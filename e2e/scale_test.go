@@ -14,15 +14,17 @@ import (
 // Parameters of TestAccountingAtScale.
 const (
 	scaleSeries = 50000
-	// scaleScrapes is how many complete scrapes the schedule of faults spans (one a second: the
-	// test's fault phase lasts about this many seconds; the issue asks for about two minutes, 75 s
-	// keeps the whole suite within its CI budget on two cores).
-	scaleScrapes = 75
+	// scaleScrapes is how many complete scrapes the schedule of faults spans, one a second: the
+	// fault phase lasts about 100 s, the test with its drain and checks about 2.5 minutes (the
+	// issue asks for about two minutes of faults; this keeps the suite near 3 minutes).
+	scaleScrapes = 100
 	scaleSeed    = 66
 	scaleID      = "e2e-scale"
 	// atRisk is how long after a response a kill may still keep its scrape out of the WAL (the
-	// collector parses the body as it streams in and appends it in well under this).
-	atRisk = 2 * time.Second
+	// collector parses the body as it streams in and appends it in well under this). The kills
+	// come right after a response, or right after the next remote-write request: about one
+	// scrape per kill is at risk.
+	atRisk = 1500 * time.Millisecond
 )
 
 // scaleEvent is one step of the fault schedule, due once the source has served `at` complete
@@ -40,6 +42,7 @@ func scaleSchedule(seed int64) []scaleEvent {
 	ev := []scaleEvent{
 		{20, "receiver-stop"}, {30, "receiver-start"},
 		{45, "proxy-down"}, {53, "proxy-up"},
+		{70, "receiver-stop"}, {78, "receiver-start"},
 	}
 	for at := 4 + rnd.Intn(8); at < scaleScrapes; at += 4 + rnd.Intn(9) {
 		kind := "kill"
@@ -59,8 +62,14 @@ func scaleSchedule(seed int64) []scaleEvent {
 //     WAL whole (50k samples of that second), and the WAL holds nothing else: each second's
 //     samples are whole scrapes with the source's labels (transformed) and values;
 //   - every (series, timestamp) of the WAL is at the receiver, which holds exactly the 50k series;
-//   - the books balance: the position file's cumulative delivered samples equal the samples the
-//     WAL holds, nothing dropped, nothing evicted, nothing left undelivered.
+//   - the books: nothing dropped, evicted or left undelivered, and the position file's cumulative
+//     delivered counter at least the samples the WAL holds. It is not equal to them: a record
+//     acknowledged after the last commit before a kill is sent again and counted again (see
+//     queue.Stats.Delivered), so appended = delivered + dropped holds only without kills
+//     (TestHubOutage, TestFlakyHub check it there). The excess is logged.
+//
+// The collector runs with --wal-fsync scrape (the default): a SIGKILL loses no page cache, so
+// --wal-fsync segment would pass as well, but the default is what runs in production.
 func TestAccountingAtScale(t *testing.T) {
 	t.Parallel()
 	tails := &logTails{}
@@ -68,8 +77,6 @@ func TestAccountingAtScale(t *testing.T) {
 	rcv := startPrometheus(t, tails, "receiver", promConfig{Config: receiverConfig, Receiver: true})
 	fp := newFaultProxy(t, rcv.URL(), scaleSeed)
 	fp.checkOrder(false) // re-sends after a kill repeat samples
-	// --wal-fsync stays at its default (scrape): a SIGKILL loses no page cache, so segment would
-	// pass as well, but the default is what runs in production.
 	col := newCollector(t, tails, "collector", scaleID,
 		"--from", src.URL(),
 		"--match", `{__name__=~".+"}`,
@@ -129,26 +136,40 @@ func TestAccountingAtScale(t *testing.T) {
 	})
 	t.Logf("fault phase: %v, %d kills, %d complete scrapes served", time.Since(began).Round(time.Second), len(kills), src.completeCount())
 
-	// Everything the WAL holds reaches the receiver; then a graceful stop.
+	// The collector catches up (its own view, cheap to poll: the receiver's queries over 50k
+	// series are not, and polling them would slow its ingestion), then stops gracefully, which
+	// flushes the rest. Then the WAL is final and everything in it must be at the receiver.
 	drain := time.Now()
-	assertScaleDelivered(t, src, col, rcv, 90*time.Second)
+	eventually(t, 120*time.Second, "the backlog delivered", func() error {
+		st, err := col.status()
+		if err != nil {
+			return err
+		}
+		if u := st.Clusters[0].Consumers[0].UndeliveredSamples; u > 2*scaleSeries {
+			return fmt.Errorf("%d samples undelivered", u)
+		}
+		return nil
+	})
 	t.Logf("backlog delivered %v after the fault phase", time.Since(drain).Round(time.Second))
 	col.stop(30 * time.Second)
 	kills = append(kills, time.Now()) // the stop ends scraping like a kill
-	wc := assertScaleDelivered(t, src, col, rcv, 30*time.Second)
+	wc := assertScaleDelivered(t, src, col, rcv)
 
 	// Every scrape served while the collector was up is in the WAL, whole.
 	wal := map[int64]bool{}
 	for ts := range wc.times {
 		wal[ts] = true
 	}
-	required, risky, missing := 0, 0, []string{}
+	required, risky, riskyKept, missing := 0, 0, 0, []string{}
 	for _, s := range src.scrapes() {
 		if !s.Complete {
 			continue
 		}
 		if killedWithin(kills, s.End, atRisk) {
 			risky++
+			if wal[s.T] {
+				riskyKept++
+			}
 			continue
 		}
 		required++
@@ -159,14 +180,14 @@ func TestAccountingAtScale(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("%d of %d scrapes served while the collector was up are not in the wal: %v", len(missing), required, missing)
 	}
-	t.Logf("%d scrapes served with the collector up are in the wal (%d more near a kill not required); %d seconds, %d samples in the wal",
-		required, risky, len(wc.times), wc.samples)
+	t.Logf("%d scrapes served with the collector up are in the wal (of %d more served just before a kill, %d are); %d seconds, %d samples in the wal",
+		required, risky, riskyKept, len(wc.times), wc.samples)
 
 	// The books. Nothing dropped, evicted or left undelivered. The position file's delivered
 	// counter counts a sample acknowledged again after a kill twice (queue.Stats.Delivered says
 	// so): it may exceed the WAL's samples, never fall short. That every appended sample arrived
 	// is what assertScaleDelivered checked at the receiver.
-	excess := assertAccounted(t, col, wc, false)
+	excess := assertAccounted(t, col, wc, books{resent: true})
 	t.Logf("delivered counter: %d above the wal's %d samples after %d kills (re-sent records counted again)", excess, wc.samples, len(kills)-1)
 	t.Logf("proxy: %s", fp.summary())
 }
@@ -183,10 +204,11 @@ func killedWithin(kills []time.Time, at time.Time, d time.Duration) bool {
 
 // assertScaleDelivered reads the WAL and checks its contents against the source: only generated
 // series, each sample with the generated value, every second a whole scrape (all the series).
-// Then it waits until the receiver holds every (series, timestamp) of it: exactly the generated
-// series, all of them at every second of the WAL, and for a sample of the series the values. It
-// returns the WAL's contents.
-func assertScaleDelivered(t testing.TB, src *federateSource, col *collector, rcv *promServer, timeout time.Duration) walContents {
+// Then it checks that the receiver holds every (series, timestamp) of it: exactly the generated
+// series, all of them at every second of the WAL, and for a sample of the series the values. The
+// collector has stopped after its drain: what it delivered was acknowledged, so it is there (the
+// check is retried for a few seconds all the same). It returns the WAL's contents.
+func assertScaleDelivered(t testing.TB, src *federateSource, col *collector, rcv *promServer) walContents {
 	t.Helper()
 	idx := src.index()
 	bad, examples := 0, []string{}
@@ -225,7 +247,7 @@ func assertScaleDelivered(t testing.TB, src *federateSource, col *collector, rcv
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 
 	sel := fmt.Sprintf(`{clusterID=%q}`, scaleID)
-	err = poll(timeout, func() error {
+	err = pollEvery(30*time.Second, 2*time.Second, func() error {
 		// Exactly the generated series: the test is younger than the lookback (5m), so every
 		// series the receiver got for the cluster has a sample in it.
 		n, err := scalarQuery(rcv.URL(), fmt.Sprintf(`count(%s)`, sel), time.UnixMilli(times[len(times)-1]))
