@@ -62,9 +62,11 @@ var (
 	genPhases     = []string{"Pending", "Running", "Succeeded", "Failed", "Unknown"}
 )
 
+// genPod is the j-th pod name: <app>-<replicaset hash>-<suffix>, unique per j.
 func genPod(j int) string {
 	ns := genNamespaces[j%len(genNamespaces)]
-	return fmt.Sprintf("%s-%x-%05d", strings.SplitN(ns, "-", 2)[len(strings.SplitN(ns, "-", 2))-1], (j*2654435761)&0xfffff, j)
+	app := ns[strings.LastIndexByte(ns, '-')+1:]
+	return fmt.Sprintf("%s-%x-%05d", app, (j*2654435761)&0xfffff, j)
 }
 
 // genFamilies are ten families of realistic cluster metrics; each family gets n/10 series.
