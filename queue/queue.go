@@ -47,10 +47,14 @@ func (d dirSource) FirstSegment() int        { return 0 }
 type Stats struct {
 	// Position is the delivered position: every record before it is acknowledged or dropped.
 	Position wal.Position
-	// Delivered counts acknowledged samples (a sample sent again after a crash counts again).
-	// Cumulative over restarts, loaded from the position file, unless Options.NoCommit.
+	// Delivered counts the acknowledged samples of the records before Position. Cumulative over
+	// restarts, loaded from the position file (unless Options.NoCommit), and committed with the
+	// position, so a record re-sent after a crash is counted once: appended = Delivered + Dropped
+	// + what lies after Position. collector_queue_samples_sent_total counts every acknowledged
+	// request instead, re-sends included.
 	Delivered int64
-	// Dropped counts samples dropped deliberately, by reason; cumulative like Delivered.
+	// Dropped counts samples dropped deliberately, by reason, in the records before Position;
+	// cumulative like Delivered.
 	Dropped map[string]int64
 	// Filtered counts samples skipped by Options.MinTime/MaxTime in this run.
 	Filtered int64

@@ -13,6 +13,12 @@ type recState struct {
 	seq         uint64
 	end         wal.Position
 	outstanding int
+	// delivered and dropped count the record's settled samples; they join the cumulative
+	// counters only when the record joins the delivered prefix, so that the counters committed
+	// with a position describe exactly the records before it (a record re-sent after a crash is
+	// not counted twice).
+	delivered int64
+	dropped   map[string]int64
 }
 
 // tracker follows every record read from the WAL until each of its samples is acknowledged or
@@ -30,10 +36,12 @@ type tracker struct {
 	nextSeq uint64
 	// pos is the delivered position.
 	pos wal.Position
-	// delivered and dropped are cumulative (loaded from the position file); filtered, pending and
-	// records count this run.
+	// delivered and dropped are cumulative (loaded from the position file) and cover exactly the
+	// records before pos; filtered, pending and records count this run.
 	delivered int64
 	dropped   map[string]int64
+	// readDrops are samples dropped at read time, counted with the next record added.
+	readDrops map[string]int64
 	filtered  int64
 	pending   int64
 	records   int64
@@ -55,30 +63,45 @@ func (t *tracker) add(end wal.Position, n int) uint64 {
 	seq := t.nextSeq
 	t.nextSeq++
 	t.pending += int64(n)
+	drops := t.readDrops
+	t.readDrops = nil
 	if n == 0 && len(t.recs) > t.head {
 		// Coalesce with a settled tail; otherwise keep the order.
 		if last := &t.recs[len(t.recs)-1]; last.outstanding == 0 {
 			last.end, last.seq = end, seq
+			last.dropped = addCounts(last.dropped, drops)
 			return seq
 		}
 	}
-	t.recs = append(t.recs, recState{seq: seq, end: end, outstanding: n})
+	t.recs = append(t.recs, recState{seq: seq, end: end, outstanding: n, dropped: drops})
 	t.advanceLocked()
 	return seq
 }
 
-// drop counts n samples dropped at read time, before they were added to a record.
+// drop counts n samples dropped at read time, before their record is added (with the next add).
 func (t *tracker) drop(reason string, n int) {
 	if n == 0 {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.dropped == nil {
-		t.dropped = map[string]int64{}
+	if t.readDrops == nil {
+		t.readDrops = map[string]int64{}
 	}
-	t.dropped[reason] += int64(n)
-	t.version++
+	t.readDrops[reason] += int64(n)
+}
+
+func addCounts(dst, src map[string]int64) map[string]int64 {
+	if len(src) == 0 {
+		return dst
+	}
+	if dst == nil {
+		dst = map[string]int64{}
+	}
+	for k, v := range src {
+		dst[k] += v
+	}
+	return dst
 }
 
 // filter counts n samples skipped by the time filter.
@@ -105,24 +128,15 @@ func (t *tracker) settle(seqs []uint64, reason string) int {
 		for j < len(seqs) && seqs[j] == seqs[i] {
 			j++
 		}
-		t.settleLocked(seqs[i], j-i)
+		t.settleLocked(seqs[i], j-i, reason)
 		i = j
 	}
-	n := int64(len(seqs))
-	t.pending -= n
-	if reason == "" {
-		t.delivered += n
-	} else {
-		if t.dropped == nil {
-			t.dropped = map[string]int64{}
-		}
-		t.dropped[reason] += n
-	}
+	t.pending -= int64(len(seqs))
 	t.version++
 	return t.advanceLocked()
 }
 
-func (t *tracker) settleLocked(seq uint64, n int) {
+func (t *tracker) settleLocked(seq uint64, n int, reason string) {
 	live := t.recs[t.head:]
 	// Records are sorted by seq but coalescing leaves gaps: binary search.
 	lo, hi := 0, len(live)
@@ -139,14 +153,27 @@ func (t *tracker) settleLocked(seq uint64, n int) {
 		t.violations++
 		return
 	}
-	live[lo].outstanding -= n
+	r := &live[lo]
+	r.outstanding -= n
+	if reason == "" {
+		r.delivered += int64(n)
+	} else {
+		if r.dropped == nil {
+			r.dropped = map[string]int64{}
+		}
+		r.dropped[reason] += int64(n)
+	}
 }
 
 // advanceLocked pops the settled prefix and moves the position to its end.
 func (t *tracker) advanceLocked() int {
 	popped := 0
 	for t.head < len(t.recs) && t.recs[t.head].outstanding == 0 {
-		t.pos = t.recs[t.head].end
+		r := &t.recs[t.head]
+		t.pos = r.end
+		t.delivered += r.delivered
+		t.dropped = addCounts(t.dropped, r.dropped)
+		*r = recState{}
 		t.head++
 		popped++
 	}

@@ -83,8 +83,21 @@ func TestTracker(t *testing.T) {
 				{settle: []uint64{1}, want: pos(0, 0)},
 				{settle: []uint64{2}, want: pos(0, 0)},
 			},
-			delivered: 2,
+			// Acknowledged samples of records behind the stuck one are not counted yet: the
+			// counters describe the records before the position, which a crash would re-send.
+			delivered: 0,
 			pending:   1,
+		},
+		{
+			name: "read-time drops count with their record",
+			steps: []step{
+				{add: 1, want: pos(0, 0)},
+				{add: -2, want: pos(0, 0)}, // 2 samples dropped at read time, then a record of 1
+				{settle: []uint64{1}, want: pos(0, 0)},
+				{settle: []uint64{0}, want: pos(0, 200)},
+			},
+			delivered: 2,
+			dropped:   map[string]int64{"unknown_series": 2},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,7 +106,15 @@ func TestTracker(t *testing.T) {
 			for i, s := range tc.steps {
 				if s.settle == nil {
 					added++
-					tr.add(pos(0, int64(100*added)), s.add)
+					n := s.add
+					if n < 0 {
+						tr.drop(ReasonUnknownSeries, -n)
+						if st := tr.stats(); st.Dropped[ReasonUnknownSeries] != 0 {
+							t.Fatalf("step %d: read-time drops counted before their record: %v", i, st.Dropped)
+						}
+						n = 1
+					}
+					tr.add(pos(0, int64(100*added)), n)
 				} else {
 					tr.settle(s.settle, s.reason)
 				}
