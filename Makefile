@@ -31,8 +31,8 @@ deps:
 test: deps lint
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
-# test-unit runs everything but the end-to-end suite (which needs Debian's prometheus).
-test-unit:
+# test-unit runs everything but the end-to-end suite (deploy tests still need promtool).
+test-unit: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /e2e)
 
 test-e2e: deps build
