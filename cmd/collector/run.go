@@ -61,6 +61,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
+		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: agent.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
 		&cli.StringFlag{Name: "from-token", Category: catSource, Usage: "bearer token for the source", EnvVars: env("from-token")},
 		&cli.StringFlag{Name: "from-token-file", Category: catSource, Usage: "file holding the source's bearer token, re-read when it changes", EnvVars: env("from-token-file"), TakesFile: true},
@@ -418,6 +419,9 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 	o.EnablePprof = c.Bool("enable-pprof")
 	o.WALDir = c.String("wal-dir")
 	o.TruncateInterval = c.Duration("wal-truncate-interval")
+	if o.Source.Ingest.SampleLimit = c.Int("sample-limit"); o.Source.Ingest.SampleLimit <= 0 {
+		return o, usagef("--sample-limit %d: want a positive number", o.Source.Ingest.SampleLimit)
+	}
 	if o.WALDir == "" {
 		return o, usagef("--wal-dir: want a directory")
 	}
