@@ -119,8 +119,7 @@ func redactURL(raw string) string {
 type trackingSender struct {
 	queue.Sender
 	mtx     sync.Mutex
-	lastErr error     // guarded by mtx
-	lastOK  time.Time // guarded by mtx
+	lastErr error // guarded by mtx
 }
 
 func (s *trackingSender) Send(ctx context.Context, series []prompb.TimeSeries) error {
@@ -130,15 +129,13 @@ func (s *trackingSender) Send(ctx context.Context, series []prompb.TimeSeries) e
 	}
 	s.mtx.Lock()
 	s.lastErr = err
-	if err == nil {
-		s.lastOK = time.Now()
-	}
 	s.mtx.Unlock()
 	return err
 }
 
-func (s *trackingSender) status() (time.Time, error) {
+// lastError returns the error of the last request, nil after a success.
+func (s *trackingSender) lastError() error {
 	s.mtx.Lock()
 	defer s.mtx.Unlock()
-	return s.lastOK, s.lastErr
+	return s.lastErr
 }

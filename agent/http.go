@@ -77,7 +77,7 @@ func (a *Agent) Ready() (bool, []string) {
 			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %v", c.id, oneLine(st.LastError.Error())))
 		}
 		for _, eq := range c.queues {
-			if _, err := eq.sender.status(); err != nil {
+			if err := eq.sender.lastError(); err != nil {
 				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %v", eq.name, c.id, oneLine(err.Error())))
 			}
 		}

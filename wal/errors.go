@@ -15,9 +15,6 @@ var (
 	// ErrUnknownSeries is returned by Appender.Append for a ref that this WAL does not know (never
 	// created, or garbage-collected after its last sample left the retained segments).
 	ErrUnknownSeries = errors.New("unknown series ref")
-	// ErrScrapeTooLarge is returned by Appender.Commit when the scrape's Samples record cannot fit
-	// into one segment; nothing is written. Raise Options.SegmentSize.
-	ErrScrapeTooLarge = errors.New("scrape does not fit into one wal segment")
 	// ErrNoPosition is returned by ReadPosition when a consumer has no position file yet.
 	ErrNoPosition = errors.New("no position file")
 	// ErrNotWAL is returned by Status for a directory that holds no WAL.

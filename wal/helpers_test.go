@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/util/compression"
 )
 
@@ -122,15 +121,4 @@ func copyDir(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatalf("copy %s: %v", src, err)
 	}
-}
-
-// decodeSamplesRecord is used by tests that inspect raw records.
-func decodeSamplesRecord(t testing.TB, rec []byte) []record.RefSample {
-	t.Helper()
-	var dec record.Decoder
-	s, err := dec.Samples(rec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

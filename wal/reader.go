@@ -60,6 +60,7 @@ type Reader struct {
 
 	pos     Position
 	sr      *segmentReader
+	sealed  bool           // a later segment exists and sr's buffer was dropped once since
 	series  []readerSeries // indexed by ref: refs are dense
 	nSeries int
 	ckpt    int // newest checkpoint whose series are loaded
@@ -165,7 +166,7 @@ func (r *Reader) seek(from Position) error {
 		if k >= from.Segment {
 			break
 		}
-		if err := r.scanSeries(k, -1); err != nil {
+		if _, err := r.scanSeriesTo(k, -1); err != nil {
 			return err
 		}
 	}
@@ -181,12 +182,6 @@ func (r *Reader) seek(from Position) error {
 	}
 	r.pos = from
 	return nil
-}
-
-// scanSeries loads the Series records of segment k.
-func (r *Reader) scanSeries(k int, _ int64) error {
-	_, err := r.scanSeriesTo(k, -1)
-	return err
 }
 
 // scanSeriesTo loads the Series records of segment k that start before limit (all when limit < 0)
@@ -303,15 +298,12 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 			}
 			continue
 		}
-		// Drop what is buffered past the position and read the file again: a writer that failed
-		// mid-record cuts its tail before it starts the next segment.
-		r.sr.bufOff, r.sr.buf = r.sr.off, r.sr.buf[:0]
-		rec, err = r.sr.next()
-		if err == nil || (!errors.Is(err, io.EOF) && !errors.Is(err, errIncomplete)) {
-			// New data after all (or corruption): go round again from this record.
-			r.sr.off = start.Offset
-			r.sr.bufOff, r.sr.buf = start.Offset, r.sr.buf[:0]
-			_ = rec
+		if !r.sealed {
+			// A later segment exists, so this one is sealed: the writer creates the next one only
+			// after its last write here, and a writer that failed mid-record cuts the tail before.
+			// Drop what is buffered and read the file once more as it is now.
+			r.sealed = true
+			r.sr.dropBuffer()
 			continue
 		}
 		if errors.Is(err, errIncomplete) {
@@ -416,6 +408,7 @@ func (r *Reader) wait(ctx context.Context, changed <-chan struct{}) error {
 }
 
 func (r *Reader) closeSegment() {
+	r.sealed = false
 	if r.sr != nil {
 		r.sr.Close()
 		r.sr = nil

@@ -126,6 +126,10 @@ func openSegmentReader(dir string, index int, off int64) (*segmentReader, error)
 
 func (s *segmentReader) Close() error { return s.f.Close() }
 
+// dropBuffer discards what is buffered past the next record, so that the next read sees the file
+// as it is now (a writer may have cut a torn tail since it was read).
+func (s *segmentReader) dropBuffer() { s.bufOff, s.buf = s.off, s.buf[:0] }
+
 // offset returns the offset of the next record: the end of the last record returned.
 func (s *segmentReader) offset() int64 { return s.off }
 
