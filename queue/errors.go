@@ -66,10 +66,11 @@ const (
 	drop
 )
 
-// classify decides what to do with a failed Send.
-// reasonBadRequest is the drop reason of a 400, which the shard bisects before dropping.
-const reasonBadRequest = "http_400"
-
+// classify decides what to do with a failed Send, and the drop reason of what is still refused.
+// A 413 and a 400 are split: the first for size, the second because it refuses the whole
+// request for one bad sample (Prometheus' receiver does so for a sample older than the series'
+// newest, which is what a re-send after a crash holds), so that only what the receiver refuses
+// on its own is dropped.
 func classify(err error) (verdict, string) {
 	var tl TooLargeError
 	if errors.As(err, &tl) && tl.TooLarge() {
@@ -79,12 +80,15 @@ func classify(err error) (verdict, string) {
 	if !errors.As(err, &rec) || rec.Recoverable() {
 		return retry, ""
 	}
+	var sc StatusCodeError
+	if errors.As(err, &sc) && sc.StatusCode() == 400 {
+		return split, "http_400"
+	}
 	var re ReasonError
 	if errors.As(err, &re) && re.Reason() != "" {
 		return drop, re.Reason()
 	}
-	var sc StatusCodeError
-	if errors.As(err, &sc) && sc.StatusCode() != 0 {
+	if sc != nil && sc.StatusCode() != 0 {
 		return drop, "http_" + strconv.Itoa(sc.StatusCode())
 	}
 	return drop, ReasonPermanent

@@ -25,7 +25,7 @@ func TestClassify(t *testing.T) {
 		{"408 retries", httpErr(408), retry, ""},
 		{"413 splits", httpErr(413), split, ReasonTooLarge},
 		{"409 drops with its reason", httpErr(409), drop, "http_409"},
-		{"400 drops", httpErr(400), drop, "http_400"},
+		{"400 splits, then drops what is still refused", httpErr(400), split, "http_400"},
 		{"wrapped 409 drops", fmt.Errorf("send: %w", httpErr(409)), drop, "http_409"},
 		{"permanent without reason uses the status", &testErr{code: 418}, drop, "http_418"},
 		{"permanent without reason or status", recoverableOnly(false), drop, ReasonPermanent},

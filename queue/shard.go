@@ -133,8 +133,8 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 		case split:
 			q.metrics.requestsFailed.WithLabelValues("split").Inc()
 			if n == 1 {
-				s.logger.WithError(err).Warn("single sample refused as too large; dropped")
-				q.settle(s.flatten(b), ReasonTooLarge)
+				s.logger.WithError(err).WithField("reason", reason).Warn("single sample refused; dropped")
+				q.settle(s.flatten(b), reason)
 				return nil
 			}
 			l, r := b.split()
@@ -144,18 +144,6 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 			b = r
 			continue
 		case drop:
-			if reason == reasonBadRequest && n > 1 {
-				// A 400 refuses the whole request for one bad sample: Prometheus' receiver does
-				// so for a sample older than the series' newest (a re-send after a crash). Bisect
-				// so that only what the receiver refuses on its own is dropped.
-				q.metrics.requestsFailed.WithLabelValues("split").Inc()
-				l, r := b.split()
-				if err := s.deliver(ctx, l); err != nil {
-					return err
-				}
-				b = r
-				continue
-			}
 			q.metrics.requestsFailed.WithLabelValues("drop").Inc()
 			s.logger.WithError(err).WithFields(logrus.Fields{"samples": n, "reason": reason}).Warn("batch refused permanently; dropped")
 			q.settle(s.flatten(b), reason)
