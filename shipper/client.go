@@ -64,12 +64,17 @@ type Options struct {
 	// Now is the clock for Retry-After dates, file reload intervals and the last-success
 	// timestamp; nil means time.Now.
 	Now func() time.Time
+
+	// RetryOnStatus are the statuses reported as Recoverable; any other 4xx or 5xx is a
+	// permanent refusal, except 413 (TooLarge). The zero value means DefaultRetryStatuses();
+	// build others with ParseStatusSet, which refuses 400, 409 and 413.
+	RetryOnStatus StatusSet
 }
 
 // DefaultOptions returns the defaults: Version "dev", Timeout 30s, MaxIdleConnsPerHost 50 (the
 // default maximum of shards), HTTP/1.1 only, TLS verification on with the system roots, no
 // authorization, TenantHeader "THANOS-TENANT" (Thanos receive's default) without a tenant,
-// ReloadInterval 10s, the proxy from the environment and time.Now.
+// ReloadInterval 10s, the proxy from the environment, time.Now and DefaultRetryOnStatus.
 func DefaultOptions() Options {
 	return Options{
 		Version:             "dev",
@@ -79,6 +84,7 @@ func DefaultOptions() Options {
 		ReloadInterval:      10 * time.Second,
 		Proxy:               http.ProxyFromEnvironment,
 		Now:                 time.Now,
+		RetryOnStatus:       DefaultRetryStatuses(),
 	}
 }
 
@@ -102,6 +108,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = d.Now
+	}
+	if o.RetryOnStatus == (StatusSet{}) {
+		o.RetryOnStatus = d.RetryOnStatus
 	}
 	if o.ReloadInterval < 0 {
 		o.ReloadInterval = 0
@@ -275,8 +284,7 @@ func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
 		c.metrics.lastSuccess.Set(float64(c.opts.Now().UnixNano()) / 1e9)
 		return nil
 	}
-	secrets := c.auth.secrets()
-	return statusError(c.endpoint, resp, errorBody(excerpt, secrets), secrets, c.opts.Now())
+	return statusError(c.endpoint, resp, excerpt, c.auth.secrets(), c.opts.RetryOnStatus, c.opts.Now())
 }
 
 // errorBody turns the start of an error response into a redacted line of at most maxErrBody

@@ -29,9 +29,13 @@
 //     context is returned as the wrapped ctx.Err(), never as *Error; a per-attempt timeout is an
 //     *Error wrapping ErrTimeout, not context.DeadlineExceeded. Everything else is an *Error:
 //     Recoverable for network errors, timeouts (Options.Timeout per attempt), TLS failures,
-//     unreadable credential files, 5xx, 429, 408 and unexpected 1xx/3xx (redirects are not
-//     followed); TooLarge for 413; permanent for the other 4xx. Retry-After (seconds or
-//     HTTP-date) is reported for recoverable errors only.
+//     unreadable credential files, the statuses of Options.RetryOnStatus (by default every one
+//     that refers to the request, the credentials or the endpoint: DefaultRetryOnStatus) and
+//     unexpected 1xx/3xx (redirects are not followed); TooLarge for 413; permanent for 400, 409
+//     and the 4xx and 5xx left out of the retry set. A 400 whose body names a refusal for
+//     timestamps (out of order, out of bounds, duplicate sample for timestamp, too old: the
+//     texts of Prometheus' TSDB errors) is Timing. Retry-After (seconds or HTTP-date) is
+//     reported for recoverable errors only.
 //   - Response bodies are drained (up to 64 KiB beyond what was read) and closed, so keep-alive
 //     connections are reused. At most 1 KiB of an error body is quoted, on one line; up to 16 KiB
 //     are read first so that a secret cut by the 1 KiB limit is still recognised and redacted.

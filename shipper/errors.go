@@ -34,6 +34,9 @@ var (
 	// ErrCredentials is wrapped by the *Error that Send returns when no credential could be read
 	// from its file. It is Recoverable: the data stays queued until the file is fixed.
 	ErrCredentials = errors.New("credentials unavailable")
+	// ErrInvalidRetryStatus is returned by ParseStatusSet for a list that is empty, malformed or
+	// holds a status that is never retried (400, 409, 413).
+	ErrInvalidRetryStatus = errors.New("invalid retry status")
 
 	// errNoCertificates is logged while reloading a CA file that holds no certificate.
 	errNoCertificates = errors.New("no PEM certificates found")
@@ -58,6 +61,7 @@ type Error struct {
 	reason        string        // stable label, see Reason
 	recoverable   bool          // see Recoverable
 	tooLarge      bool          // see TooLarge
+	timing        bool          // see Timing
 	retryAfter    time.Duration // valid if hasRetryAfter
 	hasRetryAfter bool
 	err           error // underlying cause; nil for HTTP status errors
@@ -87,9 +91,19 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.err }
 
 // Recoverable reports whether the same request may succeed later: network errors, timeouts,
-// TLS handshake failures, unreadable credential files, 5xx, 429, 408 and unexpected non-2xx
-// statuses (1xx, 3xx: redirects are not followed). 4xx other than 408 and 429 are not.
+// TLS handshake failures, unreadable credential files, the statuses of Options.RetryOnStatus
+// (DefaultRetryOnStatus: 401, 403, 404 ... 429, 431 and 5xx) and unexpected non-2xx statuses
+// (1xx, 3xx: redirects are not followed). The other 4xx and 5xx are not: they are permanent
+// refusals (400, 409, and whatever the retry set leaves out), or TooLarge (413).
 func (e *Error) Recoverable() bool { return e.recoverable }
+
+// Timing reports whether the receiver refused the request with 400 for the timestamps of some
+// of its samples: its body names an out-of-order or out-of-bounds sample, a duplicate sample for
+// a timestamp, or a sample too old for the out-of-order window. This is what Prometheus' receiver
+// answers when a request re-sent after a crash holds samples it already has; it rolls the whole
+// request back, so the samples it did not name may be accepted in a smaller request. Any other
+// 400 is about the request as a whole and must not be sent again.
+func (e *Error) Timing() bool { return e.timing }
 
 // RetryAfter returns the delay the server asked for with Retry-After (delta-seconds or an
 // HTTP-date in the future). It is set only on recoverable errors.
@@ -99,57 +113,51 @@ func (e *Error) RetryAfter() (time.Duration, bool) { return e.retryAfter, e.hasR
 // be encoded; the batch should be split.
 func (e *Error) TooLarge() bool { return e.tooLarge }
 
-// Reason is a short, stable, low-cardinality label for counters: "http_<code>" for the common
-// codes (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 502, 503, 504), "http_3xx",
-// "http_4xx", "http_5xx" or "http_other" for the rest, "network", "timeout", "tls",
-// "credentials", "too_large" and "encode" (a series the generated protobuf code refused; not
-// recoverable) for errors without a status.
+// Reason is a short, stable, low-cardinality label for counters: "http_<code>" for 4xx and 5xx
+// (at most 200 values), "http_1xx", "http_3xx" or "http_other" for the rest, "network",
+// "timeout", "tls", "credentials", "too_large" and "encode" (a series the generated protobuf
+// code refused; not recoverable) for errors without a status.
 func (e *Error) Reason() string { return e.reason }
 
 // StatusCode is the HTTP status code, 0 when no response was received.
 func (e *Error) StatusCode() int { return e.statusCode }
 
-// namedCodes are the statuses whose reason carries the exact code.
-var namedCodes = map[int]string{
-	400: "http_400", 401: "http_401", 403: "http_403", 404: "http_404", 408: "http_408",
-	409: "http_409", 413: "http_413", 415: "http_415", 422: "http_422", 429: "http_429",
-	500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504",
-}
-
 // statusReason maps a status code to its Reason label.
 func statusReason(code int) string {
-	if r, ok := namedCodes[code]; ok {
-		return r
-	}
 	switch code / 100 {
+	case 1:
+		return "http_1xx"
 	case 3:
 		return "http_3xx"
-	case 4:
-		return "http_4xx"
-	case 5:
-		return "http_5xx"
+	case 4, 5:
+		return "http_" + strconv.Itoa(code)
 	}
 	return "http_other"
 }
 
-// statusError classifies a non-2xx response. body is the already sanitised excerpt; secrets are
-// redacted from the status line too.
-func statusError(endpoint string, resp *http.Response, body string, secrets []string, now time.Time) *Error {
+// statusError classifies a non-2xx response by retry, the statuses to retry. excerpt is the
+// start of the body as received (searched for timing refusals); it is quoted sanitised and cut,
+// and secrets are redacted from the status line too.
+func statusError(endpoint string, resp *http.Response, excerpt []byte, secrets []string, retry StatusSet, now time.Time) *Error {
 	code := resp.StatusCode
 	e := &Error{
 		endpoint:   endpoint,
 		statusCode: code,
 		status:     statusText(resp, secrets),
-		body:       body,
+		body:       errorBody(excerpt, secrets),
 		reason:     statusReason(code),
 	}
 	switch {
 	case code == http.StatusRequestEntityTooLarge:
 		e.tooLarge = true
-	case code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code >= 500:
+	case code == http.StatusBadRequest:
+		// Permanent: the specification forbids sending a refused request again. Only the
+		// samples a timing refusal does not name may be sent again, in smaller requests.
+		e.timing = isTimingRefusal(excerpt)
+	case retry.Has(code):
 		e.recoverable = true
-	case code >= 400 && code < 500:
-		// Permanent: the receiver will refuse the same bytes again.
+	case code >= 400 && code < 600:
+		// Permanent: a refusal of the samples (409), or a status left out of the retry set.
 	default:
 		// 1xx, 3xx and anything outside the registry: not a rejection of the data. Retrying keeps
 		// it queued until the endpoint is fixed.

@@ -42,6 +42,7 @@ func TestClassification(t *testing.T) {
 		ok          bool
 		recoverable bool
 		tooLarge    bool
+		timing      bool
 		reason      string
 		status      int
 		retryAfter  time.Duration // 0: not set
@@ -51,6 +52,7 @@ func TestClassification(t *testing.T) {
 		handler http.HandlerFunc
 		url     string // instead of a server
 		timeout time.Duration
+		retry   string // Options.RetryOnStatus, when not the default
 		want    want
 	}{
 		{name: "200", handler: respond(200, nil, "ok"), want: want{ok: true}},
@@ -59,8 +61,36 @@ func TestClassification(t *testing.T) {
 			want: want{reason: "http_400", status: 400}},
 		{name: "409 permanent", handler: respond(409, nil, "out of bounds"),
 			want: want{reason: "http_409", status: 409}},
-		{name: "404 permanent", handler: respond(404, nil, ""), want: want{reason: "http_404", status: 404}},
-		{name: "418 permanent other 4xx", handler: respond(418, nil, ""), want: want{reason: "http_4xx", status: 418}},
+		{name: "400 out of order from Prometheus is timing", handler: respond(400, nil, "out of order sample\n"),
+			want: want{timing: true, reason: "http_400", status: 400}},
+		{name: "400 out of bounds is timing", handler: respond(400, nil, "out of bounds"),
+			want: want{timing: true, reason: "http_400", status: 400}},
+		{name: "400 duplicate timestamp is timing", handler: respond(400, nil, "duplicate sample for timestamp 1700000000000; overrides not allowed: existing 1, new value 2"),
+			want: want{timing: true, reason: "http_400", status: 400}},
+		{name: "400 too old sample (remote-write 2.0 form) is timing", handler: respond(400, nil, `too old sample for series {__name__="up"}`),
+			want: want{timing: true, reason: "http_400", status: 400}},
+		{name: "400 plain", handler: respond(400, nil, ""), want: want{reason: "http_400", status: 400}},
+		{name: "409 with a timing body stays a permanent 409", handler: respond(409, nil, "add 3 samples: out of order sample"),
+			want: want{reason: "http_409", status: 409}},
+		{name: "401 retried", handler: respond(401, map[string]string{"Retry-After": "3"}, "unauthorized"),
+			want: want{recoverable: true, reason: "http_401", status: 401, retryAfter: 3 * time.Second}},
+		{name: "403 retried", handler: respond(403, nil, "forbidden"), want: want{recoverable: true, reason: "http_403", status: 403}},
+		{name: "404 retried", handler: respond(404, nil, ""), want: want{recoverable: true, reason: "http_404", status: 404}},
+		{name: "405 retried", handler: respond(405, nil, ""), want: want{recoverable: true, reason: "http_405", status: 405}},
+		{name: "407 retried", handler: respond(407, nil, ""), want: want{recoverable: true, reason: "http_407", status: 407}},
+		{name: "411 retried", handler: respond(411, nil, ""), want: want{recoverable: true, reason: "http_411", status: 411}},
+		{name: "415 retried", handler: respond(415, nil, ""), want: want{recoverable: true, reason: "http_415", status: 415}},
+		{name: "421 retried", handler: respond(421, nil, ""), want: want{recoverable: true, reason: "http_421", status: 421}},
+		{name: "425 retried", handler: respond(425, nil, ""), want: want{recoverable: true, reason: "http_425", status: 425}},
+		{name: "431 retried", handler: respond(431, nil, ""), want: want{recoverable: true, reason: "http_431", status: 431}},
+		{name: "418 permanent other 4xx", handler: respond(418, nil, ""), want: want{reason: "http_418", status: 418}},
+		{name: "422 permanent", handler: respond(422, nil, "out of order sample"), want: want{reason: "http_422", status: 422}},
+		{name: "404 permanent when left out of the retry set", retry: "401,429,5xx", handler: respond(404, nil, ""),
+			want: want{reason: "http_404", status: 404}},
+		{name: "422 retried when in the retry set", retry: "422,5xx", handler: respond(422, nil, ""),
+			want: want{recoverable: true, reason: "http_422", status: 422}},
+		{name: "503 permanent when left out of the retry set", retry: "401,429", handler: respond(503, map[string]string{"Retry-After": "5"}, ""),
+			want: want{reason: "http_503", status: 503}},
 		{name: "413 too large", handler: respond(413, map[string]string{"Retry-After": "5"}, "too many series"),
 			want: want{tooLarge: true, reason: "http_413", status: 413}},
 		{name: "429 retry-after seconds", handler: respond(429, map[string]string{"Retry-After": "7"}, ""),
@@ -75,7 +105,7 @@ func TestClassification(t *testing.T) {
 		{name: "500", handler: respond(500, nil, "internal"), want: want{recoverable: true, reason: "http_500", status: 500}},
 		{name: "503 retry-after", handler: respond(503, map[string]string{"Retry-After": "120"}, "hashring not ready"),
 			want: want{recoverable: true, reason: "http_503", status: 503, retryAfter: 2 * time.Minute}},
-		{name: "599 other 5xx", handler: respond(599, nil, ""), want: want{recoverable: true, reason: "http_5xx", status: 599}},
+		{name: "599 other 5xx", handler: respond(599, nil, ""), want: want{recoverable: true, reason: "http_599", status: 599}},
 		{name: "307 not followed", handler: respond(307, map[string]string{"Location": "http://elsewhere.invalid/"}, ""),
 			want: want{recoverable: true, reason: "http_3xx", status: 307}},
 		{name: "connection refused", url: refusedURL(t), want: want{recoverable: true, reason: "network"}},
@@ -102,6 +132,13 @@ func TestClassification(t *testing.T) {
 			if tc.timeout > 0 {
 				opts.Timeout = tc.timeout
 			}
+			if tc.retry != "" {
+				set, err := ParseStatusSet(tc.retry)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.RetryOnStatus = set
+			}
 			var err error
 			if tc.url != "" {
 				err = newTestClient(t, tc.url, opts).Send(context.Background(), testSeries())
@@ -119,7 +156,7 @@ func TestClassification(t *testing.T) {
 				t.Fatalf("Send = %v (%T), want *Error", err, err)
 			}
 			got := want{
-				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), reason: e.Reason(), status: e.StatusCode(),
+				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), timing: e.Timing(), reason: e.Reason(), status: e.StatusCode(),
 			}
 			got.retryAfter, _ = e.RetryAfter()
 			if ra, set := e.RetryAfter(); set != (ra > 0) {
@@ -285,7 +322,8 @@ func TestSanitise(t *testing.T) {
 func TestStatusReason(t *testing.T) {
 	for code, want := range map[int]string{
 		400: "http_400", 409: "http_409", 413: "http_413", 429: "http_429", 503: "http_503",
-		451: "http_4xx", 507: "http_5xx", 302: "http_3xx", 101: "http_other", 700: "http_other",
+		451: "http_451", 507: "http_507", 599: "http_599", 302: "http_3xx", 101: "http_1xx",
+		700: "http_other", 99: "http_other",
 	} {
 		if got := statusReason(code); got != want {
 			t.Errorf("statusReason(%d) = %q, want %q", code, got, want)
