@@ -44,14 +44,28 @@
 // Retries. A recoverable failure (the error's Recoverable() is true, or it implements none of
 // the classification interfaces) is retried forever with a per-shard exponential backoff
 // (MinBackoff 30ms doubling to MaxBackoff 30s, ±20% jitter); a Retry-After takes precedence,
-// capped at MaxRetryAfter (5m). Resharding is held back while requests fail.
+// capped at MaxRetryAfter (5m). The shipper reports as recoverable every failure about the
+// request, the credentials or the endpoint: network errors, and by default 401, 403, 404, 405,
+// 407, 408, 411, 415, 421, 425, 429, 431 and 5xx (a revoked certificate, a wrong tenant or path
+// costs time, never data). Resharding is held back while requests fail. While a shard retries,
+// collector_queue_failing_shards{reason} counts it; the endpoint is logged as failing once per
+// new reason and as recovered once, when no shard fails any longer.
 //
 // Drops. Nothing leaves the queue unaccounted. A sample is dropped, and counted in
 // collector_queue_samples_dropped_total{reason} and in the position file, only when:
-//   - the receiver refused its request permanently (Recoverable() false, not TooLarge): reason is
-//     the error's Reason(), e.g. "http_400", "http_409", else "http_<status>", else "permanent".
-//     The whole request is counted, also when the receiver wrote part of it (Thanos on 409);
-//     a 400 is first bisected down to single samples, and only those still refused are dropped;
+//   - the receiver refused its request with 409 (Thanos receive: out of order, out of bounds,
+//     duplicate or too old samples; it wrote the rest of the request, and the whole request is
+//     counted): "http_409";
+//   - the receiver refused its request with a 400 about the request (Timing() false): the
+//     batch is dropped without being sent again, as the remote-write specification asks:
+//     "http_400";
+//   - the receiver refused it alone with a 400 about timing (Timing() true: out of order, out of
+//     bounds, duplicate sample for timestamp, too old). Such a 400 (Prometheus' receiver, which
+//     rolls the whole request back, against samples re-sent after a crash) is bisected down to
+//     single samples, so that only the samples it refuses themselves are dropped: "http_400";
+//   - the receiver refused its request with another 4xx or 5xx left out of the shipper's retry
+//     set (--to-upload-retry-on-status): the error's Reason(), "http_<status>", else
+//     "permanent";
 //   - the receiver refused it for size (413) alone in a request after splitting down to one
 //     sample: "too_large";
 //   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";

@@ -16,9 +16,10 @@ var (
 // shipper's error type implements all of them; an error implementing none of them is treated as
 // recoverable: unknown failures are retried, never dropped.
 
-// RecoverableError is an error that says whether the same request may succeed later (network
-// errors, 5xx, 429, 408). A failure that is neither recoverable nor TooLarge is permanent: the
-// batch is dropped and counted with the error's Reason.
+// RecoverableError is an error that says whether the same request may succeed later: network
+// errors and every status about the request, the credentials or the endpoint (401, 403, 404, 429,
+// 5xx ...). A failure that is neither recoverable nor TooLarge nor Timing is permanent: the batch
+// is dropped and counted with the error's Reason, and never sent again.
 type RecoverableError interface {
 	error
 	Recoverable() bool
@@ -36,6 +37,16 @@ type RetryAfterError interface {
 type TooLargeError interface {
 	error
 	TooLarge() bool
+}
+
+// TimingError says whether a permanent refusal is about the timestamps of some samples of the
+// request (out of order, out of bounds, duplicate sample for a timestamp: what a re-send after a
+// crash meets at a Prometheus receiver, which then refuses the whole request). The batch is split
+// in halves down to single samples, so that only the samples the receiver refuses themselves are
+// dropped; the halves it accepts were never written before.
+type TimingError interface {
+	error
+	Timing() bool
 }
 
 // ReasonError gives the label a permanent failure is counted under ("http_409", ...).
@@ -67,10 +78,10 @@ const (
 )
 
 // classify decides what to do with a failed Send, and the drop reason of what is still refused.
-// A 413 and a 400 are split: the first for size, the second because it refuses the whole
-// request for one bad sample (Prometheus' receiver does so for a sample older than the series'
-// newest, which is what a re-send after a crash holds), so that only what the receiver refuses
-// on its own is dropped.
+// A 413 is split for size. A permanent refusal is split only when it is about timing (a 400
+// naming out-of-order, out-of-bounds or duplicate samples): the receiver refused the whole
+// request for some of its samples, and the others may be accepted alone. Any other permanent
+// refusal drops the batch without sending it again, as the remote-write specification asks.
 func classify(err error) (verdict, string) {
 	var tl TooLargeError
 	if errors.As(err, &tl) && tl.TooLarge() {
@@ -80,18 +91,28 @@ func classify(err error) (verdict, string) {
 	if !errors.As(err, &rec) || rec.Recoverable() {
 		return retry, ""
 	}
-	var sc StatusCodeError
-	if errors.As(err, &sc) && sc.StatusCode() == 400 {
-		return split, "http_400"
+	reason := failureReason(err)
+	if reason == "" {
+		reason = ReasonPermanent
 	}
+	var te TimingError
+	if errors.As(err, &te) && te.Timing() {
+		return split, reason
+	}
+	return drop, reason
+}
+
+// failureReason is the label of a failure: the error's Reason, else http_<status>, else "".
+func failureReason(err error) string {
 	var re ReasonError
 	if errors.As(err, &re) && re.Reason() != "" {
-		return drop, re.Reason()
+		return re.Reason()
 	}
-	if sc != nil && sc.StatusCode() != 0 {
-		return drop, "http_" + strconv.Itoa(sc.StatusCode())
+	var sc StatusCodeError
+	if errors.As(err, &sc) && sc.StatusCode() != 0 {
+		return "http_" + strconv.Itoa(sc.StatusCode())
 	}
-	return drop, ReasonPermanent
+	return ""
 }
 
 // retryAfter returns the delay asked for by err, if any, capped at limit.

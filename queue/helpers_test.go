@@ -85,6 +85,7 @@ type testErr struct {
 	code        int
 	recoverable bool
 	tooLarge    bool
+	timing      bool
 	retryAfter  time.Duration
 	reason      string
 }
@@ -92,18 +93,30 @@ type testErr struct {
 func (e *testErr) Error() string                     { return fmt.Sprintf("test error %d", e.code) }
 func (e *testErr) Recoverable() bool                 { return e.recoverable }
 func (e *testErr) TooLarge() bool                    { return e.tooLarge }
+func (e *testErr) Timing() bool                      { return e.timing }
 func (e *testErr) RetryAfter() (time.Duration, bool) { return e.retryAfter, e.retryAfter > 0 }
 func (e *testErr) Reason() string                    { return e.reason }
 func (e *testErr) StatusCode() int                   { return e.code }
 
+// httpErr is the shipper's classification of a status with the default retry set; a 400 is
+// plain (see timingErr).
 func httpErr(code int) *testErr {
 	e := &testErr{code: code, reason: "http_" + strconv.Itoa(code)}
-	switch {
-	case code == 413:
+	switch code {
+	case 413:
 		e.tooLarge = true
-	case code == 429 || code == 408 || code >= 500:
+	case 401, 403, 404, 405, 407, 408, 411, 415, 421, 425, 429, 431:
 		e.recoverable = true
+	default:
+		e.recoverable = code >= 500
 	}
+	return e
+}
+
+// timingErr is a 400 about timestamps (out of order ...).
+func timingErr() *testErr {
+	e := httpErr(400)
+	e.timing = true
 	return e
 }
 

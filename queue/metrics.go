@@ -16,6 +16,7 @@ type metrics struct {
 	recordsDelivered prometheus.Counter
 	requestDuration  prometheus.Histogram
 	requestsFailed   *prometheus.CounterVec
+	failingShards    *prometheus.GaugeVec
 	shards           prometheus.Gauge
 	shardsDesired    prometheus.Gauge
 	shardsMin        prometheus.Gauge
@@ -71,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "collector_queue_requests_failed_total",
 			Help: "Failed Send calls, by what the queue did next: retry, split or drop.",
 		}, []string{"action"}),
+		failingShards: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "collector_queue_failing_shards",
+			Help: "Shards whose request failed and is being retried, by the failure's reason (http_401, http_503, network ...); 0 when the endpoint accepts requests.",
+		}, []string{"reason"}),
 		shards: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_queue_shards",
 			Help: "Shards running (concurrent requests at most).",

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -226,6 +228,93 @@ func TestMisbehavingReceiver(t *testing.T) {
 			t.Fatal("no request refused")
 		}
 		h.check(st, missing, map[string]int64{"http_409": int64(n)})
+	})
+	for _, code := range []int{401, 403, 404} {
+		// A revoked certificate, a wrong tenant, a wrong path: time, never data.
+		t.Run(strconv.Itoa(code)+" for a window, then accepted", func(t *testing.T) {
+			h := newHarness(t, series, scrapes, false)
+			h.rc.setBehaviour(h.nth(1, 15, status(code)))
+			o := options("ep")
+			o.StopAtEnd = true
+			st := runToEnd(t, h.newQueue(o))
+			h.check(st, nil, nil)
+			if r := metric(t, h.reg, "collector_queue_requests_failed_total", "action", "retry"); r != 15 {
+				t.Fatalf("%v retries, want 15", r)
+			}
+			if f := metric(t, h.reg, "collector_queue_failing_shards"); f != 0 {
+				t.Fatalf("%v failing shards after recovery", f)
+			}
+		})
+	}
+	t.Run("plain 400 for one request: dropped, never sent again", func(t *testing.T) {
+		h := newHarness(t, series, scrapes, false)
+		var refused prompbReq
+		var mu sync.Mutex
+		sent := map[string]int{} // instance/timestamp -> requests that carried it
+		var n atomic.Int64
+		h.rc.setBehaviour(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			req := decode(t, r)
+			mu.Lock()
+			for _, ts := range req.Timeseries {
+				for _, s := range ts.Samples {
+					sent[instance(ts)+"/"+strconv.FormatInt(s.Timestamp, 10)]++
+				}
+			}
+			mu.Unlock()
+			if n.Add(1) == 3 {
+				refused.set(req)
+				http.Error(w, "unsupported remote-write request", http.StatusBadRequest)
+				return
+			}
+			h.store(w, r, next)
+		})
+		o := options("ep")
+		o.StopAtEnd = true
+		st := runToEnd(t, h.newQueue(o))
+		missing, k := refused.get()
+		if k == 0 {
+			t.Fatal("no request refused")
+		}
+		h.check(st, missing, map[string]int64{"http_400": int64(k)})
+		mu.Lock()
+		defer mu.Unlock()
+		for s, c := range sent {
+			if c != 1 {
+				t.Fatalf("sample %s sent %d times", s, c)
+			}
+		}
+		if len(sent) != h.appended {
+			t.Fatalf("%d samples sent, %d appended", len(sent), h.appended)
+		}
+	})
+	t.Run("samples re-sent after a crash: the timing 400 is bisected", func(t *testing.T) {
+		// The receiver already holds the first 10 scrapes of 5 series, as after a crash before
+		// the position was committed. Prometheus refuses a whole request (400 "out of order
+		// sample") for any of them older than the newest it holds; bisection delivers the rest,
+		// the newest held one is an exact duplicate (accepted), and exactly the 9 older held
+		// samples of each series are dropped.
+		h := newHarness(t, series, scrapes, false)
+		app := h.rc.db.Appender(context.Background())
+		for i := 0; i < 5; i++ {
+			k := "host-" + strconv.Itoa(i)
+			lset := labels.FromStrings("__name__", "test_metric", "instance", k, "job", "test")
+			for _, ts := range h.want[k][:10] {
+				if _, err := app.Append(0, lset, ts, float64(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		h.rc.setBehaviour(h.storeUnordered)
+		o := options("ep")
+		o.StopAtEnd = true
+		st := runToEnd(t, h.newQueue(o))
+		h.check(st, nil, map[string]int64{"http_400": 5 * 9})
+		if s := metric(t, h.reg, "collector_queue_requests_failed_total", "action", "split"); s == 0 {
+			t.Fatal("nothing was split")
+		}
 	})
 	t.Run("413 for large batches and for one series always", func(t *testing.T) {
 		h := newHarness(t, series, scrapes, false)

@@ -83,6 +83,7 @@ type Queue struct {
 	reshardc  chan int // desired shard count, from the update loop to Run
 	abortOnce sync.Once
 	abortc    chan struct{}
+	failing   *failing
 
 	// skipFinalCommit makes Run return without committing, like a crash (tests).
 	skipFinalCommit bool
@@ -108,6 +109,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, src Source, sende
 		reshardc: make(chan int, 1),
 		abortc:   make(chan struct{}),
 	}
+	q.failing = newFailing(q.logger, q.metrics.failingShards, opts.Now)
 	q.metrics.shardsMin.Set(float64(opts.MinShards))
 	q.metrics.shardsMax.Set(float64(opts.MaxShards))
 	return q, nil

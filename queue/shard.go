@@ -18,9 +18,10 @@ type shard struct {
 	bo     *backoff.ExponentialBackOff
 	logger logrus.FieldLogger
 
-	// failures counts consecutive failed attempts (logging: first failure, then recovery).
-	failures int
-	scratch  []uint64
+	// failReason is the reason of the failure being retried, "" while requests succeed (see
+	// failing).
+	failReason string
+	scratch    []uint64
 }
 
 func (q *Queue) newShard(id int) *shard {
@@ -48,6 +49,7 @@ func (q *Queue) newShard(id int) *shard {
 // run sends until in is closed and everything received is settled, or until ctx (the send
 // context) is cancelled: then what it holds stays unacknowledged.
 func (s *shard) run(ctx context.Context) {
+	defer s.setFailing("", nil, 0, true)
 	deadline := time.NewTimer(s.q.opts.BatchSendDeadline)
 	deadline.Stop()
 	defer deadline.Stop()
@@ -97,8 +99,10 @@ func (s *shard) flush(ctx context.Context) bool {
 	return err == nil
 }
 
-// deliver sends b until it is acknowledged or dropped, retrying recoverable failures forever and
-// splitting on 413 and 400 (down to single samples; what is still refused is dropped). It returns ctx.Err() when cancelled; b is then left unsettled.
+// deliver sends b until it is acknowledged or dropped: it retries recoverable failures forever,
+// splits on 413 and on a 400 about timing (down to single samples; what is still refused is
+// dropped), and drops b on any other permanent refusal without sending it again. It returns
+// ctx.Err() when cancelled; b is then left unsettled.
 func (s *shard) deliver(ctx context.Context, b batch) error {
 	q := s.q
 	for {
@@ -117,10 +121,7 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 		err := q.sender.Send(ctx, b.series)
 		q.observeSend(time.Since(start))
 		if err == nil {
-			if s.failures > 0 {
-				s.logger.WithField("attempts", s.failures+1).Info("remote write recovered")
-				s.failures = 0
-			}
+			s.setFailing("", nil, 0, false)
 			s.bo.Reset()
 			q.delivered(s.flatten(b), maxTimestamp(b))
 			return nil
@@ -145,7 +146,7 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 			continue
 		case drop:
 			q.metrics.requestsFailed.WithLabelValues("drop").Inc()
-			s.logger.WithError(err).WithFields(logrus.Fields{"samples": n, "reason": reason}).Warn("batch refused permanently; dropped")
+			s.logger.WithError(err).WithFields(logrus.Fields{"samples": n, "reason": reason}).Warn("batch refused permanently; dropped and counted, not sent again")
 			q.settle(s.flatten(b), reason)
 			return nil
 		}
@@ -156,14 +157,25 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 			d = s.bo.NextBackOff()
 		}
 		q.recoverableFailure(d)
-		if s.failures == 0 {
-			s.logger.WithError(err).WithField("backoff", d).Warn("remote write failed; retrying until it succeeds")
+		r := failureReason(err)
+		if r == "" {
+			r = "unknown"
 		}
-		s.failures++
+		s.setFailing(r, err, d, false)
 		if err := q.opts.Sleep(ctx, d); err != nil {
 			return err
 		}
 	}
+}
+
+// setFailing records that the shard retries a failure with reason (or, with "", that it does
+// not); quiet skips the recovery log of a shard that stops.
+func (s *shard) setFailing(reason string, err error, backoff time.Duration, quiet bool) {
+	if reason == s.failReason {
+		return
+	}
+	s.q.failing.change(s.id, s.failReason, reason, err, backoff, quiet)
+	s.failReason = reason
 }
 
 // flatten returns the record of every sample of b, in a scratch slice valid until the next call.

@@ -3,16 +3,20 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func TestDropsByReason(t *testing.T) {
@@ -22,7 +26,8 @@ func TestDropsByReason(t *testing.T) {
 		err      func(key string, samples int) error
 		perBatch int
 		want     map[string]int64
-		retried  bool
+		retried  bool // each failing series recovers after 3 attempts
+		sentOnce bool // no sample is in two requests
 	}{
 		{
 			name: "409 for one series",
@@ -36,26 +41,28 @@ func TestDropsByReason(t *testing.T) {
 			want:     map[string]int64{"http_409": 10},
 		},
 		{
-			name: "400 and 404",
+			// The remote-write specification forbids sending a request refused with 4xx again.
+			name: "plain 400 and 409 drop without a resend",
 			err: func(key string, _ int) error {
 				switch key {
 				case "host-1":
 					return httpErr(400)
 				case "host-2":
-					return httpErr(404)
+					return httpErr(409)
 				}
 				return nil
 			},
 			perBatch: 1,
-			want:     map[string]int64{"http_400": 10, "http_404": 10},
+			want:     map[string]int64{"http_400": 10, "http_409": 10},
+			sentOnce: true,
 		},
 		{
 			// Prometheus' receiver refuses a whole request (400) for one out-of-order sample:
 			// the request is bisected and only the refused series' samples are dropped.
-			name: "400 bisects down to the refused series",
+			name: "timing 400 bisects down to the refused series",
 			err: func(key string, _ int) error {
 				if key == "host-3" {
-					return httpErr(400)
+					return timingErr()
 				}
 				return nil
 			},
@@ -63,7 +70,20 @@ func TestDropsByReason(t *testing.T) {
 			want:     map[string]int64{"http_400": 10},
 		},
 		{
-			name: "404 drops the whole batch",
+			name: "plain 400 drops the whole batch, sent once",
+			err: func(key string, _ int) error {
+				if key == "host-3" {
+					return httpErr(400)
+				}
+				return nil
+			},
+			perBatch: 50,
+			want:     map[string]int64{"http_400": 50}, // the one batch holds every sample
+			sentOnce: true,
+		},
+		{
+			// A wrong path, a revoked credential, a wrong tenant: time, never data.
+			name: "404 is retried until it succeeds, nothing dropped",
 			err: func(key string, _ int) error {
 				if key == "host-3" {
 					return httpErr(404)
@@ -71,8 +91,23 @@ func TestDropsByReason(t *testing.T) {
 				return nil
 			},
 			perBatch: 50,
-			want:     map[string]int64{"http_404": 50}, // the one batch holds every sample
-
+			want:     map[string]int64{},
+			retried:  true,
+		},
+		{
+			name: "401 and 403 are retried until they succeed, nothing dropped",
+			err: func(key string, _ int) error {
+				switch key {
+				case "host-0":
+					return httpErr(401)
+				case "host-4":
+					return httpErr(403)
+				}
+				return nil
+			},
+			perBatch: 1,
+			want:     map[string]int64{},
+			retried:  true,
 		},
 		{
 			name: "permanent without reason",
@@ -113,11 +148,13 @@ func TestDropsByReason(t *testing.T) {
 			w := openWAL(t)
 			total := fill(t, w, 5, 10, 1000)
 			var failures sync.Map // series key -> failures, for the retried case
+			var sent atomic.Int64 // samples in requests, refused ones included
 			s := newFakeSender(func(ctx context.Context, call int, series []prompb.TimeSeries) error {
 				n := 0
 				for _, ts := range series {
 					n += len(ts.Samples)
 				}
+				sent.Add(int64(n))
 				for _, ts := range series {
 					k := seriesKey(ts)
 					if err := tc.err(k, n); err != nil {
@@ -162,6 +199,12 @@ func TestDropsByReason(t *testing.T) {
 				t.Fatalf("position file %+v, stats %+v", ps, st)
 			}
 			s.checkOrder(t)
+			if tc.sentOnce && sent.Load() != int64(total) {
+				t.Fatalf("%d samples sent for %d appended: a refused request was sent again", sent.Load(), total)
+			}
+			if r := testutil.ToFloat64(q.metrics.samplesRetried); tc.retried != (r > 0) {
+				t.Fatalf("%v samples retried", r)
+			}
 		})
 	}
 }
@@ -273,5 +316,71 @@ func TestRetryDelays(t *testing.T) {
 				t.Fatalf("stats %+v", q.Stats())
 			}
 		})
+	}
+}
+
+// TestFailingStateLoggedOnce: an endpoint that fails (503, then 401 for a revoked credential)
+// and recovers is logged once per change of state, not per retry, and shows in
+// collector_queue_failing_shards by reason while it fails; nothing is dropped.
+func TestFailingStateLoggedOnce(t *testing.T) {
+	w := openWAL(t)
+	total := fill(t, w, 3, 4, 1000)
+	s := newFakeSender(func(_ context.Context, call int, _ []prompb.TimeSeries) error {
+		switch {
+		case call <= 3:
+			return httpErr(503)
+		case call <= 8:
+			return httpErr(401)
+		}
+		return nil
+	})
+	logger, hook := logtest.NewNullLogger()
+	var q *Queue
+	var gauges []string // the failing reasons at each wait
+	o := fastOptions("ep")
+	o.StopAtEnd = true
+	o.MinShards, o.MaxShards = 1, 1
+	o.Sleep = func(ctx context.Context, _ time.Duration) error {
+		var g []string
+		for _, r := range []string{"http_503", "http_401"} {
+			if v := testutil.ToFloat64(q.metrics.failingShards.WithLabelValues(r)); v != 0 {
+				g = append(g, r+"="+strconv.FormatFloat(v, 'f', -1, 64))
+			}
+		}
+		gauges = append(gauges, strings.Join(g, ","))
+		return ctx.Err()
+	}
+	q, err := New(logger, nil, w, s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http_503=1", "http_503=1", "http_503=1", "http_401=1", "http_401=1", "http_401=1", "http_401=1", "http_401=1"}
+	if !slices.Equal(gauges, want) {
+		t.Fatalf("failing shards at each wait %q, want %q", gauges, want)
+	}
+	for _, r := range []string{"http_503", "http_401"} {
+		if v := testutil.ToFloat64(q.metrics.failingShards.WithLabelValues(r)); v != 0 {
+			t.Fatalf("failing shards %s = %v after recovery", r, v)
+		}
+	}
+	var logs []string
+	for _, e := range hook.AllEntries() {
+		if strings.HasPrefix(e.Message, "remote write") {
+			logs = append(logs, fmt.Sprintf("%s %s %v", e.Level, e.Message, e.Data["reason"]))
+		}
+	}
+	wantLogs := []string{
+		"warning remote write failing; retrying until it succeeds, the samples wait in the wal http_503",
+		"warning remote write failing; retrying until it succeeds, the samples wait in the wal http_401",
+		"info remote write recovered <nil>",
+	}
+	if !slices.Equal(logs, wantLogs) {
+		t.Fatalf("logs:\n%s\nwant:\n%s", strings.Join(logs, "\n"), strings.Join(wantLogs, "\n"))
+	}
+	if st := q.Stats(); st.Delivered != int64(total) || len(st.Dropped) != 0 {
+		t.Fatalf("stats %+v, appended %d", st, total)
 	}
 }
