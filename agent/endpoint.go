@@ -42,6 +42,10 @@ type EndpointConfig struct {
 	Headers map[string]string `yaml:"headers"`
 	// Timeout bounds one request. Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
+	// RetryOnStatus lists the HTTP statuses retried until they succeed, comma-separated codes
+	// and the class 5xx (--to-upload-retry-on-status). Any other 4xx or 5xx drops its batch,
+	// counted; 400, 409 and 413 cannot be listed. Default shipper.DefaultRetryOnStatus.
+	RetryOnStatus string `yaml:"retry_on_status"`
 }
 
 // ReplayPrefix starts the position names of `collector replay`; no endpoint name may start with
@@ -85,6 +89,11 @@ func (e EndpointConfig) Validate() error {
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)
 	}
+	if e.RetryOnStatus != "" {
+		if _, err := shipper.ParseStatusSet(e.RetryOnStatus); err != nil {
+			return fmt.Errorf("endpoint %q: retry_on_status: %w", e.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -101,6 +110,9 @@ func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
 	o.Headers = e.Headers
 	if e.Timeout > 0 {
 		o.Timeout = e.Timeout
+	}
+	if set, err := shipper.ParseStatusSet(e.RetryOnStatus); err == nil {
+		o.RetryOnStatus = set // else empty (the default) or refused by Validate
 	}
 	return o
 }

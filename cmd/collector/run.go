@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/collector-dev/collector/agent"
+	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,6 +87,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "to-upload-token-file", Category: catUpload, Usage: "bearer token file for the hub, re-read when it changes", EnvVars: env("to-upload-token-file"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-tenant", Category: catUpload, Usage: "tenant sent in the THANOS-TENANT header", EnvVars: env("to-upload-tenant")},
 		&cli.DurationFlag{Name: "to-upload-timeout", Category: catUpload, Value: 30 * time.Second, Usage: "timeout of one remote-write request", EnvVars: env("to-upload-timeout")},
+		&cli.StringFlag{Name: "to-upload-retry-on-status", Category: catUpload, Value: shipper.DefaultRetryOnStatus, Usage: "HTTP statuses retried until they succeed (codes and the class 5xx, comma-separated); any other 4xx or 5xx drops its request's samples, counted. 400, 409 and 413 cannot be listed", EnvVars: env("to-upload-retry-on-status")},
 
 		&cli.StringFlag{Name: "wal-dir", Category: catWAL, Value: defaultWAL, Usage: "directory of the WALs, one subdirectory per cluster ID (the PVC)", EnvVars: env("wal-dir")},
 		&cli.StringFlag{Name: "wal-compression", Category: catWAL, Value: string(wo.Compression), Usage: "none, snappy or zstd", EnvVars: env("wal-compression")},
@@ -507,6 +509,9 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 	if (c.String("to-upload-cert") == "") != (c.String("to-upload-key") == "") {
 		return nil, usagef("--to-upload-cert and --to-upload-key go together")
 	}
+	if _, err := shipper.ParseStatusSet(c.String("to-upload-retry-on-status")); err != nil {
+		return nil, usagef("--to-upload-retry-on-status: %v", err)
+	}
 	var eps []agent.EndpointConfig
 	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
@@ -519,6 +524,7 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 			BearerTokenFile:    c.String("to-upload-token-file"),
 			Tenant:             c.String("to-upload-tenant"),
 			Timeout:            c.Duration("to-upload-timeout"),
+			RetryOnStatus:      c.String("to-upload-retry-on-status"),
 		}.WithDefaults()
 		base := e.Name
 		if n := seen[base]; n > 0 {
