@@ -1,10 +1,18 @@
 package agent
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/collector-dev/collector/shipper"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestEndpointRetryOnStatus(t *testing.T) {
@@ -32,5 +40,54 @@ func TestEndpointRetryOnStatus(t *testing.T) {
 				t.Fatalf("shipper retries %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRefusedEndpointRetried: an endpoint that answers 401 (a revoked credential) is listed as
+// failing in /readyz and counted in collector_queue_failing_shards while its requests are
+// retried; once it accepts, everything is delivered and nothing was dropped.
+func TestRefusedEndpointRetried(t *testing.T) {
+	src := newFederateServer(t)
+	var refuse atomic.Bool
+	refuse.Store(true)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if refuse.Load() {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	cfg := testConfig(src.URL)
+	cfg.Endpoints = []EndpointConfig{{Name: "refused", URL: rcv.URL + "/w"}}
+	a, err := New(discardLogger(), prometheus.NewRegistry(), cfg, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	failing := regexp.MustCompile(`collector_queue_failing_shards\{cluster_id="c1",endpoint="refused",reason="http_401"\} [1-9]`)
+	waitFor(t, "the refused endpoint listed and counted", 10*time.Second, func() bool {
+		_, ready := get(t, h, http.MethodGet, "/readyz")
+		_, metrics := get(t, h, http.MethodGet, "/metrics")
+		return strings.Contains(ready, "endpoint refused (source c1)") && failing.MatchString(metrics)
+	})
+	refuse.Store(false)
+	waitFor(t, "delivery after the credential is fixed", 10*time.Second, func() bool {
+		_, ready := get(t, h, http.MethodGet, "/readyz")
+		_, metrics := get(t, h, http.MethodGet, "/metrics")
+		return !strings.Contains(ready, "endpoint refused") && !failing.MatchString(metrics) &&
+			regexp.MustCompile(`collector_queue_samples_sent_total\{cluster_id="c1",endpoint="refused"\} [1-9]`).MatchString(metrics)
+	})
+	if _, metrics := get(t, h, http.MethodGet, "/metrics"); strings.Contains(metrics, "collector_queue_samples_dropped_total{") {
+		t.Fatalf("samples dropped:\n%s", metrics)
 	}
 }
