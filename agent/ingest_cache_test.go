@@ -15,7 +15,7 @@ func cacheGet(c *seriesCache, cursor *uint32, h1, h2 uint64, now uint32) (cacheH
 func TestSeriesCache(t *testing.T) {
 	puts := []cachePut{{h1: 1, h2: 11, ref: 101}, {h1: 2, h2: 12, ref: 102}, {h1: 3, h2: 13, drop: dropInvalidName}}
 	t.Run("hits in body order and out of order", func(t *testing.T) {
-		c := newSeriesCache()
+		c := newSeriesCache(nil)
 		c.put(c.gen.Load(), puts, 1)
 		for _, order := range [][]int{{0, 1, 2}, {2, 0, 1}, {1, 1, 0}} {
 			cursor := uint32(0)
@@ -29,7 +29,7 @@ func TestSeriesCache(t *testing.T) {
 		}
 	})
 	t.Run("second hash verifies", func(t *testing.T) {
-		c := newSeriesCache()
+		c := newSeriesCache(nil)
 		c.put(c.gen.Load(), puts, 1)
 		cursor := uint32(0)
 		if _, ok := cacheGet(c, &cursor, 1, 99, 2); ok {
@@ -42,7 +42,7 @@ func TestSeriesCache(t *testing.T) {
 		}
 	})
 	t.Run("purge voids older inserts", func(t *testing.T) {
-		c := newSeriesCache()
+		c := newSeriesCache(nil)
 		gen := c.gen.Load()
 		c.purge()
 		c.put(gen, puts, 1)
@@ -51,7 +51,7 @@ func TestSeriesCache(t *testing.T) {
 		}
 	})
 	t.Run("stale cursor after purge", func(t *testing.T) {
-		c := newSeriesCache()
+		c := newSeriesCache(nil)
 		c.put(c.gen.Load(), puts, 1)
 		cursor := uint32(0)
 		cacheGet(c, &cursor, 3, 13, 1)
@@ -62,7 +62,7 @@ func TestSeriesCache(t *testing.T) {
 		}
 	})
 	t.Run("evict and compact", func(t *testing.T) {
-		c := newSeriesCache()
+		c := newSeriesCache(nil)
 		var many []cachePut
 		for k := range uint64(100) {
 			many = append(many, cachePut{h1: k + 1, h2: k + 1001, ref: wal.SeriesRef(k + 1)})
