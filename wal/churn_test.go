@@ -113,7 +113,7 @@ func TestSeriesMemoryBoundedUnderChurn(t *testing.T) {
 		if wLen > 2000 || rLen > 2000 {
 			t.Fatalf("scrape %d: writer knows %d series, reader %d", c.k, wLen, rLen)
 		}
-		if wFoot > 2*wLen+2*windowSlack || rFoot > 2*rLen+2*windowSlack || hashes > wLen || peak > 2*hashes+windowSlack {
+		if wFoot > 4*wLen+2*windowSlack || rFoot > 4*rLen+2*windowSlack || hashes > wLen || peak > 2*hashes+windowSlack {
 			t.Fatalf("scrape %d: writer table %d entries for %d series (byHash %d, peak %d), reader table %d for %d",
 				c.k, wFoot, wLen, hashes, peak, rFoot, rLen)
 		}

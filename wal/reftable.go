@@ -24,7 +24,7 @@ type refSlot[T any] struct {
 	ok bool
 }
 
-// windowSlack is how far past the window's end a new ref may land and still extend it.
+// windowSlack is the size below which a refTable does not bother about density.
 const windowSlack = 1024
 
 func (t *refTable[T]) len() int { return t.winLive + len(t.other) }
@@ -51,7 +51,9 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 		t.base = ref
 	}
 	if ref >= t.base {
-		if i := int(ref - t.base); i < len(t.win)+windowSlack+len(t.win)/2 {
+		// Extend the window only while it stays at least a quarter live: sparse refs (a reader
+		// loading an old checkpoint) go to the map instead of allocating the gaps.
+		if i := int(ref - t.base); i < len(t.win) || i < 4*(t.winLive+1)+windowSlack {
 			if i >= len(t.win) {
 				t.win = slices.Grow(t.win, i+1-len(t.win))[:i+1]
 			}
@@ -95,14 +97,16 @@ func (t *refTable[T]) each(fn func(ref SeriesRef, v *T)) {
 	}
 }
 
-// wasteful says whether compact would give back a meaningful amount of memory.
+// wasteful says whether compact would give back a meaningful amount of memory. The thresholds
+// are twice what compact leaves (a window at least half live, a map at its size), so that the
+// cost of compacting is amortised over as many deletions as it has entries.
 func (t *refTable[T]) wasteful() bool {
-	return cap(t.win) > 2*t.winLive+windowSlack || t.peak > 2*len(t.other)+windowSlack
+	return cap(t.win) > 4*t.winLive+windowSlack || t.peak > 2*len(t.other)+windowSlack
 }
 
-// compact rebuilds the table when it holds more than about twice the memory its live refs need:
-// the window becomes the longest run of the highest refs that is at least half live, every other
-// live ref goes to a new map.
+// compact rebuilds the table when it holds several times the memory its live refs need: the
+// window becomes the longest run of the highest refs that is at least half live, every other live
+// ref goes to a new map. After compact, footprint is at most 4*len + 2*windowSlack.
 func (t *refTable[T]) compact() {
 	if !t.wasteful() {
 		return
