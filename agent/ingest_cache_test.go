@@ -83,3 +83,54 @@ func TestSeriesCache(t *testing.T) {
 		}
 	})
 }
+
+// countingHolder counts the holds of each ref, as the WAL does.
+type countingHolder map[wal.SeriesRef]int
+
+func (h countingHolder) HoldSeries(refs []wal.SeriesRef) {
+	for _, r := range refs {
+		h[r]++
+	}
+}
+
+func (h countingHolder) ReleaseSeries(refs []wal.SeriesRef) {
+	for _, r := range refs {
+		if h[r]--; h[r] == 0 {
+			delete(h, r)
+		}
+	}
+}
+
+// TestSeriesCacheHoldsItsRefs: every ref the cache stores is held exactly once while it is stored
+// (not the refs of dropped series, not twice for a series inserted twice), and released when
+// eviction or a purge removes it.
+func TestSeriesCacheHoldsItsRefs(t *testing.T) {
+	h := countingHolder{}
+	c := newSeriesCache(h)
+	want := func(refs ...wal.SeriesRef) {
+		t.Helper()
+		if len(h) != len(refs) {
+			t.Fatalf("held %v, want %v", h, refs)
+		}
+		for _, r := range refs {
+			if h[r] != 1 {
+				t.Fatalf("held %v, want %v once each", h, refs)
+			}
+		}
+	}
+	c.put(c.gen.Load(), []cachePut{{h1: 1, h2: 11, ref: 101}, {h1: 2, h2: 12, ref: 102}, {h1: 3, h2: 13, drop: dropInvalidName}}, 1)
+	want(101, 102)
+	c.put(c.gen.Load(), []cachePut{{h1: 1, h2: 11, ref: 101}, {h1: 4, h2: 14, ref: 104}}, 5)
+	want(101, 102, 104)
+	cursor := uint32(0)
+	cacheGet(c, &cursor, 1, 11, 5)
+	if n := c.evict(3); n != 2 {
+		t.Fatalf("evicted %d, want 2 (102 and the dropped series)", n)
+	}
+	want(101, 104)
+	gen := c.gen.Load()
+	c.purge()
+	want()
+	c.put(gen, []cachePut{{h1: 5, h2: 15, ref: 105}}, 6) // prepared before the purge: void
+	want()
+}
