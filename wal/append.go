@@ -19,7 +19,7 @@ type Appender struct {
 	w       *WAL
 	samples []record.RefSample
 	open    bool   // between Begin (or Ref) and Commit or Rollback
-	epoch   uint64 // the WAL's epoch at Begin
+	epoch   uint32 // the WAL's epoch at Begin
 }
 
 // AppendStats reports what one Commit did.
@@ -92,6 +92,7 @@ func (a *Appender) Commit() (AppendStats, error) {
 	}
 
 	keep, undo, ser := w.keep[:0], w.undo[:0], w.serBuf[:0]
+	cur0 := int32(w.cur)
 	for _, s := range a.samples {
 		ms := w.series.get(s.Ref)
 		if ms == nil {
@@ -108,6 +109,9 @@ func (a *Appender) Commit() (AppendStats, error) {
 		}
 		undo = append(undo, undoEntry{ref: s.Ref, lastT: ms.lastT})
 		ms.lastT = s.T
+		// Corrected below if the record lands in a new segment; left as is if the write fails
+		// (a later lastSeg only keeps the series in the checkpoint longer).
+		ms.lastSeg = cur0
 		if !ms.written {
 			// A new series, or one whose definition truncation deleted: (re-)declare it.
 			ms.written = true // undone below if the write fails
@@ -166,7 +170,9 @@ func (a *Appender) Commit() (AppendStats, error) {
 	meta := w.segs[seg]
 	var minT, maxT int64 = math.MaxInt64, math.MinInt64
 	for _, s := range keep {
-		w.series.get(s.Ref).lastSeg = seg
+		if seg != int(cur0) {
+			w.series.get(s.Ref).lastSeg = int32(seg)
+		}
 		minT = min(minT, s.T)
 		maxT = max(maxT, s.T)
 	}

@@ -93,7 +93,8 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 	if ms == nil {
 		return
 	}
-	refs := w.byHash[ms.hash]
+	h := ms.lset.Hash()
+	refs := w.byHash[h]
 	for i, r := range refs {
 		if r == ref {
 			refs = append(refs[:i], refs[i+1:]...)
@@ -101,9 +102,9 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 		}
 	}
 	if len(refs) == 0 {
-		delete(w.byHash, ms.hash)
+		delete(w.byHash, h)
 	} else {
-		w.byHash[ms.hash] = refs
+		w.byHash[h] = refs
 	}
 	w.series.del(ref)
 }

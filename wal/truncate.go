@@ -255,8 +255,9 @@ func countSamples(dir string, k int, off int64) (int64, int64, error) {
 }
 
 // checkpointLocked writes checkpoint.<last>: the Series records of every series with a sample in a
-// segment after last. Series used only up to last are left out (orphanSeriesLocked). The checkpoint is built in a
-// temporary directory and renamed into place; older checkpoints are then deleted.
+// segment after last. Series used only up to last are left out (orphanSeriesLocked). The
+// checkpoint is built in a temporary directory and renamed into place; older checkpoints are then
+// deleted.
 func (w *WAL) checkpointLocked(last int) error {
 	final := filepath.Join(w.dir, fmt.Sprintf("%s%08d", checkpointPrefix, last))
 	tmp := final + ".tmp"
@@ -283,7 +284,7 @@ func (w *WAL) checkpointLocked(last int) error {
 	}
 	var ferr error
 	w.series.each(func(ref SeriesRef, ms *memSeries) {
-		if ferr != nil || !ms.written || ms.lastSeg <= last {
+		if ferr != nil || !ms.written || int(ms.lastSeg) <= last {
 			return // not written yet, or an orphan: see orphanSeriesLocked
 		}
 		batch = append(batch, record.RefSeries{Ref: ref, Labels: ms.lset})
@@ -330,7 +331,7 @@ func (w *WAL) checkpointLocked(last int) error {
 func (w *WAL) orphanSeriesLocked(last int) {
 	var free []SeriesRef
 	w.series.each(func(ref SeriesRef, ms *memSeries) {
-		if ms.lastSeg > last {
+		if int(ms.lastSeg) > last {
 			return
 		}
 		ms.written = false

@@ -33,12 +33,12 @@ const (
 )
 
 // memSeries is the writer's state of one series.
+// Kept to 40 bytes: Commit touches one per sample.
 type memSeries struct {
 	lset    labels.Labels
-	hash    uint64
 	lastT   int64  // newest timestamp appended; math.MinInt64 before the first
-	lastSeg int    // newest segment holding a sample (or the Series record) of this series
-	used    uint64 // epoch of the last Ref returning it or ReleaseSeries letting it go
+	lastSeg int32  // newest segment holding a sample (or the Series record) of this series
+	used    uint32 // epoch of the last Ref returning it or ReleaseSeries letting it go
 	holders int32  // HoldSeries minus ReleaseSeries: caches that may present the ref
 	written bool   // its Series record is in a retained segment or the checkpoint
 }
@@ -69,8 +69,8 @@ type WAL struct {
 	byHash  map[uint64][]SeriesRef
 	hashes  int // largest len(byHash) since it was last rebuilt
 	nextRef SeriesRef
-	epoch   uint64         // incremented by every Truncate; see freeableLocked
-	active  map[uint64]int // open appenders by the epoch they began in
+	epoch   uint32         // incremented by every Truncate; see freeableLocked
+	active  map[uint32]int // open appenders by the epoch they began in
 	segs    map[int]*segmentMeta
 	first   int // oldest retained segment
 	cur     int // segment being written
@@ -122,7 +122,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		stopc:   make(chan struct{}),
 		byHash:  map[uint64][]SeriesRef{},
 		nextRef: 1,
-		active:  map[uint64]int{},
+		active:  map[uint32]int{},
 		segs:    map[int]*segmentMeta{},
 		changed: make(chan struct{}),
 	}
@@ -328,7 +328,7 @@ func (w *WAL) loadSamples(seg int, meta *segmentMeta, samples []record.RefSample
 			continue
 		}
 		ms.lastT = max(ms.lastT, s.T)
-		ms.lastSeg = seg
+		ms.lastSeg = int32(seg)
 	}
 }
 
@@ -338,11 +338,11 @@ func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool
 	ms, created := w.series.put(ref)
 	if !created {
 		// Repeated definition (checkpoint and segment both hold it): keep the newest segment.
-		ms.lastSeg = max(ms.lastSeg, seg)
+		ms.lastSeg = max(ms.lastSeg, int32(seg))
 		return
 	}
 	h := lset.Hash()
-	*ms = memSeries{lset: lset, hash: h, lastT: math.MinInt64, lastSeg: seg, used: w.epoch, written: written}
+	*ms = memSeries{lset: lset, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
 	w.byHash[h] = append(w.byHash[h], ref)
 	w.hashes = max(w.hashes, len(w.byHash))
 }
