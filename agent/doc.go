@@ -23,7 +23,10 @@
 // instead of a map probe: no label parsing, no transforms, no label hashing. An unknown series
 // is parsed, transformed and queued; at the end of a body that parsed completely the queued
 // series are resolved in the WAL (wal.Appender.Ref) and the scrape is committed in one
-// wal.Appender.Commit.
+// wal.Appender.Commit. The cache holds the WAL refs it stores (wal.WAL.HoldSeries, released on
+// eviction and purge) and a parse opens its scrape (wal.Appender.Begin) before the first lookup,
+// so a cached ref always resolves: if truncation deleted the series' definition meanwhile, the WAL
+// declares it again with the sample (wal/FORMAT.md, "Series across truncation").
 //
 // Invariant 1 (a scrape is appended whole or not at all): any error (a read error of the body,
 // including the caller's size limit, a parse error anywhere, a truncated last line) rolls the

@@ -185,7 +185,7 @@ func NewIngester(logger logrus.FieldLogger, reg prometheus.Registerer, w *wal.WA
 		seed1:   maphash.MakeSeed(),
 		seed2:   maphash.MakeSeed(),
 		start:   opts.Now(),
-		cache:   newSeriesCache(),
+		cache:   newSeriesCache(w),
 	}
 	i.tr.Store(tr)
 	return i, nil
@@ -218,6 +218,8 @@ func (i *Ingester) Ingest(body io.Reader, contentType string) (IngestResult, err
 	}
 	st := i.getState()
 	defer i.putState(st)
+	// Open the scrape before the first cache lookup (see seriesCache).
+	st.app.Begin()
 	gen := i.cache.gen.Load() // before the transformer: see SetConfig
 	tr := i.tr.Load()
 	now := i.opts.Now()
@@ -382,10 +384,10 @@ func (i *Ingester) commit(st *ingestState, gen uint64, now time.Time, res Ingest
 	res.drop(DropOutOfOrder, stats.OutOfOrder)
 	res.drop(DropUnknownSeries, stats.UnknownSeries)
 	if stats.UnknownSeries > 0 {
-		// The WAL garbage-collected series the cache still held: forget them all, the next scrape
-		// resolves every series again.
+		// Cannot happen while the cache holds its refs (seriesCache); kept as a safety net: forget
+		// every cached ref, the next scrape resolves every series again.
 		i.cache.purge()
-		i.logger.WithField("samples", stats.UnknownSeries).Warn("series cache held refs the wal had collected; samples skipped and counted, cache purged so the next scrape resolves them again")
+		i.logger.WithField("samples", stats.UnknownSeries).Error("wal did not know refs of the series cache; samples skipped and counted, cache purged so the next scrape resolves them again")
 	}
 	i.maybeEvict(nowS)
 	i.metrics.observe(res, i.cache.len())

@@ -28,11 +28,18 @@ import (
 // Memory: a 40-byte entry plus a map slot (about 20-40 bytes) per series. The transformed labels
 // are held only by the WAL.
 //
+// WAL refs: the cache holds every ref it stores (wal.WAL.HoldSeries) and releases it when the
+// entry goes (eviction, purge), so the WAL never frees a series the cache may still hand out: a
+// cached ref always resolves, re-declared by the WAL if truncation deleted its definition. A parse
+// that looks refs up runs inside an open scrape (wal.Appender.Begin), which keeps the refs it got
+// valid even if the cache releases them before it commits.
+//
 // Locking: a parse holds mu for reading while it parses (lookups only write the atomic seen and
 // next fields) and releases it while it waits for the body (unlockedReader), so a slow response
 // never holds back another worker's insert; inserts, eviction and purge hold it for writing.
 // Safe for concurrent use.
 type seriesCache struct {
+	holder  refHolder // nil: refs are not held (tests)
 	mu      sync.RWMutex
 	idx     map[uint64]uint32 // first hash → index in entries; under mu
 	entries []cacheEntry      // under mu; dead entries have h1 == h2 == 0 and are in free
@@ -84,8 +91,29 @@ func dropCode(reason string) uint8 {
 	return dropNone
 }
 
-func newSeriesCache() *seriesCache {
-	return &seriesCache{idx: map[uint64]uint32{}}
+// refHolder is the part of the WAL the cache needs: *wal.WAL.
+type refHolder interface {
+	HoldSeries(refs []wal.SeriesRef)
+	ReleaseSeries(refs []wal.SeriesRef)
+}
+
+var _ refHolder = (*wal.WAL)(nil)
+
+func newSeriesCache(h refHolder) *seriesCache {
+	return &seriesCache{holder: h, idx: map[uint64]uint32{}}
+}
+
+// hold and release pass refs to the holder; the caller holds mu for writing.
+func (c *seriesCache) hold(refs []wal.SeriesRef) {
+	if c.holder != nil && len(refs) > 0 {
+		c.holder.HoldSeries(refs)
+	}
+}
+
+func (c *seriesCache) release(refs []wal.SeriesRef) {
+	if c.holder != nil && len(refs) > 0 {
+		c.holder.ReleaseSeries(refs)
+	}
 }
 
 // get returns the entry of the series with hashes h1, h2 and marks it seen at now. cursor is
@@ -133,6 +161,8 @@ func (c *seriesCache) put(gen uint64, puts []cachePut, now uint32) {
 	if c.gen.Load() != gen {
 		return
 	}
+	var held []wal.SeriesRef
+	defer func() { c.hold(held) }()
 	prev := uint32(0)
 	for _, p := range puts {
 		if k, ok := c.idx[p.h1]; ok {
@@ -151,6 +181,9 @@ func (c *seriesCache) put(gen uint64, puts []cachePut, now uint32) {
 		}
 		e := &c.entries[k]
 		e.h1, e.h2, e.ref, e.drop, e.stripped = p.h1, p.h2, p.ref, p.drop, p.stripped
+		if p.ref != 0 {
+			held = append(held, p.ref)
+		}
 		e.seen.Store(now)
 		e.next.Store(0)
 		if prev != 0 {
@@ -166,7 +199,14 @@ func (c *seriesCache) purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen.Add(1)
+	var refs []wal.SeriesRef
+	for k := range c.entries {
+		if e := &c.entries[k]; (e.h1 != 0 || e.h2 != 0) && e.ref != 0 {
+			refs = append(refs, e.ref)
+		}
+	}
 	c.idx, c.entries, c.free = map[uint64]uint32{}, nil, nil
+	c.release(refs)
 }
 
 // evict removes the entries not seen since before, and compacts the entries when more than
@@ -175,10 +215,15 @@ func (c *seriesCache) evict(before uint32) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
+	var refs []wal.SeriesRef
+	defer func() { c.release(refs) }()
 	for k := range c.entries {
 		e := &c.entries[k]
 		if (e.h1 != 0 || e.h2 != 0) && e.seen.Load() < before {
 			delete(c.idx, e.h1)
+			if e.ref != 0 {
+				refs = append(refs, e.ref)
+			}
 			e.h1, e.h2, e.ref = 0, 0, 0
 			c.free = append(c.free, uint32(k))
 			n++

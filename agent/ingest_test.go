@@ -368,10 +368,12 @@ func TestIngestSlowBodyDoesNotBlock(t *testing.T) {
 	}
 }
 
-// TestIngestUnknownSeries: when the WAL has garbage-collected a series the cache still holds,
-// the sample is counted as unknown_series, the cache is purged, and the next scrape resolves the
-// series again.
-func TestIngestUnknownSeries(t *testing.T) {
+// TestIngestSeriesBackAfterTruncation: a series the cache still holds comes back after truncation
+// deleted every segment with its definition (here after an hour away, the cache TTL is 15m but it
+// was seen on every scrape... until it was not). Its sample is appended, not dropped: the WAL
+// declares the series again, and a reader resolves it. The same holds for a series that was
+// evicted from the cache meanwhile.
+func TestIngestSeriesBackAfterTruncation(t *testing.T) {
 	now := time.UnixMilli(testNowMs)
 	opts := wal.DefaultOptions()
 	opts.Fsync = wal.FsyncSegment
@@ -394,27 +396,49 @@ func TestIngestUnknownSeries(t *testing.T) {
 		}
 		return res
 	}
-	ingest(fmt.Sprintf("a{x=\"1\"} 1 %d\n", testNowMs-1000))
-	// Fill several segments with other series, then truncate: no consumer holds anything back.
-	for k := range 40 {
-		var b strings.Builder
-		for j := range 100 {
-			fmt.Fprintf(&b, "filler{k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", k, j, strings.Repeat("p", 60), testNowMs)
+	fill := func(round int) {
+		t.Helper()
+		// Fill several segments with other series, then truncate: no consumer holds anything back.
+		for k := range 40 {
+			var b strings.Builder
+			for j := range 100 {
+				fmt.Fprintf(&b, "filler{r=\"%d\",k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", round, k, j, strings.Repeat("p", 60), now.UnixMilli())
+			}
+			ingest(b.String())
 		}
-		ingest(b.String())
+		if st, err := w.Truncate(); err != nil || st.Deleted == 0 {
+			t.Fatalf("truncate: %+v %v", st, err)
+		}
 	}
-	if _, err := w.Truncate(); err != nil {
-		t.Fatal(err)
-	}
+	ingest(fmt.Sprintf("a{x=\"1\"} 1 %d\nb{x=\"1\"} 1 %d\n", testNowMs-1000, testNowMs-1000))
+	fill(0)
+	fill(1)
 	res := ingest(fmt.Sprintf("a{x=\"1\"} 2 %d\n", testNowMs))
-	if res.Dropped[DropUnknownSeries] != 1 || res.Appended != 0 {
-		t.Fatalf("%+v", res)
+	if res.Appended != 1 || len(res.Dropped) != 0 {
+		t.Fatalf("series back from the cache after truncation: %+v", res)
 	}
-	if ing.cache.len() != 0 {
-		t.Fatalf("cache holds %d series after unknown_series", ing.cache.len())
+	// b is evicted from the cache (not seen for the TTL) and comes back later.
+	now = now.Add(time.Hour)
+	ingest(fmt.Sprintf("a{x=\"1\"} 3 %d\n", now.UnixMilli()-2000))
+	fill(2)
+	fill(3)
+	res = ingest(fmt.Sprintf("a{x=\"1\"} 4 %d\nb{x=\"1\"} 4 %d\n", now.UnixMilli()-1000, now.UnixMilli()-1000))
+	if res.Appended != 2 || len(res.Dropped) != 0 {
+		t.Fatalf("series back after eviction and truncation: %+v", res)
 	}
-	if res := ingest(fmt.Sprintf("a{x=\"1\"} 3 %d\n", testNowMs+1000)); res.Appended != 1 {
-		t.Fatalf("%+v", res)
+	got, _ := readWAL(t, w.Dir()) // fails on a ref that does not resolve
+	var ab []string
+	for _, s := range got {
+		if !strings.HasPrefix(s, "filler") {
+			ab = append(ab, s)
+		}
+	}
+	want := []string{
+		fmt.Sprintf("a{x=\"1\"} 4 %d", now.UnixMilli()-1000),
+		fmt.Sprintf("b{x=\"1\"} 4 %d", now.UnixMilli()-1000),
+	}
+	if strings.Join(ab, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("retained samples of a and b:\n%s\nwant\n%s", strings.Join(ab, "\n"), strings.Join(want, "\n"))
 	}
 }
 

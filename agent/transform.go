@@ -51,8 +51,9 @@ const (
 	// DropNativeHistogram: a native histogram sample (only in the protobuf format); the WAL holds
 	// float samples.
 	DropNativeHistogram = "native_histogram"
-	// DropUnknownSeries: the series cache held a ref that the WAL had garbage-collected. The cache is
-	// purged and the next scrape resolves the series again.
+	// DropUnknownSeries: the WAL did not know a ref of the series cache. The cache holds its refs,
+	// so this does not happen (wal/FORMAT.md); if it did, the cache is purged and the next scrape
+	// resolves the series again.
 	DropUnknownSeries = "unknown_series"
 )
 

@@ -69,7 +69,8 @@
 //   - the receiver refused it for size (413) alone in a request after splitting down to one
 //     sample: "too_large";
 //   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";
-//   - its series ref has no labels in the WAL: "unknown_series".
+//   - its series ref has no labels in the WAL: "unknown_series" (only after corruption cut its
+//     Series record or the checkpoint: wal/FORMAT.md).
 //
 // Samples outside MinTime/MaxTime (replay) are skipped and counted as filtered, not dropped. A
 // corrupted WAL segment is skipped from the corruption on (the reader's CorruptionError); this

@@ -18,6 +18,8 @@ const seriesRecordBytes = 4 << 20
 type Appender struct {
 	w       *WAL
 	samples []record.RefSample
+	open    bool   // between Begin (or Ref) and Commit or Rollback
+	epoch   uint32 // the WAL's epoch at Begin
 }
 
 // AppendStats reports what one Commit did.
@@ -26,7 +28,7 @@ type AppendStats struct {
 	NewSeries     int // Series records written
 	Duplicate     int // skipped: same timestamp as the series' last sample
 	OutOfOrder    int // skipped: older than the series' last sample
-	UnknownSeries int // skipped: ref unknown to this WAL
+	UnknownSeries int // skipped: ref unknown to this WAL (never issued, or freed: see HoldSeries)
 	Bytes         int // record bytes written, before framing and compression
 	Segment       int // segment that holds the scrape
 }
@@ -36,18 +38,20 @@ func (w *WAL) Appender() *Appender { return &Appender{w: w} }
 
 // Ref returns the ref of the series lset, creating it if the WAL does not know it. The Series
 // record of a new series is written by the first Commit that holds a sample of it. lset must be
-// sorted and hold __name__ (labels.Labels always is sorted).
+// sorted and hold __name__ (labels.Labels always is sorted). Ref begins the scrape (see Begin).
 func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 	w := a.w
 	h := lset.Hash()
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
+	a.beginLocked()
 	for _, ref := range w.byHash[h] {
-		if ms := &w.series[ref]; ms.live && labels.Equal(ms.lset, lset) {
+		if ms := w.series.get(ref); ms != nil && labels.Equal(ms.lset, lset) {
+			ms.used = w.epoch
 			return ref
 		}
 	}
-	ref := SeriesRef(len(w.series))
+	ref := w.nextRef
 	w.addSeries(ref, lset, w.cur, false)
 	return ref
 }
@@ -61,7 +65,10 @@ func (a *Appender) Append(ref SeriesRef, t int64, v float64) {
 func (a *Appender) Len() int { return len(a.samples) }
 
 // Rollback discards the scrape.
-func (a *Appender) Rollback() { a.samples = a.samples[:0] }
+func (a *Appender) Rollback() {
+	a.samples = a.samples[:0]
+	a.end()
+}
 
 // Commit writes the scrape as one Samples record, preceded by Series records for the series it
 // introduces, and makes it durable according to the fsync policy. Samples not newer than the last
@@ -85,13 +92,13 @@ func (a *Appender) Commit() (AppendStats, error) {
 	}
 
 	keep, undo, ser := w.keep[:0], w.undo[:0], w.serBuf[:0]
-	series := w.series
+	cur0 := int32(w.cur)
 	for _, s := range a.samples {
-		if s.Ref == 0 || int(s.Ref) >= len(series) || !series[s.Ref].live {
+		ms := w.series.get(s.Ref)
+		if ms == nil {
 			st.UnknownSeries++
 			continue
 		}
-		ms := &series[s.Ref]
 		if s.T <= ms.lastT {
 			if s.T == ms.lastT {
 				st.Duplicate++
@@ -102,7 +109,11 @@ func (a *Appender) Commit() (AppendStats, error) {
 		}
 		undo = append(undo, undoEntry{ref: s.Ref, lastT: ms.lastT})
 		ms.lastT = s.T
+		// Corrected below if the record lands in a new segment; left as is if the write fails
+		// (a later lastSeg only keeps the series in the checkpoint longer).
+		ms.lastSeg = cur0
 		if !ms.written {
+			// A new series, or one whose definition truncation deleted: (re-)declare it.
 			ms.written = true // undone below if the write fails
 			ser = append(ser, record.RefSeries{Ref: s.Ref, Labels: ms.lset})
 		}
@@ -159,7 +170,9 @@ func (a *Appender) Commit() (AppendStats, error) {
 	meta := w.segs[seg]
 	var minT, maxT int64 = math.MaxInt64, math.MinInt64
 	for _, s := range keep {
-		series[s.Ref].lastSeg = seg
+		if seg != int(cur0) {
+			w.series.get(s.Ref).lastSeg = int32(seg)
+		}
 		minT = min(minT, s.T)
 		maxT = max(maxT, s.T)
 	}
@@ -213,10 +226,10 @@ func (w *WAL) countSkipped(st AppendStats) {
 
 func (w *WAL) rollbackLocked(undo []undoEntry, ser []record.RefSeries) {
 	for i := len(undo) - 1; i >= 0; i-- {
-		w.series[undo[i].ref].lastT = undo[i].lastT
+		w.series.get(undo[i].ref).lastT = undo[i].lastT
 	}
 	for _, s := range ser {
-		w.series[s.Ref].written = false
+		w.series.get(s.Ref).written = false
 	}
 }
 

@@ -41,13 +41,16 @@ type Batch struct {
 	Start, End Position
 }
 
-// readerSeries is a series known to a reader. defSeg is the segment of its newest definition
-// (the checkpoint's index for series loaded from a checkpoint).
+// readerSeries is a series known to a reader.
 type readerSeries struct {
 	lset   labels.Labels
-	defSeg int
-	known  bool
+	defSeg int // segment of its newest definition (a checkpoint's index for one loaded from it)
+	ckpt   int // index of the newest checkpoint that held it, -1 if none
 }
+
+// maxSnapshotTries bounds how often a reader reloads the checkpoint because truncation replaced it
+// while it was being read; each try is started by a truncation that made progress.
+const maxSnapshotTries = 100
 
 // Reader reads a WAL from a position, resolving every series ref it meets. It needs no lock and no
 // WAL handle: it works while a writer appends, in another process, and on a copied directory.
@@ -60,10 +63,10 @@ type Reader struct {
 
 	pos     Position
 	sr      *segmentReader
-	sealed  bool           // a later segment exists and sr's buffer was dropped once since
-	series  []readerSeries // indexed by ref: refs are dense
-	nSeries int
-	ckpt    int // newest checkpoint whose series are loaded
+	sealed  bool // a later segment exists and sr's buffer was dropped once since
+	series  refTable[readerSeries]
+	ckpt    int  // newest checkpoint whose series are loaded
+	prune   bool // series absent from checkpoint ckpt are still to be forgotten
 	dec     record.Decoder
 	samples []record.RefSample
 	serBuf  []record.RefSeries
@@ -88,37 +91,83 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("open wal %s: %w", dir, ErrNotWAL)
 	}
-	r := &Reader{dir: dir, opts: opts, logger: logger, ckpt: -1}
-	if err := r.loadCheckpoint(); err != nil {
-		return nil, err
+	r := &Reader{dir: dir, opts: opts, logger: logger}
+	// A consistent snapshot: the newest checkpoint, then the Series records of the segments
+	// before from. Truncation deletes segments and checkpoints only after renaming a newer
+	// checkpoint into place, so if the newest checkpoint is the same after the scan, nothing the
+	// scan needed was deleted under it; otherwise start again from the newer one.
+	for try := 0; ; try++ {
+		r.series, r.ckpt, r.prune = refTable[readerSeries]{}, -1, false
+		if err := r.loadCheckpoint(); err != nil {
+			return nil, err
+		}
+		if err := r.seek(from); err != nil {
+			return nil, err
+		}
+		_, idx, err := lastCheckpoint(r.dir)
+		if err != nil {
+			return nil, fmt.Errorf("find checkpoint in %s: %w", r.dir, err)
+		}
+		if idx == r.ckpt {
+			break
+		}
+		if try == maxSnapshotTries {
+			return nil, fmt.Errorf("open wal %s: checkpoint replaced %d times while loading series", r.dir, try)
+		}
 	}
-	if err := r.seek(from); err != nil {
-		return nil, err
-	}
+	r.series.compact()
 	return r, nil
 }
 
-// loadCheckpoint reads the series of the newest checkpoint, if newer than the one loaded.
+// loadCheckpoint merges the series of the newest checkpoint, if newer than the one loaded. The
+// checkpoint is read whole before anything is merged, and read again if truncation replaced it
+// meanwhile (it is deleted only after a newer one is in place): a reader never ends up with a
+// partial or missing checkpoint because of a concurrent truncation.
 func (r *Reader) loadCheckpoint() error {
-	ckDir, idx, err := lastCheckpoint(r.dir)
-	if err != nil {
-		return fmt.Errorf("find checkpoint in %s: %w", r.dir, err)
-	}
-	if idx <= r.ckpt {
-		return nil
-	}
-	err = readRecords(ckDir, func(rec []byte, _ int) error {
-		if r.dec.Type(rec) == record.Series {
-			return r.addSeries(rec, idx)
+	var buf []record.RefSeries
+	for try := 0; ; try++ {
+		ckDir, idx, err := lastCheckpoint(r.dir)
+		if err != nil {
+			return fmt.Errorf("find checkpoint in %s: %w", r.dir, err)
 		}
+		if idx <= r.ckpt {
+			return nil
+		}
+		buf = buf[:0]
+		err = readRecords(ckDir, func(rec []byte, _ int) error {
+			if r.dec.Type(rec) != record.Series {
+				return nil
+			}
+			var derr error
+			buf, derr = r.dec.Series(rec, buf)
+			return derr
+		})
+		_, now, lerr := lastCheckpoint(r.dir)
+		if lerr != nil {
+			return fmt.Errorf("find checkpoint in %s: %w", r.dir, lerr)
+		}
+		if now != idx {
+			if try == maxSnapshotTries {
+				return fmt.Errorf("read checkpoint in %s: replaced %d times while being read", r.dir, try)
+			}
+			continue // replaced (and maybe deleted) while read: take the newer one
+		}
+		complete := err == nil
+		if err != nil {
+			// Still the newest, so not deleted under us: bit rot. Series defined only in the
+			// unreadable part are lost; keep every series the reader knows.
+			r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
+		}
+		for _, s := range buf {
+			e, created := r.series.put(s.Ref)
+			if created || e.defSeg <= idx {
+				e.lset = s.Labels
+			}
+			e.defSeg, e.ckpt = max(e.defSeg, idx), idx
+		}
+		r.ckpt, r.prune = idx, complete
 		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// Truncated away under us (a newer one exists) or bit rot: series from it are lost.
-		r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
 	}
-	r.ckpt = idx
-	return nil
 }
 
 func (r *Reader) addSeries(rec []byte, seg int) error {
@@ -128,14 +177,11 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 		return err
 	}
 	for _, s := range r.serBuf {
-		for SeriesRef(len(r.series)) <= s.Ref {
-			r.series = append(r.series, readerSeries{})
+		e, created := r.series.put(s.Ref)
+		if created {
+			e.ckpt = -1
 		}
-		e := &r.series[s.Ref]
-		if !e.known {
-			r.nSeries++
-		}
-		e.lset, e.defSeg, e.known = s.Labels, max(e.defSeg, seg), true
+		e.lset, e.defSeg = s.Labels, max(e.defSeg, seg)
 	}
 	return nil
 }
@@ -225,10 +271,11 @@ func (r *Reader) Position() Position { return r.pos }
 
 // Labels returns the labels of series ref.
 func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
-	if int(ref) >= len(r.series) || !r.series[ref].known {
+	e := r.series.get(ref)
+	if e == nil {
 		return labels.EmptyLabels(), false
 	}
-	return r.series[ref].lset, true
+	return e.lset, true
 }
 
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of
@@ -248,6 +295,9 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 				r.logger.WithFields(logrus.Fields{"position": r.pos, "segment": first}).Warn("segment evicted under the reader; moving to the oldest retained segment")
 				r.closeSegment()
 				r.pos = Position{Segment: first}
+				if err := r.afterSegment(); err != nil {
+					return Batch{}, err
+				}
 			}
 		}
 		if r.sr == nil {
@@ -311,7 +361,9 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 		}
 		r.closeSegment()
 		r.pos = Position{Segment: next}
-		r.afterSegment()
+		if err := r.afterSegment(); err != nil {
+			return Batch{}, err
+		}
 	}
 }
 
@@ -327,31 +379,35 @@ func (r *Reader) SkipSegment() error {
 		next = r.pos.Segment + 1
 	}
 	r.pos = Position{Segment: next}
-	return nil
+	return r.afterSegment()
 }
 
-func (r *Reader) afterSegment() {
-	// Truncation may have written a newer checkpoint. It holds every series still referenced
-	// after its index; a series defined at or before it and absent from it is no longer used.
-	_, idx, err := lastCheckpoint(r.dir)
-	if err != nil || idx <= r.ckpt {
-		return
-	}
-	for i := range r.series {
-		if s := &r.series[i]; s.known && s.defSeg <= idx {
-			s.defSeg = -1 // reloaded from the checkpoint below, or dropped
-		}
-	}
+// afterSegment runs when the reader moved to a new segment (r.pos, not yet read). Truncation may
+// have written a newer checkpoint: its series are merged (adding is always safe). A checkpoint
+// holds every series referenced after its index, and a series it left out is declared again
+// before any later sample of it, so once the reader is past the index the series defined at or
+// before it and absent from it are forgotten: that is what bounds the reader's memory under
+// series churn. Before the reader is past it (it may still read a segment the checkpoint covers,
+// through an open file or one not yet deleted) nothing is forgotten.
+func (r *Reader) afterSegment() error {
 	if err := r.loadCheckpoint(); err != nil {
-		r.logger.WithError(err).Warn("reload wal checkpoint")
-		return
+		return err
 	}
-	for i := range r.series {
-		if s := &r.series[i]; s.known && s.defSeg < 0 {
-			*s = readerSeries{}
-			r.nSeries--
+	if !r.prune || r.ckpt >= r.pos.Segment {
+		return nil
+	}
+	var drop []SeriesRef
+	r.series.each(func(ref SeriesRef, e *readerSeries) {
+		if e.ckpt != r.ckpt && e.defSeg <= r.ckpt {
+			drop = append(drop, ref)
 		}
+	})
+	for _, ref := range drop {
+		r.series.del(ref)
 	}
+	r.prune = false
+	r.series.compact()
+	return nil
 }
 
 // openSegment opens the segment at r.pos, or the next existing one. It returns false when there is
@@ -373,6 +429,10 @@ func (r *Reader) openSegment() (bool, error) {
 		if k > r.pos.Segment {
 			r.logger.WithFields(logrus.Fields{"segment": r.pos.Segment, "next": k}).Warn("segment missing (truncated or evicted under the reader); continuing with the next one")
 			r.pos = Position{Segment: k}
+			// The checkpoint written before the deletion holds the series of the skipped ones.
+			if err := r.afterSegment(); err != nil {
+				return false, err
+			}
 			return r.openSegment()
 		}
 	}

@@ -40,6 +40,7 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 	if w.closed {
 		return st, ErrClosed
 	}
+	w.epoch++
 	now := w.opts.Now()
 
 	positions := map[string]Position{}
@@ -131,6 +132,7 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 	if err := w.checkpointLocked(cut - 1); err != nil {
 		return st, err
 	}
+	w.orphanSeriesLocked(cut - 1)
 	st.Checkpoint = cut - 1
 	for _, k := range segs {
 		if k >= cut {
@@ -253,8 +255,9 @@ func countSamples(dir string, k int, off int64) (int64, int64, error) {
 }
 
 // checkpointLocked writes checkpoint.<last>: the Series records of every series with a sample in a
-// segment after last. Series used only up to last are forgotten. The checkpoint is built in a
-// temporary directory and renamed into place; older checkpoints are then deleted.
+// segment after last. Series used only up to last are left out (orphanSeriesLocked). The
+// checkpoint is built in a temporary directory and renamed into place; older checkpoints are then
+// deleted.
 func (w *WAL) checkpointLocked(last int) error {
 	final := filepath.Join(w.dir, fmt.Sprintf("%s%08d", checkpointPrefix, last))
 	tmp := final + ".tmp"
@@ -279,26 +282,20 @@ func (w *WAL) checkpointLocked(last int) error {
 		batch, size = batch[:0], 0
 		return cw.Log(buf)
 	}
-	for ref := range w.series {
-		ms := &w.series[ref]
-		if !ms.live {
-			continue
+	var ferr error
+	w.series.each(func(ref SeriesRef, ms *memSeries) {
+		if ferr != nil || !ms.written || int(ms.lastSeg) <= last {
+			return // not written yet, or an orphan: see orphanSeriesLocked
 		}
-		if ms.lastSeg <= last {
-			w.dropSeriesLocked(SeriesRef(ref))
-			continue
-		}
-		if !ms.written {
-			continue // its Series record goes with its first sample
-		}
-		batch = append(batch, record.RefSeries{Ref: SeriesRef(ref), Labels: ms.lset})
+		batch = append(batch, record.RefSeries{Ref: ref, Labels: ms.lset})
 		size += 16 + int(ms.lset.ByteSize())
 		if size >= seriesRecordBytes {
-			if err := flush(); err != nil {
-				cw.Close()
-				return fmt.Errorf("write checkpoint %s: %w", tmp, err)
-			}
+			ferr = flush()
 		}
+	})
+	if ferr != nil {
+		cw.Close()
+		return fmt.Errorf("write checkpoint %s: %w", tmp, ferr)
 	}
 	if err := flush(); err != nil {
 		cw.Close()
@@ -328,22 +325,22 @@ func (w *WAL) checkpointLocked(last int) error {
 	return nil
 }
 
-// dropSeriesLocked forgets a series no retained segment references. Its ref is never reused; if
-// the series comes back it gets a new ref.
-func (w *WAL) dropSeriesLocked(ref SeriesRef) {
-	ms := &w.series[ref]
-	refs := w.byHash[ms.hash]
-	for i, r := range refs {
-		if r == ref {
-			refs = append(refs[:i], refs[i+1:]...)
-			break
+// orphanSeriesLocked runs once checkpoint.<last> is in place and the segments up to last are about
+// to go: the series with nothing after last lose their definition (a sample of one re-declares
+// it) and the freeable ones are forgotten.
+func (w *WAL) orphanSeriesLocked(last int) {
+	var free []SeriesRef
+	w.series.each(func(ref SeriesRef, ms *memSeries) {
+		if int(ms.lastSeg) > last {
+			return
 		}
+		ms.written = false
+		if w.freeableLocked(ms) {
+			free = append(free, ref)
+		}
+	})
+	for _, ref := range free {
+		w.dropSeriesLocked(ref)
 	}
-	if len(refs) == 0 {
-		delete(w.byHash, ms.hash)
-	} else {
-		w.byHash[ms.hash] = refs
-	}
-	*ms = memSeries{}
-	w.nLive--
+	w.compactSeriesLocked()
 }

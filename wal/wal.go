@@ -20,8 +20,9 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// SeriesRef identifies a series in one WAL. Refs start at 1, are never reused, and are stable
-// across restarts.
+// SeriesRef identifies a series in one WAL. Refs start at 1, are stable across restarts, and are
+// never reissued by one writer process (after a restart, refs above the highest one still on disk
+// may be issued again; see FORMAT.md).
 type SeriesRef = chunks.HeadSeriesRef
 
 const (
@@ -32,13 +33,14 @@ const (
 )
 
 // memSeries is the writer's state of one series.
+// Kept to 40 bytes: Commit touches one per sample.
 type memSeries struct {
 	lset    labels.Labels
-	hash    uint64
-	lastT   int64 // newest timestamp appended; math.MinInt64 before the first
-	lastSeg int   // newest segment holding a sample (or the Series record) of this series
-	live    bool  // false for unused and garbage-collected refs
-	written bool  // its Series record is in a retained segment or the checkpoint
+	lastT   int64  // newest timestamp appended; math.MinInt64 before the first
+	lastSeg int32  // newest segment holding a sample (or the Series record) of this series
+	used    uint32 // epoch of the last Ref returning it or ReleaseSeries letting it go
+	holders int32  // HoldSeries minus ReleaseSeries: caches that may present the ref
+	written bool   // its Series record is in a retained segment or the checkpoint
 }
 
 // segmentMeta summarises one retained segment.
@@ -63,9 +65,12 @@ type WAL struct {
 	// mtx guards every field below. Commit holds it while writing; readers never take it.
 	mtx     sync.Mutex
 	wl      *wlog.WL
-	series  []memSeries // indexed by ref; index 0 unused
+	series  refTable[memSeries]
 	byHash  map[uint64][]SeriesRef
-	nLive   int
+	hashes  int // largest len(byHash) since it was last rebuilt
+	nextRef SeriesRef
+	epoch   uint32         // incremented by every Truncate; see freeableLocked
+	active  map[uint32]int // open appenders by the epoch they began in
 	segs    map[int]*segmentMeta
 	first   int // oldest retained segment
 	cur     int // segment being written
@@ -115,8 +120,9 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		opts:    opts,
 		lock:    lock,
 		stopc:   make(chan struct{}),
-		series:  make([]memSeries, 1),
 		byHash:  map[uint64][]SeriesRef{},
+		nextRef: 1,
+		active:  map[uint32]int{},
 		segs:    map[int]*segmentMeta{},
 		changed: make(chan struct{}),
 	}
@@ -305,6 +311,7 @@ func (w *WAL) load() error {
 			}
 		}
 	}
+	w.series.compact()
 	return nil
 }
 
@@ -314,40 +321,30 @@ func (w *WAL) loadSamples(seg int, meta *segmentMeta, samples []record.RefSample
 		meta.samples++
 		meta.minT = min(meta.minT, s.T)
 		meta.maxT = max(meta.maxT, s.T)
-		if int(s.Ref) >= len(w.series) {
-			// A sample whose Series record was lost to corruption: reserve the ref so that it is
-			// never reused for another series.
-			w.growTo(s.Ref)
-			continue
-		}
-		ms := &w.series[s.Ref]
-		if !ms.live {
+		// A sample whose Series record was lost to corruption: its ref is not issued again.
+		w.nextRef = max(w.nextRef, s.Ref+1)
+		ms := w.series.get(s.Ref)
+		if ms == nil {
 			continue
 		}
 		ms.lastT = max(ms.lastT, s.T)
-		ms.lastSeg = seg
-	}
-}
-
-func (w *WAL) growTo(ref SeriesRef) {
-	for SeriesRef(len(w.series)) <= ref {
-		w.series = append(w.series, memSeries{})
+		ms.lastSeg = int32(seg)
 	}
 }
 
 // addSeries records a series read from disk (written) or created by an appender (not yet written).
 func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool) {
-	w.growTo(ref)
-	ms := &w.series[ref]
-	if ms.live {
+	w.nextRef = max(w.nextRef, ref+1)
+	ms, created := w.series.put(ref)
+	if !created {
 		// Repeated definition (checkpoint and segment both hold it): keep the newest segment.
-		ms.lastSeg = max(ms.lastSeg, seg)
+		ms.lastSeg = max(ms.lastSeg, int32(seg))
 		return
 	}
 	h := lset.Hash()
-	*ms = memSeries{lset: lset, hash: h, lastT: math.MinInt64, lastSeg: seg, live: true, written: written}
+	*ms = memSeries{lset: lset, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
 	w.byHash[h] = append(w.byHash[h], ref)
-	w.nLive++
+	w.hashes = max(w.hashes, len(w.byHash))
 }
 
 // repair cuts segment k at off after a read error, keeping the cut bytes under corrupt/.
@@ -535,5 +532,5 @@ func (w *WAL) updateGauges() {
 	}
 	w.metrics.segments.Set(float64(len(w.segs)))
 	w.metrics.sizeBytes.Set(float64(size))
-	w.metrics.series.Set(float64(w.nLive))
+	w.metrics.series.Set(float64(w.series.len()))
 }
