@@ -13,6 +13,7 @@ type metrics struct {
 	bytesWritten    prometheus.Counter
 	commitsFailed   prometheus.Counter
 	fsyncDuration   prometheus.Histogram
+	fsyncFailures   prometheus.Counter
 	segments        prometheus.Gauge
 	sizeBytes       prometheus.Gauge
 	series          prometheus.Gauge
@@ -51,6 +52,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "collector_wal_fsync_duration_seconds",
 			Help:    "Duration of WAL fsyncs.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		fsyncFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_wal_fsync_failures_total",
+			Help: "Failed fsyncs of WAL segments. Under the scrape policy the scrape fails and is cut; either way the writer starts a new segment.",
 		}),
 		segments: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_wal_segments",

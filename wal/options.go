@@ -48,6 +48,10 @@ type Options struct {
 	MaxAge time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// syncHook, set by tests, runs after each fsync of a segment; its error counts as the
+	// fsync's (EIO from fsync cannot be produced on demand on a real file system).
+	syncHook func(segment int) error
 }
 
 // DefaultOptions returns the defaults documented on each field of Options.

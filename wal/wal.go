@@ -78,6 +78,8 @@ type WAL struct {
 	changed chan struct{}
 	stats   Stats
 	closed  bool
+	cutAt   *Position // set while a failed scrape's records still have to be cut
+	broken  error     // the failure that closed the segment, until a new one is open
 }
 
 type undoEntry struct {
@@ -480,7 +482,7 @@ func (w *WAL) syncLoop() {
 			w.mtx.Lock()
 			if w.dirty && !w.closed && w.wl != nil {
 				if err := w.syncLocked(); err != nil {
-					w.logger.WithError(err).Error("wal fsync failed; retrying at the next tick")
+					w.syncFailedLocked(err)
 				}
 			}
 			w.mtx.Unlock()
@@ -492,6 +494,12 @@ func (w *WAL) syncLocked() error {
 	start := time.Now()
 	err := w.wl.Sync()
 	w.metrics.fsyncDuration.Observe(time.Since(start).Seconds())
+	if err == nil && w.opts.syncHook != nil {
+		err = w.opts.syncHook(w.cur)
+	}
+	if err != nil {
+		w.metrics.fsyncFailures.Inc()
+	}
 	if err == nil {
 		w.dirty = false
 	}
