@@ -1,10 +1,12 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"syscall"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -131,6 +133,11 @@ func (a *Appender) Commit() (AppendStats, error) {
 	recs = append(recs, buf[start:])
 	w.recBuf = buf
 
+	if err := w.checkFreeLocked(len(buf)); err != nil {
+		w.rollbackLocked(undo, ser)
+		w.metrics.commitsFailed.Inc()
+		return st, err
+	}
 	// Where the scrape starts: a failed write or fsync cuts the WAL back to here.
 	from := Position{Segment: w.cur}
 	if size, err := statSegment(w.dir, w.cur); err == nil {
@@ -139,6 +146,9 @@ func (a *Appender) Commit() (AppendStats, error) {
 	if err := w.wl.Log(recs...); err != nil {
 		w.rollbackLocked(undo, ser)
 		w.metrics.commitsFailed.Inc()
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: %w", ErrDiskFull, err)
+		}
 		return st, w.recoverLocked(fmt.Errorf("append scrape of %d samples to %s: %w", len(keep), w.dir, err), from)
 	}
 	if w.opts.Fsync == FsyncScrape {
@@ -261,6 +271,25 @@ func (w *WAL) rotatedLocked(seg int) {
 	}
 	w.cur = seg
 	w.updateGauges()
+}
+
+// checkFreeLocked fails with ErrDiskFull when writing n record bytes would leave less than the
+// reserve free on the WAL's file system.
+func (w *WAL) checkFreeLocked(n int) error {
+	if w.opts.ReserveBytes == 0 {
+		return nil
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(w.dir, &fs); err != nil {
+		return nil // no answer is no reason to refuse: the write itself will tell
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	// Framing adds a 7-byte header per page and a page of padding at worst.
+	need := int64(n) + int64(n/pageSize+1)*recordHeaderSize + pageSize + w.opts.ReserveBytes
+	if free < need {
+		return fmt.Errorf("%w: %d bytes free in %s, the scrape needs %d and %d are kept in reserve (--wal-reserve)", ErrDiskFull, free, w.dir, n, w.opts.ReserveBytes)
+	}
+	return nil
 }
 
 // recoverLocked handles a failed write or fsync of a scrape that started at from. wlog may have
