@@ -242,6 +242,9 @@ func (w *WAL) load() error {
 		}
 	}
 
+	if err := w.checkSegments(ckIdx); err != nil {
+		return err
+	}
 	segs, err := listSegments(w.dir)
 	if err != nil {
 		return fmt.Errorf("list segments in %s: %w", w.dir, err)
@@ -360,15 +363,14 @@ func (w *WAL) repair(k int, off int64, cause error) error {
 		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
 	}
 	cut := fi.Size() - off
-	kind := "corruption"
-	if errors.Is(cause, errIncomplete) {
-		kind = "torn_tail"
-	} else if ce := (*CorruptionError)(nil); !errors.As(cause, &ce) {
+	kind := repairKind(w.dir, k, cause)
+	if kind == "" {
 		return fmt.Errorf("read segment %d in %s: %w", k, w.dir, cause)
 	}
 	if err := saveCut(w.dir, k, off); err != nil {
 		return err
 	}
+	lostRecs := decodeLost(w.dir, k, off)
 	f, err := os.OpenFile(name, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
@@ -386,8 +388,9 @@ func (w *WAL) repair(k int, off int64, cause error) error {
 	w.metrics.repairedBytes.Add(float64(cut))
 	w.stats.Repairs++
 	w.stats.RepairedBytes += cut
+	lost := w.countLost(kind, lostRecs)
 	w.logger.WithFields(logrus.Fields{
-		"segment": k, "offset": off, "bytes_cut": cut, "kind": kind, "err": cause,
+		"segment": k, "offset": off, "bytes_cut": cut, "kind": kind, "err": cause, "undelivered_samples": lost,
 	}).Warn("wal repaired: cut the segment at the first unreadable record, kept the cut bytes under corrupt/ and every later segment")
 	return writeStats(w.dir, w.stats)
 }
