@@ -46,8 +46,12 @@ type ConsumerStatus struct {
 	PositionError string   `json:"position_error,omitempty"`
 	// NoPosition is true for a registered consumer that has not committed yet: it starts at the
 	// oldest retained segment.
-	NoPosition bool      `json:"no_position,omitempty"`
-	Updated    time.Time `json:"updated,omitzero"`
+	NoPosition bool `json:"no_position,omitempty"`
+	// PositionAdjusted says why the consumer does not start at Position (past_end, mid_record)
+	// and Start where it starts instead; UndeliveredSamples counts from Start.
+	PositionAdjusted string    `json:"position_adjusted,omitempty"`
+	Start            *Position `json:"start,omitempty"`
+	Updated          time.Time `json:"updated,omitzero"`
 	// UndeliveredSamples and UndeliveredBytes are what lies after the position. Samples are
 	// counted exactly by decoding every record after it; bytes are segment bytes.
 	UndeliveredSamples int64     `json:"undelivered_samples"`
@@ -196,7 +200,18 @@ func ReadStatus(walDir string) (Status, error) {
 			cs.Position, cs.Updated = state.Position, state.Updated
 			cs.Delivered, cs.Dropped = state.Delivered, state.Dropped
 		}
+		// Where the consumer's reader starts: the same function decides it.
 		pos := cs.Position
+		if len(segs) > 0 {
+			start, reason, err := resolvePosition(segs, cs.Position, boundaryScan(walDir))
+			if err != nil {
+				return st, err
+			}
+			pos = start
+			if reason != "" && reason != positionEvicted {
+				cs.Start, cs.PositionAdjusted = &start, reason
+			}
+		}
 		oldestU := int64(math.MaxInt64)
 		for _, ri := range recs {
 			if ri.off < pos.Offset && ri.seg == pos.Segment || ri.seg < pos.Segment {

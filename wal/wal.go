@@ -145,6 +145,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 	}
 	w.updateGauges()
 	w.metrics.maxSizeBytes.Set(float64(opts.MaxSize))
+	w.checkPositions()
 	if opts.Fsync == FsyncInterval {
 		w.wg.Add(1)
 		go w.syncLoop()

@@ -174,6 +174,8 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 				pos = "unusable (restarts at oldest)"
 			case cs.NoPosition:
 				pos = "none yet (starts at oldest)"
+			case cs.Start != nil:
+				pos = fmt.Sprintf("%s (%s: starts at %s)", pos, strings.ReplaceAll(cs.PositionAdjusted, "_", " "), cs.Start)
 			}
 			dropped := map[string]int64{}
 			for r, n := range cs.Dropped {
