@@ -306,7 +306,6 @@ func (w *WAL) recoverLocked(cause error, from Position) error {
 	_ = w.wl.Close()
 	w.wl = nil
 	w.cutAt = &from
-	w.broken = cause
 	if err := w.reopenLocked(); err != nil {
 		return fmt.Errorf("%w (and reopening the wal failed: %v)", cause, err)
 	}
@@ -344,7 +343,6 @@ func (w *WAL) reopenLocked() error {
 		return err
 	}
 	w.wl = wl
-	w.broken = nil
 	seg, _, err := wl.LastSegmentAndOffset()
 	if err != nil {
 		return err
@@ -419,7 +417,6 @@ func (w *WAL) syncFailedLocked(cause error) {
 	w.logger.WithError(cause).WithField("segment", w.cur).Error("wal fsync failed; scrapes since the last fsync may not survive a machine crash; starting a new segment")
 	_ = w.wl.Close()
 	w.wl = nil
-	w.broken = cause
 	if err := w.reopenLocked(); err != nil {
 		w.logger.WithError(err).Error("reopen wal after a failed fsync; the next scrape tries again")
 		return

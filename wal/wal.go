@@ -79,7 +79,6 @@ type WAL struct {
 	stats   Stats
 	closed  bool
 	cutAt   *Position // set while a failed scrape's records still have to be cut
-	broken  error     // the failure that closed the segment, until a new one is open
 }
 
 type undoEntry struct {
