@@ -138,11 +138,15 @@ func (a *Appender) Commit() (AppendStats, error) {
 		w.metrics.commitsFailed.Inc()
 		return st, err
 	}
-	// Where the scrape starts: a failed write or fsync cuts the WAL back to here.
-	from := Position{Segment: w.cur}
-	if size, err := statSegment(w.dir, w.cur); err == nil {
-		from.Offset = size
+	// Where the scrape starts: a failed write or fsync cuts the WAL back to here. Without it a
+	// cut could reach acknowledged scrapes, so the scrape is not written.
+	size, err := statSegment(w.dir, w.cur)
+	if err != nil {
+		w.rollbackLocked(undo, ser)
+		w.metrics.commitsFailed.Inc()
+		return st, fmt.Errorf("locate the end of segment %d in %s: %w", w.cur, w.dir, err)
 	}
+	from := Position{Segment: w.cur, Offset: size}
 	if err := w.wl.Log(recs...); err != nil {
 		w.rollbackLocked(undo, ser)
 		w.metrics.commitsFailed.Inc()
