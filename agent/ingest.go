@@ -37,6 +37,8 @@ const (
 	ReasonContentType = "content_type"
 	// ReasonWAL: the WAL failed to commit the scrape.
 	ReasonWAL = "wal"
+	// ReasonDiskFull: the WAL's file system has no room for the scrape (wal.ErrDiskFull).
+	ReasonDiskFull = "disk_full"
 )
 
 // ErrTooLarge is what a size-limiting body reader returns (wrapped or not) when the body exceeds
@@ -45,7 +47,7 @@ var ErrTooLarge = errors.New("federate response exceeds the size limit")
 
 // IngestError is why a scrape was not appended. Nothing of the scrape reached the WAL.
 type IngestError struct {
-	Reason string // ReasonParse, ReasonRead, ReasonTooLarge, ReasonContentType, ReasonWAL
+	Reason string // ReasonParse, ReasonRead, ReasonTooLarge, ReasonContentType, ReasonWAL, ReasonDiskFull
 	Line   int    // 1-based line of the body where it happened; 0 if not about a line
 	Err    error
 }
@@ -377,7 +379,11 @@ func (i *Ingester) commit(st *ingestState, gen uint64, now time.Time, res Ingest
 	st.puts = puts[:0]
 	stats, err := st.app.Commit()
 	if err != nil {
-		return IngestResult{}, &IngestError{Reason: ReasonWAL, Err: err}
+		reason := ReasonWAL
+		if errors.Is(err, wal.ErrDiskFull) {
+			reason = ReasonDiskFull
+		}
+		return IngestResult{}, &IngestError{Reason: reason, Err: err}
 	}
 	res.Appended = stats.Samples
 	res.drop(DropDuplicate, stats.Duplicate)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -484,5 +485,31 @@ func TestSampleLimitRejectsWholeScrape(t *testing.T) {
 	}
 	if res, err := ing.Ingest(strings.NewReader(body[:strings.Index(body, "d ")]), "text/plain; version=0.0.4"); err != nil || res.Appended != 3 {
 		t.Fatalf("Ingest at the limit = %+v, %v", res, err)
+	}
+}
+
+// TestIngestDiskFull: a scrape the WAL refuses for lack of space fails with ReasonDiskFull, and
+// the scrape loop counts it under reason disk_full.
+func TestIngestDiskFull(t *testing.T) {
+	now := time.UnixMilli(testNowMs)
+	opts := wal.DefaultOptions()
+	opts.ReserveBytes = 1 << 62 // more than any file system has free
+	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(&now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ing.Ingest(strings.NewReader(fmt.Sprintf("a{x=\"1\"} 1 %d\n", testNowMs)), textType)
+	var ie *IngestError
+	if !errors.As(err, &ie) || ie.Reason != ReasonDiskFull || !errors.Is(err, wal.ErrDiskFull) {
+		t.Fatalf("ingest on a full disk: %v, want an IngestError with reason %s", err, ReasonDiskFull)
+	}
+	u, _ := url.Parse("http://prometheus:9090/federate")
+	if got := reasonOf(ingestError(u, err)); got != reasonDiskFull {
+		t.Fatalf("scrape failure reason %q, want %q", got, reasonDiskFull)
 	}
 }

@@ -77,11 +77,13 @@ const (
 	reasonAuth = "auth"
 	// reasonAppend: the WAL refused the scrape.
 	reasonAppend = "append"
+	// reasonDiskFull: the WAL's file system has no room for the scrape (--wal-reserve).
+	reasonDiskFull = "disk_full"
 )
 
 // failureReasons are initialised to zero so that rate() and alerts see them from the start.
 var failureReasons = [...]string{reasonTransport, reasonTimeout, reasonStatus, reasonContentType,
-	reasonTooLarge, reasonTruncated, reasonParse, reasonAuth, reasonAppend}
+	reasonTooLarge, reasonTruncated, reasonParse, reasonAuth, reasonAppend, reasonDiskFull}
 
 // federate_requests_total type label values, as the seed.
 const (
@@ -257,6 +259,8 @@ func ingestError(u *url.URL, err error) error {
 			reason = reasonTooLarge
 		case ReasonContentType:
 			reason = reasonContentType
+		case ReasonDiskFull:
+			reason = reasonDiskFull
 		}
 	}
 	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", u.Redacted(), err)}

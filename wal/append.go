@@ -1,13 +1,16 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"syscall"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/sirupsen/logrus"
 )
 
 // seriesRecordBytes bounds one Series record; a scrape with many new series writes several.
@@ -84,13 +87,12 @@ func (a *Appender) Commit() (AppendStats, error) {
 		return st, ErrClosed
 	}
 	if w.wl == nil {
-		// An earlier write failed and reopening failed too: try again now.
+		// An earlier write or fsync failed and the recovery did not finish: try again now.
 		if err := w.reopenLocked(); err != nil {
 			w.metrics.commitsFailed.Inc()
 			return st, fmt.Errorf("reopen wal %s after a failed write: %w", w.dir, err)
 		}
 	}
-
 	keep, undo, ser := w.keep[:0], w.undo[:0], w.serBuf[:0]
 	cur0 := int32(w.cur)
 	for _, s := range a.samples {
@@ -142,16 +144,36 @@ func (a *Appender) Commit() (AppendStats, error) {
 	recs = append(recs, buf[start:])
 	w.recBuf = buf
 
+	if err := w.checkFreeLocked(len(buf)); err != nil {
+		w.rollbackLocked(undo, ser)
+		w.metrics.commitsFailed.Inc()
+		return st, err
+	}
+	// Where the scrape starts: a failed write or fsync cuts the WAL back to here. Without it a
+	// cut could reach acknowledged scrapes, so the scrape is not written.
+	size, err := statSegment(w.dir, w.cur)
+	if err != nil {
+		w.rollbackLocked(undo, ser)
+		w.metrics.commitsFailed.Inc()
+		return st, fmt.Errorf("locate the end of segment %d in %s: %w", w.cur, w.dir, err)
+	}
+	from := Position{Segment: w.cur, Offset: size}
 	if err := w.wl.Log(recs...); err != nil {
 		w.rollbackLocked(undo, ser)
 		w.metrics.commitsFailed.Inc()
-		return st, w.recoverLocked(fmt.Errorf("append scrape of %d samples to %s: %w", len(keep), w.dir, err))
+		if errors.Is(err, syscall.ENOSPC) {
+			err = fmt.Errorf("%w: %w", ErrDiskFull, err)
+		}
+		return st, w.recoverLocked(fmt.Errorf("append scrape of %d samples to %s: %w", len(keep), w.dir, err), from)
 	}
 	if w.opts.Fsync == FsyncScrape {
 		if err := w.syncLocked(); err != nil {
-			// The records are in the page cache and readers may already see them; only their
-			// durability against a machine crash is in doubt. Keep them and report.
-			w.logger.WithError(err).Error("wal fsync failed after append; the scrape is kept but may not survive a machine crash")
+			// After a failed fsync the page cache cannot be trusted to reach the disk, and a
+			// second fsync may succeed without writing what the first one dropped. The scrape
+			// fails, its records are cut and the writer starts a new segment.
+			w.rollbackLocked(undo, ser)
+			w.metrics.commitsFailed.Inc()
+			return st, w.recoverLocked(fmt.Errorf("fsync scrape of %d samples in %s: %w", len(keep), w.dir, err), from)
 		}
 	} else {
 		w.dirty = true
@@ -247,8 +269,15 @@ func (w *WAL) rotatedLocked(seg int) {
 		// wlog fsyncs a sealed segment in the background; under FsyncScrape a Commit returns
 		// only when everything before it is durable, so fsync it here too.
 		if w.opts.Fsync == FsyncScrape {
-			if err := fsyncFile(segmentName(w.dir, k)); err != nil {
-				w.logger.WithError(err).WithField("segment", k).Error("fsync of sealed segment failed; wlog retries in the background")
+			err := fsyncFile(segmentName(w.dir, k))
+			if err == nil && w.opts.syncHook != nil {
+				err = w.opts.syncHook(k)
+			}
+			if err != nil {
+				// Every scrape in it was fsynced by its own Commit; only the page padding that
+				// sealed it is in doubt.
+				w.metrics.fsyncFailures.Inc()
+				w.logger.WithError(err).WithField("segment", k).Error("fsync of sealed segment failed; its scrapes were fsynced by their commits, only its padding is in doubt")
 			}
 		}
 	}
@@ -261,20 +290,54 @@ func (w *WAL) rotatedLocked(seg int) {
 	w.updateGauges()
 }
 
-// recoverLocked handles a failed write. wlog may have left part of a record in the open segment
-// (for instance on ENOSPC), so the segment is closed, its tail repaired, and a new segment opened:
-// the next Commit starts clean. cause is returned, joined with any error of the recovery.
-func (w *WAL) recoverLocked(cause error) error {
-	w.logger.WithError(cause).Error("wal write failed; closing the segment and repairing its tail before the next append")
+// checkFreeLocked fails with ErrDiskFull when writing n record bytes would leave less than the
+// reserve free on the WAL's file system.
+func (w *WAL) checkFreeLocked(n int) error {
+	if w.opts.ReserveBytes == 0 {
+		return nil
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(w.dir, &fs); err != nil {
+		return nil // no answer is no reason to refuse: the write itself will tell
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	// Framing adds a 7-byte header per page and a page of padding at worst.
+	need := int64(n) + int64(n/pageSize+1)*recordHeaderSize + pageSize + w.opts.ReserveBytes
+	if free < need {
+		return fmt.Errorf("%w: %d bytes free in %s, the scrape needs %d and %d are kept in reserve (--wal-reserve)", ErrDiskFull, free, w.dir, n, w.opts.ReserveBytes)
+	}
+	return nil
+}
+
+// recoverLocked handles a failed write or fsync of a scrape that started at from. wlog may have
+// left the scrape's records, whole or in part, in the open segment (ENOSPC, EIO) and in segments
+// it rotated to inside Log. They belong to a scrape whose Commit fails, so they are cut without
+// being saved (which needs no free space), the segment is re-read from disk up to the cut, and the
+// next Commit writes to a new segment. cause is returned, joined with any error of the recovery;
+// when the recovery fails, the next Commit tries it again.
+func (w *WAL) recoverLocked(cause error, from Position) error {
+	w.logger.WithError(cause).WithFields(logrus.Fields{"segment": from.Segment, "offset": from.Offset}).
+		Error("wal write failed; the scrape fails, its records are cut and the next scrape goes to a new segment")
+	// wlog's Close flushes its last page; when that fails it keeps the segment file open, and the
+	// WAL never uses that handle again.
 	_ = w.wl.Close()
 	w.wl = nil
+	w.cutAt = &from
 	if err := w.reopenLocked(); err != nil {
 		return fmt.Errorf("%w (and reopening the wal failed: %v)", cause, err)
 	}
 	return cause
 }
 
+// reopenLocked finishes a recovery: it cuts what the failed scrape left, checks the segment by
+// reading it from disk, repairing what does not read back, and starts a new segment.
 func (w *WAL) reopenLocked() error {
+	if c := w.cutAt; c != nil {
+		if err := cutAfter(w.dir, *c); err != nil {
+			return err
+		}
+		w.cutAt = nil
+	}
 	sr, err := openSegmentReader(w.dir, w.cur, 0)
 	if err != nil {
 		return err
@@ -305,6 +368,47 @@ func (w *WAL) reopenLocked() error {
 	return nil
 }
 
+// cutAfter cuts segment from.Segment at from.Offset and empties every later segment (created by
+// wlog for the failed scrape), then fsyncs them. The files stay: a reader may hold them open, and
+// a new file under the same name would be one it never sees.
+func cutAfter(dir string, from Position) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return fmt.Errorf("list segments in %s: %w", dir, err)
+	}
+	for _, k := range segs {
+		if k < from.Segment {
+			continue
+		}
+		off := from.Offset
+		if k > from.Segment {
+			off = 0
+		}
+		size, err := statSegment(dir, k)
+		if err != nil {
+			return fmt.Errorf("cut segment %d in %s: %w", k, dir, err)
+		}
+		if size <= off {
+			continue
+		}
+		f, err := os.OpenFile(segmentName(dir, k), os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("cut segment %d in %s: %w", k, dir, err)
+		}
+		err = f.Truncate(off)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("cut segment %d at offset %d in %s: %w", k, off, dir, err)
+		}
+	}
+	return nil
+}
+
 func fsyncFile(name string) error {
 	f, err := os.Open(name)
 	if err != nil {
@@ -321,4 +425,19 @@ func statSegment(dir string, k int) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// syncFailedLocked handles a failed fsync of the interval policy. The scrapes since the last fsync
+// were acknowledged and stay, but fsyncing the same file again proves nothing (the kernel may have
+// dropped the pages it could not write), so the writer closes the segment and starts a new one.
+func (w *WAL) syncFailedLocked(cause error) {
+	w.logger.WithError(cause).WithField("segment", w.cur).Error("wal fsync failed; scrapes since the last fsync may not survive a machine crash; starting a new segment")
+	_ = w.wl.Close()
+	w.wl = nil
+	if err := w.reopenLocked(); err != nil {
+		w.logger.WithError(err).Error("reopen wal after a failed fsync; the next scrape tries again")
+		return
+	}
+	w.dirty = false // the new segment holds nothing yet
+
 }

@@ -20,6 +20,9 @@ var (
 	ErrNoPosition = errors.New("no position file")
 	// ErrNotWAL is returned by Status for a directory that holds no WAL.
 	ErrNotWAL = errors.New("not a wal directory")
+	// ErrDiskFull is returned (wrapped) by Commit when the file system has no room for the scrape
+	// and Options.ReserveBytes, or when writing it failed with ENOSPC. Nothing of the scrape is kept.
+	ErrDiskFull = errors.New("wal disk full")
 )
 
 // CorruptionError reports unreadable bytes in a segment or checkpoint. Everything before Offset in

@@ -13,6 +13,7 @@ type metrics struct {
 	bytesWritten    prometheus.Counter
 	commitsFailed   prometheus.Counter
 	fsyncDuration   prometheus.Histogram
+	fsyncFailures   prometheus.Counter
 	segments        prometheus.Gauge
 	sizeBytes       prometheus.Gauge
 	series          prometheus.Gauge
@@ -20,6 +21,10 @@ type metrics struct {
 	samplesEvicted  *prometheus.CounterVec
 	repairs         *prometheus.CounterVec
 	repairedBytes   prometheus.Counter
+	samplesLost     *prometheus.CounterVec
+	quarantined     *prometheus.CounterVec
+	segmentsMissing prometheus.Counter
+	positionErrors  *prometheus.CounterVec
 	maxSizeBytes    prometheus.Gauge
 	undelivered     *prometheus.GaugeVec
 }
@@ -52,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of WAL fsyncs.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
+		fsyncFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_wal_fsync_failures_total",
+			Help: "Failed fsyncs of WAL segments. Under the scrape policy the scrape fails and is cut; either way the writer starts a new segment.",
+		}),
 		segments: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_wal_segments",
 			Help: "Segments retained in the WAL.",
@@ -74,12 +83,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"consumer", "reason"}),
 		repairs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_wal_repairs_total",
-			Help: "Repairs made on open, by kind: torn_tail (a crash mid-write) or corruption (bad bytes before the end).",
+			Help: "Repairs made on open, by kind: torn_tail (a record cut at the end of the newest segment) or corruption (bad bytes anywhere else).",
 		}, []string{"kind"}),
 		repairedBytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "collector_wal_repaired_bytes_total",
 			Help: "Bytes cut from segments by repairs (kept under corrupt/ for inspection).",
 		}),
+		samplesLost: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_wal_samples_lost_total",
+			Help: "Samples removed from the WAL before the consumer delivered them, by reason: torn_tail, corruption (cut by a repair), segment_gap, not_a_file (moved to corrupt/). A lower bound: bytes that no longer decode are not counted.",
+		}, []string{"consumer", "reason"}),
+		quarantined: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_wal_quarantined_total",
+			Help: "Entries moved whole from the WAL directory to corrupt/ on open, by reason: segment_gap (a segment across a gap too wide to bridge), not_a_file (a directory or other entry under a segment's name).",
+		}, []string{"reason"}),
+		segmentsMissing: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_wal_segments_missing_total",
+			Help: "Segments found missing in the sequence on open and bridged with empty segments; their samples are lost and cannot be counted.",
+		}),
+		positionErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_wal_position_errors_total",
+			Help: "Consumer positions found unusable on open, by reason: unreadable (torn, garbled, bad checksum: restart at the oldest segment), past_end (restart at the oldest segment), mid_record (back to the record boundary before it).",
+		}, []string{"consumer", "reason"}),
 		maxSizeBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_wal_max_size_bytes",
 			Help: "The WAL's size cap (--wal-max-size); 0 when there is none.",

@@ -46,8 +46,18 @@ type Options struct {
 	// MaxAge evicts segments whose newest sample is older than this, even if undelivered. 0 means
 	// no cap.
 	MaxAge time.Duration
+	// ReserveBytes is free space a Commit leaves on the WAL's file system: a scrape that would
+	// leave less fails with ErrDiskFull before anything is written. The reserve keeps room for
+	// what frees space: position files, stats.json and the checkpoint that truncation writes
+	// before it deletes delivered segments (about 100 bytes per series). Default 16 MiB; 0 turns
+	// the check off (the write then fails with ENOSPC, and is cut as cleanly).
+	ReserveBytes int64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// syncHook, set by tests, runs after each fsync of a segment; its error counts as the
+	// fsync's (EIO from fsync cannot be produced on demand on a real file system).
+	syncHook func(segment int) error
 }
 
 // DefaultOptions returns the defaults documented on each field of Options.
@@ -57,6 +67,7 @@ func DefaultOptions() Options {
 		Compression:   compression.Snappy,
 		Fsync:         FsyncScrape,
 		FsyncInterval: time.Second,
+		ReserveBytes:  16 << 20,
 		Now:           time.Now,
 	}
 }
@@ -81,8 +92,8 @@ func (o *Options) validate() error {
 	default:
 		return fmt.Errorf("unknown fsync policy %q (scrape, interval, segment)", o.Fsync)
 	}
-	if o.MaxSize < 0 || o.MaxAge < 0 || o.Retention < 0 {
-		return fmt.Errorf("max size, max age and retention must not be negative")
+	if o.MaxSize < 0 || o.MaxAge < 0 || o.Retention < 0 || o.ReserveBytes < 0 {
+		return fmt.Errorf("max size, max age, retention and reserve must not be negative")
 	}
 	for _, c := range o.Consumers {
 		if err := ValidateID(c); err != nil {

@@ -164,3 +164,121 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// Reasons why a reader does not start at the position it was given (resolvePosition).
+const (
+	// positionEvicted: the position is before the oldest retained segment (a cap evicted what
+	// was after it; counted as evicted).
+	positionEvicted = "before_first"
+	// positionPastEnd: the position is past the newest segment (the reader starts at the oldest
+	// retained segment) or past the data of its segment (it starts at the end of that data).
+	positionPastEnd = "past_end"
+	// positionMidRecord: the position is not at a record boundary; the reader starts at the
+	// boundary before it, sending that record again.
+	positionMidRecord = "mid_record"
+)
+
+// positionAdjustments says, per reason, what a reader does about the position.
+var positionAdjustments = map[string]string{
+	positionEvicted:   "position is before the oldest retained segment (evicted by a cap or truncated); reading from the oldest",
+	positionPastEnd:   "position is past the end of the wal or of its segment; reading from the oldest retained segment, or from the end of the position's segment",
+	positionMidRecord: "position is not at a record boundary of the segment; reading from the record boundary before it (that record is sent again)",
+}
+
+// resolvePosition decides where a reader asked to start at from starts, given the segments on
+// disk (at least one), and says why when that is not from. scan(k, limit) reads segment k and
+// returns its last record boundary at or before limit (the end of its readable data when limit <
+// 0); the reader also loads Series records with it. Readers and `wal status` both start here, so
+// what status reports as undelivered is what a consumer sends. Data may be read twice, never
+// skipped.
+func resolvePosition(segs []int, from Position, scan func(k int, limit int64) (int64, error)) (Position, string, error) {
+	first, last := segs[0], segs[len(segs)-1]
+	reason := ""
+	switch {
+	case from.Segment < first:
+		if from != (Position{}) {
+			reason = positionEvicted
+		}
+		from = Position{Segment: first}
+	case from.Segment > last:
+		reason = positionPastEnd
+		from = Position{Segment: first}
+	}
+	for _, k := range segs {
+		if k >= from.Segment {
+			break
+		}
+		if _, err := scan(k, -1); err != nil {
+			return from, "", err
+		}
+	}
+	if from.Offset > 0 {
+		off, err := scan(from.Segment, from.Offset)
+		if err != nil {
+			return from, "", err
+		}
+		if off != from.Offset {
+			reason = positionMidRecord
+			if end, err := scan(from.Segment, -1); err == nil && from.Offset > end {
+				reason = positionPastEnd
+			}
+			from.Offset = off
+		}
+	}
+	return from, reason, nil
+}
+
+// boundaryScan is the scan of resolvePosition for callers that need no series.
+func boundaryScan(dir string) func(k int, limit int64) (int64, error) {
+	return func(k int, limit int64) (int64, error) {
+		sr, err := openSegmentReader(dir, k, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("open segment %d in %s: %w", k, dir, err)
+		}
+		defer sr.Close()
+		for {
+			start := sr.offset()
+			if limit >= 0 && start >= limit {
+				return start, nil
+			}
+			if _, err := sr.next(); err != nil || (limit >= 0 && sr.offset() > limit) {
+				return start, nil
+			}
+		}
+	}
+}
+
+// checkPositions counts, at open, the registered consumers whose position cannot be used as it
+// is: unreadable files (the consumer restarts at the oldest segment), positions past the end or
+// inside a record (resolvePosition). The queue and the reader log them when they start there.
+func (w *WAL) checkPositions() {
+	segs, err := listSegments(w.dir)
+	if err != nil || len(segs) == 0 {
+		return
+	}
+	for _, c := range w.opts.Consumers {
+		cs, err := ReadPosition(w.dir, c)
+		var perr *PositionError
+		switch {
+		case errors.As(err, &perr):
+			w.metrics.positionErrors.WithLabelValues(c, "unreadable").Inc()
+			continue
+		case err != nil:
+			continue
+		}
+		// The scan of segments before the position is only needed to load series.
+		scan := boundaryScan(w.dir)
+		_, reason, err := resolvePosition(segs, cs.Position, func(k int, limit int64) (int64, error) {
+			if k != cs.Position.Segment {
+				return 0, nil
+			}
+			return scan(k, limit)
+		})
+		if err == nil && (reason == positionPastEnd || reason == positionMidRecord) {
+			w.metrics.positionErrors.WithLabelValues(c, reason).Inc()
+		}
+	}
+}

@@ -186,7 +186,8 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 	return nil
 }
 
-// seek positions the reader at from, loading the series defined before it.
+// seek positions the reader at from, loading the series defined before it. Where it starts is
+// decided by resolvePosition, which `wal status` uses too.
 func (r *Reader) seek(from Position) error {
 	segs, err := listSegments(r.dir)
 	if err != nil {
@@ -196,37 +197,14 @@ func (r *Reader) seek(from Position) error {
 		r.pos = Position{Segment: max(from.Segment, r.ckpt+1)}
 		return nil
 	}
-	first, last := segs[0], segs[len(segs)-1]
-	switch {
-	case from.Segment < first:
-		if from != (Position{}) {
-			r.logger.WithFields(logrus.Fields{"position": from, "segment": first}).Warn("position is before the oldest retained segment (evicted by a cap or truncated); reading from the oldest")
-		}
-		from = Position{Segment: first}
-	case from.Segment > last:
-		r.logger.WithFields(logrus.Fields{"position": from, "segment": first}).Warn("position is past the newest segment (the wal was replaced?); reading from the oldest retained segment")
-		from = Position{Segment: first}
+	start, reason, err := resolvePosition(segs, from, r.scanSeriesTo)
+	if err != nil {
+		return err
 	}
-	// Series records of the segments before the position.
-	for _, k := range segs {
-		if k >= from.Segment {
-			break
-		}
-		if _, err := r.scanSeriesTo(k, -1); err != nil {
-			return err
-		}
+	if reason != "" {
+		r.logger.WithFields(logrus.Fields{"position": from, "start": start, "reason": reason}).Warn(positionAdjustments[reason])
 	}
-	if from.Offset > 0 {
-		off, err := r.scanSeriesTo(from.Segment, from.Offset)
-		if err != nil {
-			return err
-		}
-		if off != from.Offset {
-			r.logger.WithFields(logrus.Fields{"position": from, "offset": off}).Warn("position is not at a record boundary of the segment; reading from the record boundary before it")
-			from.Offset = off
-		}
-	}
-	r.pos = from
+	r.pos = start
 	return nil
 }
 

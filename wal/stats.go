@@ -20,6 +20,14 @@ type Stats struct {
 	// Repairs counts repairs made on open; RepairedBytes the bytes they cut.
 	Repairs       int64 `json:"repairs,omitempty"`
 	RepairedBytes int64 `json:"repaired_bytes,omitempty"`
+	// Lost counts samples removed by a repair or a quarantine before a consumer delivered them, by
+	// consumer then reason (torn_tail, corruption, segment_gap, not_a_file). A lower bound: what
+	// no longer decodes is not counted.
+	Lost map[string]map[string]int64 `json:"lost,omitempty"`
+	// Quarantined counts entries moved to corrupt/ whole (segments across a wide gap, directories
+	// under a segment's name); MissingSegments lists the segments found missing and bridged.
+	Quarantined     int64 `json:"quarantined,omitempty"`
+	MissingSegments []int `json:"missing_segments,omitempty"`
 	// Consumers are the consumers the writer registered when it last opened the WAL (one per
 	// endpoint), so that status lists an endpoint before its first commit.
 	Consumers []string `json:"consumers,omitempty"`
@@ -43,6 +51,16 @@ func (s *Stats) addEvicted(consumer, reason string, n int64) {
 		s.Evicted[consumer] = map[string]int64{}
 	}
 	s.Evicted[consumer][reason] += n
+}
+
+func (s *Stats) addLost(consumer, reason string, n int64) {
+	if s.Lost == nil {
+		s.Lost = map[string]map[string]int64{}
+	}
+	if s.Lost[consumer] == nil {
+		s.Lost[consumer] = map[string]int64{}
+	}
+	s.Lost[consumer][reason] += n
 }
 
 func readStats(dir string) (Stats, error) {

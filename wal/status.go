@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -33,6 +34,9 @@ type Status struct {
 	Stats Stats `json:"stats"`
 	// Corruption lists unreadable places met while scanning; counts stop at each.
 	Corruption []string `json:"corruption,omitempty"`
+	// Warnings lists what the writer repairs or moved out at open: gaps in the segment sequence,
+	// entries in a segment's place that are not segments, segments found missing.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ConsumerStatus is one consumer's view: what it has delivered and what is still ahead of it.
@@ -42,8 +46,12 @@ type ConsumerStatus struct {
 	PositionError string   `json:"position_error,omitempty"`
 	// NoPosition is true for a registered consumer that has not committed yet: it starts at the
 	// oldest retained segment.
-	NoPosition bool      `json:"no_position,omitempty"`
-	Updated    time.Time `json:"updated,omitzero"`
+	NoPosition bool `json:"no_position,omitempty"`
+	// PositionAdjusted says why the consumer does not start at Position (past_end, mid_record)
+	// and Start where it starts instead; UndeliveredSamples counts from Start.
+	PositionAdjusted string    `json:"position_adjusted,omitempty"`
+	Start            *Position `json:"start,omitempty"`
+	Updated          time.Time `json:"updated,omitzero"`
 	// UndeliveredSamples and UndeliveredBytes are what lies after the position. Samples are
 	// counted exactly by decoding every record after it; bytes are segment bytes.
 	UndeliveredSamples int64     `json:"undelivered_samples"`
@@ -55,6 +63,8 @@ type ConsumerStatus struct {
 	Delivered int64            `json:"delivered_samples"`
 	Dropped   map[string]int64 `json:"dropped,omitempty"`
 	Evicted   map[string]int64 `json:"evicted,omitempty"`
+	// Lost is what repairs and quarantines removed before this consumer delivered it, by reason.
+	Lost map[string]int64 `json:"lost,omitempty"`
 }
 
 // ListClusters returns the cluster IDs that have a WAL below baseDir.
@@ -113,6 +123,7 @@ func ReadStatus(walDir string) (Status, error) {
 		return st, fmt.Errorf("list segments in %s: %w", walDir, err)
 	}
 	st.Segments = len(segs)
+	st.Warnings = segmentWarnings(walDir, segs, ckIdx, st.Stats)
 	st.FirstSegment, st.LastSegment = -1, -1
 	if len(segs) > 0 {
 		st.FirstSegment, st.LastSegment = segs[0], segs[len(segs)-1]
@@ -178,7 +189,7 @@ func ReadStatus(walDir string) (Status, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		cs := ConsumerStatus{Name: name, Exact: true, Evicted: st.Stats.Evicted[name]}
+		cs := ConsumerStatus{Name: name, Exact: true, Evicted: st.Stats.Evicted[name], Lost: st.Stats.Lost[name]}
 		state, err := ReadPosition(walDir, name)
 		if errors.Is(err, ErrNoPosition) {
 			cs.NoPosition = true
@@ -189,7 +200,18 @@ func ReadStatus(walDir string) (Status, error) {
 			cs.Position, cs.Updated = state.Position, state.Updated
 			cs.Delivered, cs.Dropped = state.Delivered, state.Dropped
 		}
+		// Where the consumer's reader starts: the same function decides it.
 		pos := cs.Position
+		if len(segs) > 0 {
+			start, reason, err := resolvePosition(segs, cs.Position, boundaryScan(walDir))
+			if err != nil {
+				return st, err
+			}
+			pos = start
+			if reason != "" && reason != positionEvicted {
+				cs.Start, cs.PositionAdjusted = &start, reason
+			}
+		}
 		oldestU := int64(math.MaxInt64)
 		for _, ri := range recs {
 			if ri.off < pos.Offset && ri.seg == pos.Segment || ri.seg < pos.Segment {
@@ -225,4 +247,39 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// segmentWarnings says what the writer will find wrong with the segments at its next open (and
+// what it found at earlier ones, from the stats).
+func segmentWarnings(walDir string, segs []int, ckIdx int, stats Stats) []string {
+	var out []string
+	if entries, err := os.ReadDir(walDir); err == nil {
+		for _, e := range entries {
+			if _, err := strconv.Atoi(e.Name()); err != nil || (len(e.Name()) == 8 && e.Type().IsRegular()) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s is not a regular file in a segment's place: the writer moves it to %s/ at its next start (not_a_file)", e.Name(), corruptDir))
+		}
+	}
+	prev := -1
+	for _, k := range segs {
+		if k <= ckIdx {
+			continue
+		}
+		switch gap := k - prev - 1; {
+		case prev < 0 || gap == 0:
+		case gap <= maxGapFill:
+			out = append(out, fmt.Sprintf("segments %d to %d are missing: their samples are lost; the writer bridges the gap at its next start", prev+1, k-1))
+		default:
+			out = append(out, fmt.Sprintf("gap of %d segments between segments %d and %d: the writer keeps the side with more bytes and moves the other to %s/ at its next start (segment_gap)", gap, prev, k, corruptDir))
+		}
+		prev = k
+	}
+	if len(stats.MissingSegments) > 0 {
+		out = append(out, fmt.Sprintf("segments %v were found missing and bridged with empty segments; their samples are lost and not counted", stats.MissingSegments))
+	}
+	if stats.Quarantined > 0 {
+		out = append(out, fmt.Sprintf("%d entries were moved whole to %s/; the samples lost are counted per endpoint", stats.Quarantined, corruptDir))
+	}
+	return out
 }

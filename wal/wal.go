@@ -83,6 +83,7 @@ type WAL struct {
 	changed chan struct{}
 	stats   Stats
 	closed  bool
+	cutAt   *Position // set while a failed scrape's records still have to be cut
 }
 
 type undoEntry struct {
@@ -149,6 +150,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 	}
 	w.updateGauges()
 	w.metrics.maxSizeBytes.Set(float64(opts.MaxSize))
+	w.checkPositions()
 	if opts.Fsync == FsyncInterval {
 		w.wg.Add(1)
 		go w.syncLoop()
@@ -246,6 +248,9 @@ func (w *WAL) load() error {
 		}
 	}
 
+	if err := w.checkSegments(ckIdx); err != nil {
+		return err
+	}
 	segs, err := listSegments(w.dir)
 	if err != nil {
 		return fmt.Errorf("list segments in %s: %w", w.dir, err)
@@ -355,15 +360,14 @@ func (w *WAL) repair(k int, off int64, cause error) error {
 		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
 	}
 	cut := fi.Size() - off
-	kind := "corruption"
-	if errors.Is(cause, errIncomplete) {
-		kind = "torn_tail"
-	} else if ce := (*CorruptionError)(nil); !errors.As(cause, &ce) {
+	kind := repairKind(w.dir, k, cause)
+	if kind == "" {
 		return fmt.Errorf("read segment %d in %s: %w", k, w.dir, cause)
 	}
 	if err := saveCut(w.dir, k, off); err != nil {
 		return err
 	}
+	lostRecs := decodeLost(w.dir, k, off)
 	f, err := os.OpenFile(name, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("repair segment %d in %s: %w", k, w.dir, err)
@@ -381,8 +385,9 @@ func (w *WAL) repair(k int, off int64, cause error) error {
 	w.metrics.repairedBytes.Add(float64(cut))
 	w.stats.Repairs++
 	w.stats.RepairedBytes += cut
+	lost := w.countLost(kind, lostRecs)
 	w.logger.WithFields(logrus.Fields{
-		"segment": k, "offset": off, "bytes_cut": cut, "kind": kind, "err": cause,
+		"segment": k, "offset": off, "bytes_cut": cut, "kind": kind, "err": cause, "undelivered_samples": lost,
 	}).Warn("wal repaired: cut the segment at the first unreadable record, kept the cut bytes under corrupt/ and every later segment")
 	return writeStats(w.dir, w.stats)
 }
@@ -477,7 +482,7 @@ func (w *WAL) syncLoop() {
 			w.mtx.Lock()
 			if w.dirty && !w.closed && w.wl != nil {
 				if err := w.syncLocked(); err != nil {
-					w.logger.WithError(err).Error("wal fsync failed; retrying at the next tick")
+					w.syncFailedLocked(err)
 				}
 			}
 			w.mtx.Unlock()
@@ -489,6 +494,12 @@ func (w *WAL) syncLocked() error {
 	start := time.Now()
 	err := w.wl.Sync()
 	w.metrics.fsyncDuration.Observe(time.Since(start).Seconds())
+	if err == nil && w.opts.syncHook != nil {
+		err = w.opts.syncHook(w.cur)
+	}
+	if err != nil {
+		w.metrics.fsyncFailures.Inc()
+	}
 	if err == nil {
 		w.dirty = false
 	}

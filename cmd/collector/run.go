@@ -94,6 +94,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "wal-fsync", Category: catWAL, Value: string(wo.Fsync), Usage: "scrape (fsync every append), interval or segment", EnvVars: env("wal-fsync")},
 		&cli.IntFlag{Name: "wal-segment-size", Category: catWAL, Value: wo.SegmentSize, Usage: "segment size in bytes (multiple of 32768)", EnvVars: env("wal-segment-size")},
 		&cli.Int64Flag{Name: "wal-max-size", Category: catWAL, Usage: "bytes per WAL above which the oldest segments are evicted even if undelivered (0: no cap)", EnvVars: env("wal-max-size")},
+		&cli.Int64Flag{Name: "wal-reserve", Category: catWAL, Value: wo.ReserveBytes, Usage: "free bytes a scrape must leave on the WAL's file system, room for positions and the checkpoint that truncation needs to free space (0: no check)", EnvVars: env("wal-reserve")},
 		&cli.DurationFlag{Name: "wal-max-age", Category: catWAL, Usage: "age above which segments are evicted even if undelivered (0: no cap)", EnvVars: env("wal-max-age")},
 		&cli.DurationFlag{Name: "wal-retention", Category: catWAL, Usage: "keep delivered segments this long for replay", EnvVars: env("wal-retention")},
 		&cli.DurationFlag{Name: "wal-truncate-interval", Category: catWAL, Value: d.TruncateInterval, Usage: "how often WALs are truncated and caps applied", EnvVars: env("wal-truncate-interval")},
@@ -433,6 +434,7 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 	o.WAL.SegmentSize = c.Int("wal-segment-size")
 	o.WAL.MaxSize = c.Int64("wal-max-size")
 	o.WAL.MaxAge = c.Duration("wal-max-age")
+	o.WAL.ReserveBytes = c.Int64("wal-reserve")
 	o.WAL.Retention = c.Duration("wal-retention")
 	switch o.WAL.Compression {
 	case compression.None, compression.Snappy, compression.Zstd:
@@ -453,6 +455,7 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 		want string
 	}{
 		{"wal-max-size", o.WAL.MaxSize < 0, "0 (no cap) or more"},
+		{"wal-reserve", o.WAL.ReserveBytes < 0, "0 (no check) or more"},
 		{"wal-max-age", o.WAL.MaxAge < 0, "0 (no cap) or more"},
 		{"wal-retention", o.WAL.Retention < 0, "0 or more"},
 		{"wal-truncate-interval", o.TruncateInterval <= 0, "a positive duration"},

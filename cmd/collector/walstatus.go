@@ -125,7 +125,7 @@ type (
 		// OldestUndeliveredAge is how old the oldest undelivered sample is, in seconds (0 when
 		// everything is delivered).
 		OldestUndeliveredAge float64 `json:"oldest_undelivered_age_seconds"`
-		// DroppedTotal sums Dropped and Evicted.
+		// DroppedTotal sums Dropped, Evicted and Lost.
 		DroppedTotal int64 `json:"dropped_samples_total"`
 	}
 )
@@ -143,6 +143,9 @@ func statusReport(dir string, sts []wal.Status, now time.Time) jsonReport {
 				jcs.DroppedTotal += n
 			}
 			for _, n := range cs.Evicted {
+				jcs.DroppedTotal += n
+			}
+			for _, n := range cs.Lost {
 				jcs.DroppedTotal += n
 			}
 			jc.Consumers = append(jc.Consumers, jcs)
@@ -171,6 +174,8 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 				pos = "unusable (restarts at oldest)"
 			case cs.NoPosition:
 				pos = "none yet (starts at oldest)"
+			case cs.Start != nil:
+				pos = fmt.Sprintf("%s (%s: starts at %s)", pos, strings.ReplaceAll(cs.PositionAdjusted, "_", " "), cs.Start)
 			}
 			dropped := map[string]int64{}
 			for r, n := range cs.Dropped {
@@ -179,6 +184,9 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 			for r, n := range cs.Evicted {
 				dropped["evicted_"+r] += n
 			}
+			for r, n := range cs.Lost {
+				dropped["lost_"+r] += n
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", st.ClusterID, cs.Name, pos, cs.UndeliveredSamples,
 				humanBytes(cs.UndeliveredBytes), ago(cs.OldestUndelivered, now), cs.Delivered, reasons(dropped))
 		}
@@ -186,6 +194,9 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 	tw.Flush()
 	for _, st := range sts {
 		for _, c := range st.Corruption {
+			fmt.Fprintf(w, "warning: cluster %s: %s\n", st.ClusterID, c)
+		}
+		for _, c := range st.Warnings {
 			fmt.Fprintf(w, "warning: cluster %s: %s\n", st.ClusterID, c)
 		}
 	}

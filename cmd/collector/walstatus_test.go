@@ -201,3 +201,49 @@ func TestWALStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestWALStatusSegmentProblems: a segment missing from the middle and a position past the end are
+// said by the table and the JSON, before the writer opens the WAL and after.
+func TestWALStatusSegmentProblems(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "wal")
+	tw := buildWAL(t, base, "c1", 50, 300)
+	if err := tw.w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	last := tw.ends[len(tw.ends)-1].Segment
+	if err := wal.CommitPosition(tw.dir, "hub", wal.ConsumerState{Position: wal.Position{Segment: last + 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(tw.dir, "00000001")); err != nil {
+		t.Fatal(err)
+	}
+	r := runCmd(t, nil, "wal", "status", "--wal-dir", base)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"warning: cluster c1: segments 1 to 1 are missing", "(past end: starts at "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	rep := walStatusJSON(t, "--wal-dir", base)
+	st := rep.Clusters[0]
+	if len(st.Warnings) == 0 || st.Consumers[0].PositionAdjusted != "past_end" || st.Consumers[0].UndeliveredSamples != st.Samples {
+		t.Errorf("json: warnings %q, consumer %+v; want a warning and everything undelivered from the oldest segment", st.Warnings, st.Consumers[0])
+	}
+
+	// The writer opens the WAL (it refused to: "segments are not sequential") and status says what
+	// it found.
+	opts := wal.DefaultOptions()
+	opts.Consumers = []string{"hub"}
+	w, err := wal.Open(nil, prometheus.NewRegistry(), base, "c1", opts)
+	if err != nil {
+		t.Fatalf("open with a missing segment: %v", err)
+	}
+	w.Close()
+	rep = walStatusJSON(t, "--wal-dir", base)
+	if st := rep.Clusters[0]; len(st.Stats.MissingSegments) != 1 || st.Stats.MissingSegments[0] != 1 {
+		t.Errorf("json after open: missing segments %v, want [1]", st.Stats.MissingSegments)
+	}
+}
