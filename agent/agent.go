@@ -72,6 +72,9 @@ type Agent struct {
 	// stopping is set when Run begins its shutdown: /readyz answers 503 from then on.
 	stopping atomic.Bool
 
+	// ln is the HTTP listener, bound by New before anything touches the disk; Run serves it.
+	ln net.Listener
+
 	reloadMtx sync.Mutex // serialises Reload
 
 	truncations *prometheus.CounterVec
@@ -128,6 +131,12 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 			a.close()
 		}
 	}()
+	if opts.Listen != "" {
+		// Bound first: a port clash ends the start-up before a WAL directory is created.
+		if a.ln, err = net.Listen("tcp", opts.Listen); err != nil {
+			return a, fmt.Errorf("listen on %s: %w", opts.Listen, err)
+		}
+	}
 	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name:        "collector_build_info",
 		Help:        "A metric with a constant 1 value labelled by the version of collector.",
@@ -197,11 +206,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var srv *http.Server
 	srvDone := make(chan error, 1)
-	if a.opts.Listen != "" {
-		ln, err := net.Listen("tcp", a.opts.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", a.opts.Listen, err)
-		}
+	if a.ln != nil {
+		ln := a.ln
+		a.ln = nil // srv closes it from now on
 		srv = newServer(a.Handler())
 		go func() { srvDone <- srv.Serve(ln) }()
 		a.logger.WithField("listen", ln.Addr().String()).Info("http server listening")
@@ -374,6 +381,10 @@ func (a *Agent) sameEndpoints(eps []EndpointConfig) error {
 }
 
 func (a *Agent) close() {
+	if a.ln != nil {
+		_ = a.ln.Close()
+		a.ln = nil
+	}
 	for _, c := range a.clusters {
 		if c.wal != nil {
 			if err := c.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -227,24 +229,33 @@ func TestRunShipsAndCommits(t *testing.T) {
 	}
 }
 
-func TestRunListenError(t *testing.T) {
+// TestListenError: a taken port fails New before any WAL directory is created.
+func TestListenError(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	defer ln.Close()
 	opts := testOptions(t)
+	opts.WALDir = filepath.Join(t.TempDir(), "wal")
 	opts.Listen = ln.Listener.Addr().String() // taken
+	_, err := New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
+	if err == nil || !strings.Contains(err.Error(), "listen on") {
+		t.Fatalf("New on a taken port: %v", err)
+	}
+	if _, err := os.Stat(opts.WALDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("wal directory touched before the listener was bound: %v", err)
+	}
+	// A free port: New binds it, and close releases it.
+	opts.Listen = "127.0.0.1:0"
 	a, err := New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "listen on") {
-		t.Fatalf("Run on a taken port: %v", err)
-	}
-	// The WAL was closed: it opens again.
-	a, err = New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
-	if err != nil {
-		t.Fatalf("WAL left locked: %v", err)
-	}
+	addr := a.ln.Addr().String()
 	a.close()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listener not released by close: %v", err)
+	}
+	l.Close()
 }
 
 func TestAgentReload(t *testing.T) {

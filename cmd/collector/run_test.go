@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -291,5 +293,24 @@ func TestReloadConfigFile(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestRunPortClash: a --listen port that is taken ends the start-up with exit code 1 before the
+// WAL directory is created.
+func TestRunPortClash(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	walDir := filepath.Join(t.TempDir(), "wal")
+	r := runCmd(t, nil, "run", "--id", "c1", "--to-upload", "http://127.0.0.1:1/w", "--wal-dir", walDir, "--listen", ln.Addr().String())
+	if r.code != 1 || !strings.Contains(r.stderr, "listen on "+ln.Addr().String()) {
+		t.Fatalf("exit code %d, stderr %q; want 1 and the address", r.code, r.stderr)
+	}
+	if _, err := os.Stat(walDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("wal directory touched: %v", err)
 	}
 }
