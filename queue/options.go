@@ -53,7 +53,10 @@ type Options struct {
 	SampleAgeLimit time.Duration
 
 	// FlushDeadline is how long Run keeps sending what it holds after its context is cancelled
-	// before it cancels the requests in flight. Default 1m.
+	// before it cancels the requests in flight. The flush also ends at the first recoverable
+	// failure (or at once when the endpoint is failing): it only waits for a working endpoint.
+	// What a shard holds is at most Capacity samples plus the request in flight, a few requests'
+	// worth, so a healthy endpoint needs seconds. Default 15s.
 	FlushDeadline time.Duration
 	// CommitInterval is how often the position is made durable while running. Default 1s.
 	CommitInterval time.Duration
@@ -96,7 +99,7 @@ func DefaultOptions() Options {
 		MaxBackoff:          30 * time.Second,
 		BackoffJitter:       0.2,
 		MaxRetryAfter:       5 * time.Minute,
-		FlushDeadline:       time.Minute,
+		FlushDeadline:       15 * time.Second,
 		CommitInterval:      time.Second,
 		PollInterval:        250 * time.Millisecond,
 		Now:                 time.Now,

@@ -83,6 +83,12 @@ type Queue struct {
 	reshardc  chan int // desired shard count, from the update loop to Run
 	abortOnce sync.Once
 	abortc    chan struct{}
+	// failing is set by a recoverable failure and cleared by an acknowledged request: whether the
+	// endpoint's last answer was a failure. flushing is set when the flush phase begins; a
+	// recoverable failure from then on signals failc, which ends the flush.
+	failing  atomic.Bool
+	flushing atomic.Bool
+	failc    chan struct{}
 
 	// skipFinalCommit makes Run return without committing, like a crash (tests).
 	skipFinalCommit bool
@@ -107,6 +113,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, src Source, sende
 		opts:     opts,
 		reshardc: make(chan int, 1),
 		abortc:   make(chan struct{}),
+		failc:    make(chan struct{}, 1),
 	}
 	q.metrics.shardsMin.Set(float64(opts.MinShards))
 	q.metrics.shardsMax.Set(float64(opts.MaxShards))
@@ -130,10 +137,12 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) Abort() { q.abortOnce.Do(func() { close(q.abortc) }) }
 
 // Run tails the WAL and ships it until ctx is cancelled (or, with StopAtEnd, until everything up
-// to the end of the WAL is settled). After ctx is cancelled it reads no further record, keeps
-// sending what it holds (the record in hand included) for up to FlushDeadline (or until Abort),
-// then cancels the requests in flight,
-// commits the position and returns nil. It returns an error only when the WAL cannot be read or
+// to the end of the WAL is settled). After ctx is cancelled it reads no further record and keeps
+// sending what it holds (the record in hand included) while requests succeed, for up to
+// FlushDeadline: the flush ends at once when the endpoint is failing (its last request failed
+// recoverably) or at the first recoverable failure during the flush, and at Abort. Then it
+// cancels the requests in flight, commits the position and returns nil; what was not
+// acknowledged stays in the WAL. It returns an error only when the WAL cannot be read or
 // the final commit fails; it returns after every goroutine it started has exited.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.started.CompareAndSwap(false, true) {
@@ -272,13 +281,26 @@ func (q *Queue) startShards(ctx context.Context, n int) ([]*shard, <-chan struct
 }
 
 // flushDeadline runs when ctx is cancelled: it cancels the requests in flight after
-// FlushDeadline, or at Abort, or returns when the sends end otherwise (sendCtx done).
+// FlushDeadline, at Abort, or as soon as the endpoint fails (everything is in the WAL: waiting
+// for a failing endpoint only delays the restart), or returns when the sends end otherwise
+// (sendCtx done).
 func (q *Queue) flushDeadline(sendCtx context.Context, cancelSends context.CancelFunc) {
+	// flushing before failing is read, failing before flushing is read (recoverableFailure):
+	// one of the two sees the other.
+	q.flushing.Store(true)
+	if q.failing.Load() {
+		q.logger.Warn("endpoint failing at shutdown: not flushing; what the queue holds stays in the wal and is sent after restart")
+		cancelSends()
+		return
+	}
 	t := time.NewTimer(q.opts.FlushDeadline)
 	defer t.Stop()
 	select {
 	case <-sendCtx.Done():
 	case <-q.abortc:
+		cancelSends()
+	case <-q.failc:
+		q.logger.Warn("request failed during the flush: flush stopped; what the queue holds stays in the wal and is sent after restart")
 		cancelSends()
 	case <-t.C:
 		q.logger.WithField("flush_deadline", q.opts.FlushDeadline).Warn("flush deadline passed; cancelling requests in flight, their samples stay in the wal and are sent after restart")
@@ -301,6 +323,7 @@ func (q *Queue) settle(seqs []uint64, reason string) {
 
 // delivered records an acknowledged request.
 func (q *Queue) delivered(seqs []uint64, maxT int64) {
+	q.failing.Store(false)
 	q.settle(seqs, "")
 	n := len(seqs)
 	q.metrics.samplesSent.Add(float64(n))
@@ -317,7 +340,15 @@ func (q *Queue) observeSend(d time.Duration) {
 	q.rates.sendNanos.Add(int64(d))
 }
 
-// recoverableFailure holds resharding back for twice the coming delay.
+// recoverableFailure holds resharding back for twice the coming delay, and ends a flush in
+// progress.
 func (q *Queue) recoverableFailure(d time.Duration) {
 	storeMax(&q.rates.noReshardUntil, q.opts.Now().Add(2*d).UnixNano())
+	q.failing.Store(true)
+	if q.flushing.Load() {
+		select {
+		case q.failc <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -105,7 +105,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "min-backoff", Category: catQueue, Value: qo.MinBackoff, Usage: "first retry delay", EnvVars: env("min-backoff")},
 		&cli.DurationFlag{Name: "max-backoff", Category: catQueue, Value: qo.MaxBackoff, Usage: "longest retry delay (Retry-After may ask for more)", EnvVars: env("max-backoff")},
 		&cli.DurationFlag{Name: "sample-age-limit", Category: catQueue, Usage: "drop (and count) samples older than this at send time; 0 never drops", EnvVars: env("sample-age-limit")},
-		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
+		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops; it stops at once when the endpoint fails (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
 	)
 	return showDefaults(flags)
 }
@@ -136,7 +136,8 @@ func runCommand() *cli.Command {
 			"config file, then the default. The flags describe one source (--id, --from, ...) and\n" +
 			"the --to-upload endpoints; the config file may list more sources and endpoints (see\n" +
 			"docs/configuration.md).\n" +
-			"SIGTERM/SIGINT stop scraping, flush until --flush-deadline, commit the positions and exit 0;\n" +
+			"SIGTERM/SIGINT stop scraping, flush while requests succeed (at most --flush-deadline), commit\n" +
+			"the positions and exit 0 (1 when a position could not be committed; see docs/operations.md);\n" +
 			"a second signal stops at once. SIGHUP or POST /-/reload re-reads the config file and the files\n" +
 			"the sources name (match files, allowlists, tokens, certificates) without touching the WAL.",
 		Flags:  runFlags(),
@@ -222,7 +223,7 @@ func runAction(c *cli.Context) error {
 			case !stopping:
 				stopping = true
 				logger.WithFields(logrus.Fields{"signal": sig.String(), "flush_deadline": opts.Queue.FlushDeadline.String()}).
-					Info("draining: scraping stopped, flushing until the flush deadline; a second signal stops at once")
+					Info("draining: scraping stopped, flushing while requests succeed until the flush deadline; a second signal stops at once")
 				cancel()
 			default:
 				logger.Warn("second signal: cancelling requests in flight; what they held stays in the WAL")

@@ -190,9 +190,10 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// TestRunFlushDeadline: with the receiver failing, SIGTERM stops after --flush-deadline with
-// exit 0, and what was not delivered stays in the WAL.
-func TestRunFlushDeadline(t *testing.T) {
+// TestRunStopFailingEndpoint: with the receiver failing, SIGTERM does not wait for
+// --flush-deadline (10m here): it stops at once with exit 0, and what was not delivered stays in
+// the WAL.
+func TestRunStopFailingEndpoint(t *testing.T) {
 	t.Parallel()
 	src := newFederate(t)
 	rcv := newReceiver(t, false)
@@ -202,16 +203,13 @@ func TestRunFlushDeadline(t *testing.T) {
 	walDir := filepath.Join(t.TempDir(), "wal")
 	p := start(t, nil, "run", "--id", "c1", "--from", src.URL, "--match", `{__name__="m"}`, "--to-upload", rcv.url,
 		"--wal-dir", walDir, "--listen", "", "--log-format", "json", "--interval", "1s",
-		"--batch-send-deadline", "100ms", "--flush-deadline", "1s", "--min-backoff", "50ms", "--max-backoff", "100ms")
+		"--batch-send-deadline", "100ms", "--flush-deadline", "10m", "--min-backoff", "50ms", "--max-backoff", "100ms")
 	waitFor(t, "failed requests", 15*time.Second, func() bool { return rcv.requests.Load() >= 2 })
-	began := time.Now()
 	p.signal(syscall.SIGTERM)
-	if code := p.wait(20 * time.Second); code != 0 {
+	if code := p.wait(time.Minute); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	if took := time.Since(began); took > 10*time.Second {
-		t.Errorf("stopping took %v with --flush-deadline 1s", took)
-	}
+	p.waitLog("endpoint failing at shutdown: not flushing; what the queue holds stays in the wal and is sent after restart", time.Second, nil)
 	r := runCmd(t, nil, "wal", "status", "--wal-dir", walDir, "-o", "json")
 	var rep jsonReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 {
@@ -237,7 +235,7 @@ func TestRunSecondSignal(t *testing.T) {
 		"--batch-send-deadline", "100ms", "--flush-deadline", "10m")
 	waitFor(t, "a request in flight", 15*time.Second, func() bool { return rcv.requests.Load() >= 1 })
 	p.signal(syscall.SIGTERM)
-	p.waitLog("draining: scraping stopped, flushing until the flush deadline; a second signal stops at once", 10*time.Second, nil)
+	p.waitLog("draining: scraping stopped, flushing while requests succeed until the flush deadline; a second signal stops at once", 10*time.Second, nil)
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after two signals", code)
