@@ -22,6 +22,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// ErrFinalCommit is returned by Run (wrapped, with the source and endpoint) when a queue could not
+// commit its position at shutdown: the next start resends from the last committed position.
+var ErrFinalCommit = errors.New("final position commit failed")
+
 // Options are the agent's settings besides its sources.
 type Options struct {
 	// Version is reported by collector_build_info and sent as the User-Agent.
@@ -196,6 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var (
 		fatalOnce sync.Once
 		fatalErr  error
+		// stopErrs are the queues' errors during the shutdown (a failed final commit).
+		stopMtx  sync.Mutex
+		stopErrs []error
 	)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -231,8 +238,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			queues.Add(1)
 			go func(c *cluster, eq *endpointQueue) {
 				defer queues.Done()
-				if err := eq.queue.Run(queueCtx); err != nil && queueCtx.Err() == nil {
+				err := eq.queue.Run(queueCtx)
+				switch {
+				case err == nil:
+				case queueCtx.Err() == nil:
 					fatal(fmt.Errorf("queue of source %s to endpoint %s: %w", c.id, eq.name, err))
+				default:
+					// The final commit failed: the next start resends from the last committed
+					// position (duplicates, no loss). Logged here, once, and Run fails.
+					a.logger.WithFields(logrus.Fields{"cluster_id": c.id, "endpoint": eq.name, "err": err}).
+						Error("final position commit failed; the next start resends from the last committed position")
+					stopMtx.Lock()
+					stopErrs = append(stopErrs, fmt.Errorf("%w: source %s, endpoint %s: %w", ErrFinalCommit, c.id, eq.name, err))
+					stopMtx.Unlock()
 				}
 			}(c, eq)
 		}
@@ -258,6 +276,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
 		cancel()
+	}
+	if len(stopErrs) > 0 {
+		return errors.Join(append([]error{fatalErr}, stopErrs...)...)
 	}
 	a.logger.Info("stopped: positions committed")
 	return fatalErr

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/collector-dev/collector/wal"
 )
@@ -424,5 +426,48 @@ func TestMergeFlagEndpoints(t *testing.T) {
 	cfg, err := MergeFlagSource(Config{Endpoints: file}, &SourceConfig{ID: "a", From: "http://p"})
 	if err != nil || len(cfg.Endpoints) != 1 {
 		t.Errorf("MergeFlagSource: %+v, %v", cfg, err)
+	}
+}
+
+// TestRunFinalCommitFails: a queue that cannot commit its position at shutdown makes Run fail
+// with ErrFinalCommit, logged once with the source and the endpoint.
+func TestRunFinalCommitFails(t *testing.T) {
+	src := newFederateServer(t)
+	rcv := newWriteReceiver(t, http.StatusOK)
+	opts := testOptions(t)
+	opts.Queue.CommitInterval = time.Hour // only the final commit writes
+	logger, hook := logtest.NewNullLogger()
+	a, err := New(logger, prometheus.NewRegistry(), testConfig(src.URL, rcv.URL+"/w"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The position directory becomes a file: every commit fails.
+	posDir := filepath.Join(opts.WALDir, "c1", "positions")
+	if err := os.Remove(posDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(posDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, "a delivered request", 10*time.Second, func() bool { return rcv.requests.Load() > 0 })
+	cancel()
+	err = <-done
+	if !errors.Is(err, ErrFinalCommit) || !strings.Contains(err.Error(), "source c1") {
+		t.Fatalf("Run returned %v, want ErrFinalCommit naming the source", err)
+	}
+	n := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "final position commit failed; the next start resends from the last committed position" {
+			n++
+			if e.Level != logrus.ErrorLevel || e.Data["cluster_id"] != "c1" || e.Data["err"] == nil {
+				t.Errorf("log entry %v %v", e.Level, e.Data)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("final commit failure logged %d times, want 1", n)
 	}
 }

@@ -90,6 +90,9 @@ type Queue struct {
 	flushing atomic.Bool
 	failc    chan struct{}
 
+	// stopRun ends Run with a cause (a tracker violation); set by Run.
+	stopRun atomic.Pointer[context.CancelCauseFunc]
+
 	// skipFinalCommit makes Run return without committing, like a crash (tests).
 	skipFinalCommit bool
 }
@@ -142,12 +145,17 @@ func (q *Queue) Abort() { q.abortOnce.Do(func() { close(q.abortc) }) }
 // FlushDeadline: the flush ends at once when the endpoint is failing (its last request failed
 // recoverably) or at the first recoverable failure during the flush, and at Abort. Then it
 // cancels the requests in flight, commits the position and returns nil; what was not
-// acknowledged stays in the WAL. It returns an error only when the WAL cannot be read or
-// the final commit fails; it returns after every goroutine it started has exited.
+// acknowledged stays in the WAL. It returns an error only when the WAL cannot be read, when the
+// final commit fails, or when the position tracking broke (a bug, counted in
+// collector_queue_settle_errors_total: Run then stops as if ctx were cancelled); it returns after
+// every goroutine it started has exited.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	q.stopRun.Store(&stopRun)
 	dir := q.src.Dir()
 	start, st := q.startState(dir)
 	ropts := wal.ReaderOptions{Follow: !q.opts.StopAtEnd, PollInterval: q.opts.PollInterval, Logger: q.logger}
@@ -223,6 +231,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopBg()
 	bg.Wait()
 	q.updatePositionGauges(t)
+	if cause := context.Cause(ctx); errors.Is(cause, errSettle) {
+		runErr = errors.Join(runErr, cause)
+	}
 	if q.opts.NoCommit || q.skipFinalCommit {
 		return runErr
 	}
@@ -313,8 +324,16 @@ func (q *Queue) settle(seqs []uint64, reason string) {
 	if len(seqs) == 0 {
 		return
 	}
-	recs := q.tracker.Load().settle(seqs, reason)
+	recs, bad := q.tracker.Load().settle(seqs, reason)
 	q.metrics.recordsDelivered.Add(float64(recs))
+	if bad > 0 {
+		q.metrics.settleErrors.Add(float64(bad))
+		err := fmt.Errorf("%w: %d runs of samples (reason %q) match no record in flight", errSettle, bad, reason)
+		q.logger.WithError(err).Error("position tracking broken: the position stays behind; stopping the queue so that a restart resends from it")
+		if stop := q.stopRun.Load(); stop != nil {
+			(*stop)(err)
+		}
+	}
 	if reason != "" {
 		q.metrics.samplesDropped.WithLabelValues(reason).Add(float64(len(seqs)))
 		q.rates.dropped.Add(int64(len(seqs)))
