@@ -312,3 +312,37 @@ func TestRunPortClash(t *testing.T) {
 		t.Fatalf("wal directory touched: %v", err)
 	}
 }
+
+// TestRunSignalDuringStartUp: a SIGTERM while the start-up is blocked (here reading a config file
+// that is a FIFO nobody writes; in production a WAL repair or a slow volume) ends the process at
+// once with exit code 0, without running.
+func TestRunSignalDuringStartUp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "config.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	walDir := filepath.Join(dir, "wal")
+	p := start(t, nil, "run", "--config", fifo, "--id", "c1", "--to-upload", "http://127.0.0.1:1/w",
+		"--wal-dir", walDir, "--listen", "", "--log-format", "json")
+	// A writer can open the FIFO only once the start-up has it open for reading; it then waits
+	// for data that never comes.
+	var w *os.File
+	waitFor(t, "the start-up reading the config file", 20*time.Second, func() bool {
+		f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		w = f
+		return err == nil
+	})
+	defer w.Close()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM during the start-up", code)
+	}
+	if log := p.logText(); !strings.Contains(log, "terminated during the start-up: stopped before running") {
+		t.Fatalf("stderr %q", log)
+	}
+	if _, err := os.Stat(walDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the wal was opened: %v", err)
+	}
+}
