@@ -26,6 +26,14 @@ import (
 // commit its position at shutdown: the next start resends from the last committed position.
 var ErrFinalCommit = errors.New("final position commit failed")
 
+// ReplayLeaseTTL is how long a `collector replay` position (ReplayPrefix) holds back the WAL's
+// truncation after its last commit: a running replay renews it every ReplayKeepAlive; a killed
+// one stops pinning the WAL this long after it died.
+const (
+	ReplayLeaseTTL  = 10 * time.Minute
+	ReplayKeepAlive = time.Minute
+)
+
 // Options are the agent's settings besides its sources.
 type Options struct {
 	// Version is reported by collector_build_info and sent as the User-Agent.
@@ -158,6 +166,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 	}
 	walOpts := opts.WAL
 	walOpts.Consumers = nil
+	walOpts.LeasePrefix, walOpts.LeaseTTL = ReplayPrefix, ReplayLeaseTTL
 	for _, e := range endpoints {
 		walOpts.Consumers = append(walOpts.Consumers, e.Name)
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	FlushDeadline time.Duration
 	// CommitInterval is how often the position is made durable while running. Default 1s.
 	CommitInterval time.Duration
+	// KeepAlive, when positive, commits the position at least this often even when it did not
+	// move, so that its Updated time stays fresh: a replay's lease on the WAL (see
+	// wal.Options.LeasePrefix) while the endpoint is down. Default 0: only changes are committed.
+	KeepAlive time.Duration
 
 	// StopAtEnd makes Run return nil once every sample up to the end of the WAL is delivered or
 	// dropped, instead of following the writer (replay).

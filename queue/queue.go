@@ -64,6 +64,9 @@ type Stats struct {
 	RecordsDelivered int64
 	// Shards is the number of shards running.
 	Shards int
+	// MissingSegments counts the WAL segments this run had to jump over because they were
+	// deleted (truncated or evicted) before it read them; their samples were not sent.
+	MissingSegments int
 }
 
 // Queue ships one WAL to one endpoint from the endpoint's durable position. See the package
@@ -89,6 +92,8 @@ type Queue struct {
 	failing  atomic.Bool
 	flushing atomic.Bool
 	failc    chan struct{}
+	// missingSegs is the reader's MissingSegments, stored by the tailer.
+	missingSegs atomic.Int64
 
 	// stopRun ends Run with a cause (a tracker violation); set by Run.
 	stopRun atomic.Pointer[context.CancelCauseFunc]
@@ -131,6 +136,7 @@ func (q *Queue) Stats() Stats {
 	}
 	st := t.stats()
 	st.Shards = int(q.numShards.Load())
+	st.MissingSegments = int(q.missingSegs.Load())
 	return st
 }
 

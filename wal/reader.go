@@ -68,7 +68,15 @@ type Reader struct {
 	samples []record.RefSample
 	serBuf  []record.RefSeries
 	closed  bool
+	// missing counts the segments the reader had to jump over because they were gone (truncated
+	// or evicted before it read them); see MissingSegments.
+	missing int
 }
+
+// MissingSegments returns how many segments between the start position and the current one
+// were missing when the reader reached them (deleted by truncation or a cap): their records
+// were not read. A start at the zero Position (the oldest retained data) misses none.
+func (r *Reader) MissingSegments() int { return r.missing }
 
 // NewReader returns a reader of the WAL in dir (a cluster's directory) that starts at from. The
 // series defined before from are loaded first (checkpoint, then Series records only). A position
@@ -154,6 +162,7 @@ func (r *Reader) seek(from Position) error {
 	switch {
 	case from.Segment < first:
 		if from != (Position{}) {
+			r.missing += first - from.Segment
 			r.logger.WithFields(logrus.Fields{"position": from, "segment": first}).Warn("position is before the oldest retained segment (evicted by a cap or truncated); reading from the oldest")
 		}
 		from = Position{Segment: first}
@@ -246,6 +255,7 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 		if r.opts.FirstSegment != nil {
 			if first := r.opts.FirstSegment(); r.pos.Segment < first {
 				r.logger.WithFields(logrus.Fields{"position": r.pos, "segment": first}).Warn("segment evicted under the reader; moving to the oldest retained segment")
+				r.missing += first - r.pos.Segment
 				r.closeSegment()
 				r.pos = Position{Segment: first}
 			}
@@ -372,6 +382,7 @@ func (r *Reader) openSegment() (bool, error) {
 	for _, k := range segs {
 		if k > r.pos.Segment {
 			r.logger.WithFields(logrus.Fields{"segment": r.pos.Segment, "next": k}).Warn("segment missing (truncated or evicted under the reader); continuing with the next one")
+			r.missing += k - r.pos.Segment
 			r.pos = Position{Segment: k}
 			return r.openSegment()
 		}
