@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -534,38 +532,6 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 		}
 	}
 	return o, nil
-}
-
-// validateListen checks a host:port address without binding it: a port in 0..65535 (0 picks a
-// free one) and a host that is empty, an IP address or a DNS name. Empty means no server.
-func validateListen(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return errors.New("want host:port, e.g. :9002 or localhost:9002")
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
-	}
-	if host == "" || net.ParseIP(host) != nil {
-		return nil
-	}
-	if len(host) > 253 {
-		return fmt.Errorf("host %q: too long", host)
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
-		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
-			return fmt.Errorf("host %q: want an IP address or a DNS name", host)
-		}
-		for _, r := range label {
-			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-				return fmt.Errorf("host %q: want an IP address or a DNS name", host)
-			}
-		}
-	}
-	return nil
 }
 
 // flagText is the value of a numeric or duration flag as given.
