@@ -22,6 +22,18 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// ErrFinalCommit is returned by Run (wrapped, with the source and endpoint) when a queue could not
+// commit its position at shutdown: the next start resends from the last committed position.
+var ErrFinalCommit = errors.New("final position commit failed")
+
+// ReplayLeaseTTL is how long a `collector replay` position (ReplayPrefix) holds back the WAL's
+// truncation after its last commit: a running replay renews it every ReplayKeepAlive; a killed
+// one stops pinning the WAL this long after it died.
+const (
+	ReplayLeaseTTL  = 10 * time.Minute
+	ReplayKeepAlive = time.Minute
+)
+
 // Options are the agent's settings besides its sources.
 type Options struct {
 	// Version is reported by collector_build_info and sent as the User-Agent.
@@ -71,6 +83,9 @@ type Agent struct {
 
 	// stopping is set when Run begins its shutdown: /readyz answers 503 from then on.
 	stopping atomic.Bool
+
+	// ln is the HTTP listener, bound by New before anything touches the disk; Run serves it.
+	ln net.Listener
 
 	reloadMtx sync.Mutex // serialises Reload
 
@@ -128,6 +143,12 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 			a.close()
 		}
 	}()
+	if opts.Listen != "" {
+		// Bound first: a port clash ends the start-up before a WAL directory is created.
+		if a.ln, err = net.Listen("tcp", opts.Listen); err != nil {
+			return a, fmt.Errorf("listen on %s: %w", opts.Listen, err)
+		}
+	}
 	promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name:        "collector_build_info",
 		Help:        "A metric with a constant 1 value labelled by the version of collector.",
@@ -145,6 +166,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 	}
 	walOpts := opts.WAL
 	walOpts.Consumers = nil
+	walOpts.LeasePrefix, walOpts.LeaseTTL = ReplayPrefix, ReplayLeaseTTL
 	for _, e := range endpoints {
 		walOpts.Consumers = append(walOpts.Consumers, e.Name)
 	}
@@ -187,6 +209,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var (
 		fatalOnce sync.Once
 		fatalErr  error
+		// stopErrs are the queues' errors during the shutdown (a failed final commit).
+		stopMtx  sync.Mutex
+		stopErrs []error
 	)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -197,11 +222,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var srv *http.Server
 	srvDone := make(chan error, 1)
-	if a.opts.Listen != "" {
-		ln, err := net.Listen("tcp", a.opts.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", a.opts.Listen, err)
-		}
+	if a.ln != nil {
+		ln := a.ln
+		a.ln = nil // srv closes it from now on
 		srv = newServer(a.Handler())
 		go func() { srvDone <- srv.Serve(ln) }()
 		a.logger.WithField("listen", ln.Addr().String()).Info("http server listening")
@@ -224,8 +247,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			queues.Add(1)
 			go func(c *cluster, eq *endpointQueue) {
 				defer queues.Done()
-				if err := eq.queue.Run(queueCtx); err != nil && queueCtx.Err() == nil {
+				err := eq.queue.Run(queueCtx)
+				switch {
+				case err == nil:
+				case queueCtx.Err() == nil:
 					fatal(fmt.Errorf("queue of source %s to endpoint %s: %w", c.id, eq.name, err))
+				default:
+					// The final commit failed: the next start resends from the last committed
+					// position (duplicates, no loss). Logged here, once, and Run fails.
+					a.logger.WithFields(logrus.Fields{"cluster_id": c.id, "endpoint": eq.name, "err": err}).
+						Error("final position commit failed; the next start resends from the last committed position")
+					stopMtx.Lock()
+					stopErrs = append(stopErrs, fmt.Errorf("%w: source %s, endpoint %s: %w", ErrFinalCommit, c.id, eq.name, err))
+					stopMtx.Unlock()
 				}
 			}(c, eq)
 		}
@@ -251,6 +285,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)
 		cancel()
+	}
+	if len(stopErrs) > 0 {
+		return errors.Join(append([]error{fatalErr}, stopErrs...)...)
 	}
 	a.logger.Info("stopped: positions committed")
 	return fatalErr
@@ -374,6 +411,10 @@ func (a *Agent) sameEndpoints(eps []EndpointConfig) error {
 }
 
 func (a *Agent) close() {
+	if a.ln != nil {
+		_ = a.ln.Close()
+		a.ln = nil
+	}
 	for _, c := range a.clusters {
 		if c.wal != nil {
 			if err := c.wal.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {

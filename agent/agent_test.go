@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/collector-dev/collector/wal"
 )
@@ -227,24 +231,33 @@ func TestRunShipsAndCommits(t *testing.T) {
 	}
 }
 
-func TestRunListenError(t *testing.T) {
+// TestListenError: a taken port fails New before any WAL directory is created.
+func TestListenError(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	defer ln.Close()
 	opts := testOptions(t)
+	opts.WALDir = filepath.Join(t.TempDir(), "wal")
 	opts.Listen = ln.Listener.Addr().String() // taken
+	_, err := New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
+	if err == nil || !strings.Contains(err.Error(), "listen on") {
+		t.Fatalf("New on a taken port: %v", err)
+	}
+	if _, err := os.Stat(opts.WALDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("wal directory touched before the listener was bound: %v", err)
+	}
+	// A free port: New binds it, and close releases it.
+	opts.Listen = "127.0.0.1:0"
 	a, err := New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "listen on") {
-		t.Fatalf("Run on a taken port: %v", err)
-	}
-	// The WAL was closed: it opens again.
-	a, err = New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
-	if err != nil {
-		t.Fatalf("WAL left locked: %v", err)
-	}
+	addr := a.ln.Addr().String()
 	a.close()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listener not released by close: %v", err)
+	}
+	l.Close()
 }
 
 func TestAgentReload(t *testing.T) {
@@ -413,5 +426,48 @@ func TestMergeFlagEndpoints(t *testing.T) {
 	cfg, err := MergeFlagSource(Config{Endpoints: file}, &SourceConfig{ID: "a", From: "http://p"})
 	if err != nil || len(cfg.Endpoints) != 1 {
 		t.Errorf("MergeFlagSource: %+v, %v", cfg, err)
+	}
+}
+
+// TestRunFinalCommitFails: a queue that cannot commit its position at shutdown makes Run fail
+// with ErrFinalCommit, logged once with the source and the endpoint.
+func TestRunFinalCommitFails(t *testing.T) {
+	src := newFederateServer(t)
+	rcv := newWriteReceiver(t, http.StatusOK)
+	opts := testOptions(t)
+	opts.Queue.CommitInterval = time.Hour // only the final commit writes
+	logger, hook := logtest.NewNullLogger()
+	a, err := New(logger, prometheus.NewRegistry(), testConfig(src.URL, rcv.URL+"/w"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The position directory becomes a file: every commit fails.
+	posDir := filepath.Join(opts.WALDir, "c1", "positions")
+	if err := os.Remove(posDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(posDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, "a delivered request", 10*time.Second, func() bool { return rcv.requests.Load() > 0 })
+	cancel()
+	err = <-done
+	if !errors.Is(err, ErrFinalCommit) || !strings.Contains(err.Error(), "source c1") {
+		t.Fatalf("Run returned %v, want ErrFinalCommit naming the source", err)
+	}
+	n := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "final position commit failed; the next start resends from the last committed position" {
+			n++
+			if e.Level != logrus.ErrorLevel || e.Data["cluster_id"] != "c1" || e.Data["err"] == nil {
+				t.Errorf("log entry %v %v", e.Level, e.Data)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("final commit failure logged %d times, want 1", n)
 	}
 }

@@ -224,6 +224,9 @@ func (r RecordingRule) Validate() error {
 	if strings.TrimSpace(r.Query) == "" {
 		return fmt.Errorf("recording rule %q: query is empty", r.Name)
 	}
+	if err := checkRuleQuery(r.Query); err != nil {
+		return fmt.Errorf("recording rule %q: %w", r.Name, err)
+	}
 	p := parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
 	if _, err := p.ParseExpr(r.Query); err != nil {
 		return fmt.Errorf("recording rule %q: parse query: %w", r.Name, err)

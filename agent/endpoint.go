@@ -80,6 +80,11 @@ func (e EndpointConfig) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactURL(e.URL))
 	}
+	if u.User != nil && e.BearerTokenFile != "" {
+		// The bearer token would replace the URL's basic auth on every request: say so instead
+		// of silently ignoring one of the two.
+		return fmt.Errorf("endpoint %q: url %q has userinfo (basic auth) and a bearer token file is set: give one of them", e.Name, redactURL(e.URL))
+	}
 	if err := wal.ValidateID(e.Name); err != nil {
 		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
 	}

@@ -16,8 +16,52 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// maxRuleParallelism bounds the recording-rule queries in flight per source.
-const maxRuleParallelism = 4
+const (
+	// maxRuleParallelism bounds the recording-rule queries in flight per source.
+	maxRuleParallelism = 4
+	// MaxRuleQueryBytes and MaxRuleQueryDepth bound a recording rule's query before the PromQL
+	// parser sees it: the parser's time grows quadratically with the nesting, and a start-up or
+	// a reload must not hang on one rule. Real rules are far below both.
+	MaxRuleQueryBytes = 16 << 10
+	MaxRuleQueryDepth = 64
+)
+
+// checkRuleQuery refuses a query longer than MaxRuleQueryBytes or nesting parentheses, brackets
+// and braces (outside string literals) deeper than MaxRuleQueryDepth. It reads each byte once.
+func checkRuleQuery(q string) error {
+	if len(q) > MaxRuleQueryBytes {
+		return fmt.Errorf("query is %d bytes, at most %d", len(q), MaxRuleQueryBytes)
+	}
+	depth := 0
+	var quote byte // the open string literal's quote, or 0
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if quote != 0 {
+			switch {
+			case c == '\\' && quote != '`':
+				i++ // the escaped byte
+			case c == quote:
+				quote = 0
+			}
+			continue
+		}
+		switch c {
+		case '"', '\'', '`':
+			quote = c
+		case '#':
+			for i < len(q) && q[i] != '\n' { // a comment, to the end of the line
+				i++
+			}
+		case '(', '[', '{':
+			if depth++; depth > MaxRuleQueryDepth {
+				return fmt.Errorf("query nests parentheses, brackets or braces deeper than %d", MaxRuleQueryDepth)
+			}
+		case ')', ']', '}':
+			depth--
+		}
+	}
+	return nil
+}
 
 // queryResponse is the part of the Prometheus HTTP API response of an instant query we read.
 type queryResponse struct {

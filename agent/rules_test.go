@@ -201,3 +201,30 @@ func FuzzRuleSamples(f *testing.F) {
 		}
 	})
 }
+
+// TestRuleQueryBounds: a pathological query (nesting the parser handles in quadratic time, or
+// merely huge) is refused with a clear error before the parser sees it; brackets inside string
+// literals and comments do not count.
+func TestRuleQueryBounds(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("(", n) + "up" + strings.Repeat(")", n) }
+	for _, tc := range []struct {
+		name, query, want string
+	}{
+		{"depth at the limit", nest(MaxRuleQueryDepth), ""},
+		{"pathological nesting", nest(8000), "deeper than 64"},
+		{"depth one over", nest(MaxRuleQueryDepth + 1), "deeper than 64"},
+		{"too long", "up + " + strings.Repeat("1 + ", MaxRuleQueryBytes/4) + "1", "bytes, at most 16384"},
+		{"brackets in strings", `up{job="` + strings.Repeat("(", 100) + `", instance='[\'` + strings.Repeat("{", 100) + `'}`, ""},
+		{"brackets in a comment", "up # " + strings.Repeat("(", 100) + "\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := RecordingRule{Name: "r", Query: tc.query}.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `recording rule "r"`)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

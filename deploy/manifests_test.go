@@ -289,6 +289,10 @@ func TestStatefulSet(t *testing.T) {
 			}
 			if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < d+20*time.Second {
 				t.Errorf("terminationGracePeriodSeconds %v must exceed --flush-deadline %v by 20s at least", g, d)
+			} else if time.Duration(*g)*time.Second > d+30*time.Second || d > 30*time.Second {
+				// The flush stops when the hub fails and a healthy hub needs seconds: a long
+				// deadline or grace period only keeps a hung pod from restarting (and scraping).
+				t.Errorf("terminationGracePeriodSeconds %v and --flush-deadline %v: want a deadline of 30s at most and a grace period at most 30s beyond it", *g, d)
 			}
 
 			// Port and probes: --listen's port, named metrics, probed on the binary's paths.

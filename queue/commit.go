@@ -14,6 +14,7 @@ func (q *Queue) commitLoop(ctx context.Context, dir string, t *tracker) {
 	tick := time.NewTicker(q.opts.CommitInterval)
 	defer tick.Stop()
 	var last uint64
+	lastAt := q.opts.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,16 +26,17 @@ func (q *Queue) commitLoop(ctx context.Context, dir string, t *tracker) {
 			continue
 		}
 		st, v := t.state()
-		if v == last {
+		now := q.opts.Now()
+		if v == last && (q.opts.KeepAlive <= 0 || now.Sub(lastAt) < q.opts.KeepAlive) {
 			continue
 		}
-		st.Updated = q.opts.Now()
+		st.Updated = now
 		if err := wal.CommitPosition(dir, q.opts.Consumer, st); err != nil {
 			q.metrics.commitErrors.Inc()
 			q.logger.WithError(err).Warn("commit position; retrying at the next interval (a restart would resend more)")
 			continue
 		}
-		last = v
+		last, lastAt = v, now
 	}
 }
 

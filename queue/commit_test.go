@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/collector-dev/collector/wal"
 )
@@ -88,5 +90,45 @@ func TestStartAt(t *testing.T) {
 	}
 	if st := q.Stats(); st.Delivered != 15 || s.ackedSamples() != 15 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestKeepAliveRenewsThePosition: with KeepAlive the position file's Updated time is renewed
+// while nothing moves (a replay's lease while its endpoint is down); without, it is not.
+func TestKeepAliveRenewsThePosition(t *testing.T) {
+	for _, keep := range []time.Duration{0, time.Minute} {
+		t.Run(keep.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := openWAL(t)
+				fill(t, w, 4, 5, 1000)
+				s := newFakeSender(nil)
+				o := fastOptions("ep")
+				o.CommitInterval, o.PollInterval, o.BatchSendDeadline = time.Second, time.Second, time.Second
+				o.KeepAlive = keep
+				q, err := New(testLogger(), nil, w, s, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stop := runQueue(t, q)
+				time.Sleep(2 * time.Second) // fake time: delivered and committed
+				synctest.Wait()
+				first, err := wal.ReadPosition(w.Dir(), "ep")
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Minute)
+				synctest.Wait()
+				later, err := wal.ReadPosition(w.Dir(), "ep")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if age := time.Since(later.Updated); (keep > 0) != (age <= keep) || later.Position != first.Position {
+					t.Fatalf("keep-alive %v: position file updated %v ago (first %v, later %v)", keep, age, first, later)
+				}
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
 	}
 }

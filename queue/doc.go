@@ -78,9 +78,12 @@
 // be counted.
 //
 // Shutdown. Run's context starts it: no further record is read, the record in hand is handed to
-// the shards, and they keep sending what they hold, for up to FlushDeadline (1m) or until Abort;
-// then requests in flight are cancelled, the position is committed and Run returns nil. A
-// graceful stop that finishes within the deadline therefore leaves nothing to send twice; what
+// the shards, and they keep sending what they hold while requests succeed, for up to
+// FlushDeadline (15s) or until Abort. The flush ends early when the endpoint fails: at once when
+// its last request failed recoverably, else at the first recoverable failure during the flush
+// (a dead hub would only hold the restart back; everything is in the WAL). Then requests in
+// flight are cancelled, the position is committed and Run returns nil (an error when the commit
+// fails). A graceful stop that finishes within the deadline leaves nothing to send twice; what
 // was not acknowledged stays in the WAL and is sent after the restart. With StopAtEnd, Run
 // returns nil once everything up to the end of the WAL is settled.
 //

@@ -10,6 +10,9 @@ var (
 	// ErrRunning is returned by Run when the queue is already running or has run: a Queue runs
 	// once.
 	ErrRunning = errors.New("queue already ran")
+	// errSettle is returned by Run (joined) when samples were settled for records the tracker
+	// does not hold: a bug; the queue stops so that a restart resends from the position.
+	errSettle = errors.New("settle samples of an unknown record")
 )
 
 // The Sender's errors are classified by behaviour, through these interfaces, with errors.As. The

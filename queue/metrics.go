@@ -29,6 +29,7 @@ type metrics struct {
 	positionOffset   prometheus.Gauge
 	lastSend         prometheus.Gauge
 	commitErrors     prometheus.Counter
+	settleErrors     prometheus.Counter
 	segmentsSkipped  prometheus.Counter
 }
 
@@ -123,6 +124,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commitErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "collector_queue_position_commit_errors_total",
 			Help: "Failed writes of the position file (retried at the next interval).",
+		}),
+		settleErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_queue_settle_errors_total",
+			Help: "Acknowledgements or drops the tracker could not match to a record it holds (a bug): the position stays behind that record and the queue stops its run with an error.",
 		}),
 		segmentsSkipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "collector_queue_wal_segments_skipped_total",

@@ -53,10 +53,17 @@ type Options struct {
 	SampleAgeLimit time.Duration
 
 	// FlushDeadline is how long Run keeps sending what it holds after its context is cancelled
-	// before it cancels the requests in flight. Default 1m.
+	// before it cancels the requests in flight. The flush also ends at the first recoverable
+	// failure (or at once when the endpoint is failing): it only waits for a working endpoint.
+	// What a shard holds is at most Capacity samples plus the request in flight, a few requests'
+	// worth, so a healthy endpoint needs seconds. Default 15s.
 	FlushDeadline time.Duration
 	// CommitInterval is how often the position is made durable while running. Default 1s.
 	CommitInterval time.Duration
+	// KeepAlive, when positive, commits the position at least this often even when it did not
+	// move, so that its Updated time stays fresh: a replay's lease on the WAL (see
+	// wal.Options.LeasePrefix) while the endpoint is down. Default 0: only changes are committed.
+	KeepAlive time.Duration
 
 	// StopAtEnd makes Run return nil once every sample up to the end of the WAL is delivered or
 	// dropped, instead of following the writer (replay).
@@ -96,7 +103,7 @@ func DefaultOptions() Options {
 		MaxBackoff:          30 * time.Second,
 		BackoffJitter:       0.2,
 		MaxRetryAfter:       5 * time.Minute,
-		FlushDeadline:       time.Minute,
+		FlushDeadline:       15 * time.Second,
 		CommitInterval:      time.Second,
 		PollInterval:        250 * time.Millisecond,
 		Now:                 time.Now,

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"testing"
+	"time"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -38,7 +39,7 @@ func TestDefaultOptionsValid(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxSamplesPerSend != 2000 || o.BatchSendDeadline.Seconds() != 5 || o.MinShards != 1 || o.MaxShards != 50 || o.SampleAgeLimit != 0 || o.FlushDeadline.Minutes() != 1 {
+	if o.MaxSamplesPerSend != 2000 || o.BatchSendDeadline.Seconds() != 5 || o.MinShards != 1 || o.MaxShards != 50 || o.SampleAgeLimit != 0 || o.FlushDeadline != 15*time.Second {
 		t.Fatalf("defaults changed without updating the documentation: %+v", o)
 	}
 }

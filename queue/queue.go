@@ -64,6 +64,9 @@ type Stats struct {
 	RecordsDelivered int64
 	// Shards is the number of shards running.
 	Shards int
+	// MissingSegments counts the WAL segments this run had to jump over because they were
+	// deleted (truncated or evicted) before it read them; their samples were not sent.
+	MissingSegments int
 }
 
 // Queue ships one WAL to one endpoint from the endpoint's durable position. See the package
@@ -84,6 +87,17 @@ type Queue struct {
 	abortOnce sync.Once
 	abortc    chan struct{}
 	failing   *failing
+	// lastFailed is set by a recoverable failure and cleared by an acknowledged request: whether
+	// the endpoint's last answer was a failure. flushing is set when the flush phase begins; a
+	// recoverable failure from then on signals failc, which ends the flush.
+	lastFailed atomic.Bool
+	flushing   atomic.Bool
+	failc      chan struct{}
+	// missingSegs is the reader's MissingSegments, stored by the tailer.
+	missingSegs atomic.Int64
+
+	// stopRun ends Run with a cause (a tracker violation); set by Run.
+	stopRun atomic.Pointer[context.CancelCauseFunc]
 
 	// skipFinalCommit makes Run return without committing, like a crash (tests).
 	skipFinalCommit bool
@@ -108,6 +122,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, src Source, sende
 		opts:     opts,
 		reshardc: make(chan int, 1),
 		abortc:   make(chan struct{}),
+		failc:    make(chan struct{}, 1),
 	}
 	q.failing = newFailing(q.logger, q.metrics.failingShards, opts.Now)
 	q.metrics.shardsMin.Set(float64(opts.MinShards))
@@ -123,6 +138,7 @@ func (q *Queue) Stats() Stats {
 	}
 	st := t.stats()
 	st.Shards = int(q.numShards.Load())
+	st.MissingSegments = int(q.missingSegs.Load())
 	return st
 }
 
@@ -132,15 +148,22 @@ func (q *Queue) Stats() Stats {
 func (q *Queue) Abort() { q.abortOnce.Do(func() { close(q.abortc) }) }
 
 // Run tails the WAL and ships it until ctx is cancelled (or, with StopAtEnd, until everything up
-// to the end of the WAL is settled). After ctx is cancelled it reads no further record, keeps
-// sending what it holds (the record in hand included) for up to FlushDeadline (or until Abort),
-// then cancels the requests in flight,
-// commits the position and returns nil. It returns an error only when the WAL cannot be read or
-// the final commit fails; it returns after every goroutine it started has exited.
+// to the end of the WAL is settled). After ctx is cancelled it reads no further record and keeps
+// sending what it holds (the record in hand included) while requests succeed, for up to
+// FlushDeadline: the flush ends at once when the endpoint is failing (its last request failed
+// recoverably) or at the first recoverable failure during the flush, and at Abort. Then it
+// cancels the requests in flight, commits the position and returns nil; what was not
+// acknowledged stays in the WAL. It returns an error only when the WAL cannot be read, when the
+// final commit fails, or when the position tracking broke (a bug, counted in
+// collector_queue_settle_errors_total: Run then stops as if ctx were cancelled); it returns after
+// every goroutine it started has exited.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.started.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	q.stopRun.Store(&stopRun)
 	dir := q.src.Dir()
 	start, st := q.startState(dir)
 	ropts := wal.ReaderOptions{Follow: !q.opts.StopAtEnd, PollInterval: q.opts.PollInterval, Logger: q.logger}
@@ -216,6 +239,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopBg()
 	bg.Wait()
 	q.updatePositionGauges(t)
+	if cause := context.Cause(ctx); errors.Is(cause, errSettle) {
+		runErr = errors.Join(runErr, cause)
+	}
 	if q.opts.NoCommit || q.skipFinalCommit {
 		return runErr
 	}
@@ -274,13 +300,26 @@ func (q *Queue) startShards(ctx context.Context, n int) ([]*shard, <-chan struct
 }
 
 // flushDeadline runs when ctx is cancelled: it cancels the requests in flight after
-// FlushDeadline, or at Abort, or returns when the sends end otherwise (sendCtx done).
+// FlushDeadline, at Abort, or as soon as the endpoint fails (everything is in the WAL: waiting
+// for a failing endpoint only delays the restart), or returns when the sends end otherwise
+// (sendCtx done).
 func (q *Queue) flushDeadline(sendCtx context.Context, cancelSends context.CancelFunc) {
+	// flushing before failing is read, failing before flushing is read (recoverableFailure):
+	// one of the two sees the other.
+	q.flushing.Store(true)
+	if q.lastFailed.Load() {
+		q.logger.Warn("endpoint failing at shutdown: not flushing; what the queue holds stays in the wal and is sent after restart")
+		cancelSends()
+		return
+	}
 	t := time.NewTimer(q.opts.FlushDeadline)
 	defer t.Stop()
 	select {
 	case <-sendCtx.Done():
 	case <-q.abortc:
+		cancelSends()
+	case <-q.failc:
+		q.logger.Warn("request failed during the flush: flush stopped; what the queue holds stays in the wal and is sent after restart")
 		cancelSends()
 	case <-t.C:
 		q.logger.WithField("flush_deadline", q.opts.FlushDeadline).Warn("flush deadline passed; cancelling requests in flight, their samples stay in the wal and are sent after restart")
@@ -293,8 +332,16 @@ func (q *Queue) settle(seqs []uint64, reason string) {
 	if len(seqs) == 0 {
 		return
 	}
-	recs := q.tracker.Load().settle(seqs, reason)
+	recs, bad := q.tracker.Load().settle(seqs, reason)
 	q.metrics.recordsDelivered.Add(float64(recs))
+	if bad > 0 {
+		q.metrics.settleErrors.Add(float64(bad))
+		err := fmt.Errorf("%w: %d runs of samples (reason %q) match no record in flight", errSettle, bad, reason)
+		q.logger.WithError(err).Error("position tracking broken: the position stays behind; stopping the queue so that a restart resends from it")
+		if stop := q.stopRun.Load(); stop != nil {
+			(*stop)(err)
+		}
+	}
 	if reason != "" {
 		q.metrics.samplesDropped.WithLabelValues(reason).Add(float64(len(seqs)))
 		q.rates.dropped.Add(int64(len(seqs)))
@@ -303,6 +350,7 @@ func (q *Queue) settle(seqs []uint64, reason string) {
 
 // delivered records an acknowledged request.
 func (q *Queue) delivered(seqs []uint64, maxT int64) {
+	q.lastFailed.Store(false)
 	q.settle(seqs, "")
 	n := len(seqs)
 	q.metrics.samplesSent.Add(float64(n))
@@ -319,7 +367,15 @@ func (q *Queue) observeSend(d time.Duration) {
 	q.rates.sendNanos.Add(int64(d))
 }
 
-// recoverableFailure holds resharding back for twice the coming delay.
+// recoverableFailure holds resharding back for twice the coming delay, and ends a flush in
+// progress.
 func (q *Queue) recoverableFailure(d time.Duration) {
 	storeMax(&q.rates.noReshardUntil, q.opts.Now().Add(2*d).UnixNano())
+	q.lastFailed.Store(true)
+	if q.flushing.Load() {
+		select {
+		case q.failc <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -58,6 +58,7 @@ func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) 
 			return tailInterrupted, nil
 		}
 		b, err := tl.r.Next(ctx)
+		tl.q.missingSegs.Store(int64(tl.r.MissingSegments()))
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):

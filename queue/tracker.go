@@ -116,13 +116,16 @@ func (t *tracker) filter(n int) {
 
 // settle marks samples as acknowledged (reason "") or dropped with reason. seqs holds the record of
 // each sample; runs of equal values are counted together. It returns the number of records that
-// became wholly delivered.
-func (t *tracker) settle(seqs []uint64, reason string) int {
+// became wholly delivered, and the number of runs it could not settle (a record it does not hold,
+// or more samples than the record has outstanding: a bug; the position cannot pass that record
+// in this run).
+func (t *tracker) settle(seqs []uint64, reason string) (records, violations int) {
 	if len(seqs) == 0 {
-		return 0
+		return 0, 0
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	before := t.violations
 	for i := 0; i < len(seqs); {
 		j := i + 1
 		for j < len(seqs) && seqs[j] == seqs[i] {
@@ -133,7 +136,7 @@ func (t *tracker) settle(seqs []uint64, reason string) int {
 	}
 	t.pending -= int64(len(seqs))
 	t.version++
-	return t.advanceLocked()
+	return t.advanceLocked(), t.violations - before
 }
 
 func (t *tracker) settleLocked(seq uint64, n int, reason string) {
@@ -149,7 +152,8 @@ func (t *tracker) settleLocked(seq uint64, n int, reason string) {
 		}
 	}
 	if lo == len(live) || live[lo].seq != seq || live[lo].outstanding < n {
-		// A bug: never expected. Counted for the tests; the position stays behind.
+		// A bug: never expected. Counted (the queue reports it and ends its run); the position
+		// stays behind, so nothing is skipped.
 		t.violations++
 		return
 	}

@@ -1,9 +1,13 @@
 package queue
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func pos(seg int, off int64) wal.Position { return wal.Position{Segment: seg, Offset: off} }
@@ -164,5 +168,38 @@ func BenchmarkTrackerSettle(b *testing.B) {
 			seqs[j] = seq
 		}
 		tr.settle(seqs, "")
+	}
+}
+
+// TestSettleViolationStopsRun: samples settled for a record the tracker does not hold (a bug)
+// are counted in collector_queue_settle_errors_total and end Run with an error, after the
+// position (which stays behind) is committed.
+func TestSettleViolationStopsRun(t *testing.T) {
+	w := openWAL(t)
+	total := fill(t, w, 10, 3, 1000)
+	s := newFakeSender(nil)
+	q, err := New(testLogger(), nil, w, s, fastOptions("ep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.Run(context.Background()) }()
+	waitFor(t, "delivery", func() bool { return q.Stats().Delivered == int64(total) })
+	q.settle([]uint64{1 << 40}, "")
+	var err2 error
+	select {
+	case err2 = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop after a settle violation")
+	}
+	if !errors.Is(err2, errSettle) {
+		t.Fatalf("Run returned %v, want errSettle", err2)
+	}
+	if n := testutil.ToFloat64(q.metrics.settleErrors); n != 1 {
+		t.Fatalf("settle errors %v, want 1", n)
+	}
+	ps, err := wal.ReadPosition(w.Dir(), "ep")
+	if err != nil || ps.Delivered != int64(total) {
+		t.Fatalf("position %+v (%v)", ps, err)
 	}
 }

@@ -3,14 +3,17 @@ package wal
 import (
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxIDLength bounds cluster IDs and consumer names: they name directories and files.
 const MaxIDLength = 200
 
 // ValidateID reports whether id can name a WAL directory (or a consumer's position file): not
-// empty, at most MaxIDLength bytes, not "." or "..", no path separators, no control characters
-// and no leading dot.
+// empty, at most MaxIDLength bytes, not "." or "..", no path separators, no leading dot, and only
+// printable runes: no control or format characters (bidirectional overrides such as U+202E would
+// make a log line or a directory listing read differently from what it is), no invalid UTF-8.
 func ValidateID(id string) error {
 	switch {
 	case id == "":
@@ -25,8 +28,8 @@ func ValidateID(id string) error {
 		return fmt.Errorf("%w: %q contains a path separator", ErrInvalidID, id)
 	}
 	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: %q contains a control character", ErrInvalidID, id)
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: %+q contains a control, format or invalid character", ErrInvalidID, id)
 		}
 	}
 	return nil

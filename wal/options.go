@@ -37,6 +37,13 @@ type Options struct {
 	// Consumers are the registered consumers: truncation waits for each of them. A consumer with
 	// no position file yet holds back everything.
 	Consumers []string
+	// LeasePrefix and LeaseTTL register temporary consumers (collector replay): a position file
+	// whose name starts with LeasePrefix and that was committed less than LeaseTTL ago holds back
+	// truncation like a registered consumer, without being one (the caps still evict under it).
+	// A lease that is not renewed (a killed replay) stops holding anything after LeaseTTL. Empty
+	// prefix or LeaseTTL 0: no leases.
+	LeasePrefix string
+	LeaseTTL    time.Duration
 	// Retention keeps segments that every consumer has passed for this long after their last
 	// write, for replay. Default 0: delete as soon as delivered.
 	Retention time.Duration

@@ -105,6 +105,18 @@ func ReadPosition(walDir, consumer string) (ConsumerState, error) {
 	return pf.State, nil
 }
 
+// RemovePosition deletes the position file of consumer, durably (a finished replay releasing its
+// lease). A missing file is not an error.
+func RemovePosition(walDir, consumer string) error {
+	if err := ValidateID(consumer); err != nil {
+		return fmt.Errorf("consumer %q: %w", consumer, err)
+	}
+	if err := os.Remove(positionPath(walDir, consumer)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove position of %s: %w", consumer, err)
+	}
+	return syncDir(filepath.Join(walDir, positionDir))
+}
+
 // Consumers lists the consumers that have a position file in walDir.
 func Consumers(walDir string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(walDir, positionDir))

@@ -71,7 +71,15 @@ type Reader struct {
 	samples []record.RefSample
 	serBuf  []record.RefSeries
 	closed  bool
+	// missing counts the segments the reader had to jump over because they were gone (truncated
+	// or evicted before it read them); see MissingSegments.
+	missing int
 }
+
+// MissingSegments returns how many segments between the start position and the current one
+// were missing when the reader reached them (deleted by truncation or a cap): their records
+// were not read. A start at the zero Position (the oldest retained data) misses none.
+func (r *Reader) MissingSegments() int { return r.missing }
 
 // NewReader returns a reader of the WAL in dir (a cluster's directory) that starts at from. The
 // series defined before from are loaded first (checkpoint, then Series records only). A position
@@ -201,6 +209,9 @@ func (r *Reader) seek(from Position) error {
 	if err != nil {
 		return err
 	}
+	if reason == positionEvicted {
+		r.missing += start.Segment - from.Segment
+	}
 	if reason != "" {
 		r.logger.WithFields(logrus.Fields{"position": from, "start": start, "reason": reason}).Warn(positionAdjustments[reason])
 	}
@@ -271,6 +282,7 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 		if r.opts.FirstSegment != nil {
 			if first := r.opts.FirstSegment(); r.pos.Segment < first {
 				r.logger.WithFields(logrus.Fields{"position": r.pos, "segment": first}).Warn("segment evicted under the reader; moving to the oldest retained segment")
+				r.missing += first - r.pos.Segment
 				r.closeSegment()
 				r.pos = Position{Segment: first}
 				if err := r.afterSegment(); err != nil {
@@ -406,6 +418,7 @@ func (r *Reader) openSegment() (bool, error) {
 	for _, k := range segs {
 		if k > r.pos.Segment {
 			r.logger.WithFields(logrus.Fields{"segment": r.pos.Segment, "next": k}).Warn("segment missing (truncated or evicted under the reader); continuing with the next one")
+			r.missing += k - r.pos.Segment
 			r.pos = Position{Segment: k}
 			// The checkpoint written before the deletion holds the series of the skipped ones.
 			if err := r.afterSegment(); err != nil {

@@ -63,6 +63,11 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 			minPos = p
 		}
 	}
+	for _, p := range w.leasesLocked(now) {
+		if p.Before(minPos) {
+			minPos = p
+		}
+	}
 	segs := w.sortedSegments()
 	defer w.exportUndelivered(positions)
 
@@ -168,6 +173,30 @@ func (w *WAL) Truncate() (TruncateStats, error) {
 	w.metrics.truncations.Inc()
 	w.updateGauges()
 	return st, nil
+}
+
+// leasesLocked returns the positions of the unexpired leases (see Options.LeasePrefix).
+func (w *WAL) leasesLocked(now time.Time) []Position {
+	if w.opts.LeasePrefix == "" || w.opts.LeaseTTL <= 0 {
+		return nil
+	}
+	names, err := Consumers(w.dir)
+	if err != nil {
+		w.logger.WithError(err).Warn("list position files; leases not honoured in this truncation")
+		return nil
+	}
+	var out []Position
+	for _, n := range names {
+		if !strings.HasPrefix(n, w.opts.LeasePrefix) {
+			continue
+		}
+		cs, err := ReadPosition(w.dir, n)
+		if err != nil || now.Sub(cs.Updated) >= w.opts.LeaseTTL {
+			continue // unreadable or expired: a replay that is gone
+		}
+		out = append(out, cs.Position)
+	}
+	return out
 }
 
 // exportUndelivered sets collector_wal_undelivered_bytes for each consumer from its durable

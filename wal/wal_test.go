@@ -27,6 +27,11 @@ func TestValidateID(t *testing.T) {
 		{`a\b`, false},
 		{"../etc", false},
 		{"a\nb", false},
+		{"prod\u202egro", false},  // right-to-left override
+		{"a\u2066b\u2069", false}, // isolates
+		{"a\u200bb", false},       // zero width space
+		{"a\xffb", false},         // invalid UTF-8
+		{"grappe-é-東京", true},
 		{strings.Repeat("x", MaxIDLength), true},
 		{strings.Repeat("x", MaxIDLength+1), false},
 	} {

@@ -50,6 +50,11 @@ func TestUsageErrors(t *testing.T) {
 		{"run bad env retry status", []string{"COLLECTOR_TO_UPLOAD_RETRY_ON_STATUS=200"}, run, `--to-upload-retry-on-status: invalid retry status "200"`},
 		{"replay retry on 400", nil, []string{"replay", "--to-upload", "http://a/w", "--to-upload-retry-on-status", "400"}, "--to-upload-retry-on-status: invalid retry status 400"},
 		{"run argument", nil, with("extra"), `unexpected argument "extra"`},
+		{"run listen port out of range", nil, with("--listen", ":99999"), `--listen ":99999": port "99999": want a number from 0 to 65535`},
+		{"run listen without port", nil, with("--listen", "localhost"), `--listen "localhost": want host:port`},
+		{"run listen bad host", nil, with("--listen", "a b:9002"), `--listen "a b:9002": host "a b"`},
+		{"run id with bidi override", nil, []string{"run", "--id", "prod\u202egro", "--to-upload", "http://127.0.0.1:1/w", "--listen", ""}, `contains a control, format or invalid character`},
+		{"run userinfo and token file", nil, with("--to-upload", "http://u:secret@hub:1/w", "--to-upload-token-file", "t"), `has userinfo (basic auth) and a bearer token file is set`},
 		{"run bad env duration", []string{"COLLECTOR_INTERVAL=soon"}, run, `"soon" as duration value from environment variable "COLLECTOR_INTERVAL" for flag interval`},
 		{"run bad env bool", []string{"COLLECTOR_ENABLE_PPROF=perhaps"}, run, `COLLECTOR_ENABLE_PPROF`},
 		{"wal status unknown flag", nil, []string{"wal", "status", "--bogus"}, "flag provided but not defined: --bogus"},
@@ -75,6 +80,9 @@ func TestUsageErrors(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("stderr %q does not contain %q", r.stderr, tc.want)
+			}
+			if strings.Contains(r.stderr, "secret") {
+				t.Error("a credential reached standard error")
 			}
 			if strings.Contains(r.stdout+r.stderr, "USAGE") {
 				t.Error("the help was printed")

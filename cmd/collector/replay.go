@@ -50,7 +50,10 @@ func replayCommand() *cli.Command {
 		Usage: "ship WAL contents to an endpoint (after an outage, or to another hub) without disturbing a running agent",
 		Description: "The replay reads the WAL files without the agent's lock and keeps its own position\n" +
 			"(positions/replay-<endpoint>.json): a crashed replay continues with --resume, and no agent\n" +
-			"position moves. It exits 1 when anything was dropped or it was interrupted. Flags are also read\n" +
+			"position moves. The position file registers the replay: the agent does not truncate what the\n" +
+			"replay has not read while the file is less than 10m old (renewed every minute, removed at the\n" +
+			"end). It exits 1 when anything was dropped, segments it was to read were missing (deleted\n" +
+			"before it got there) or it was interrupted. Flags are also read\n" +
 			"from the environment: the agent's names for the shared ones (COLLECTOR_WAL_DIR, COLLECTOR_ID,\n" +
 			"COLLECTOR_TO_UPLOAD...), COLLECTOR_REPLAY_<FLAG> for the replay's own.",
 		Flags:  showDefaults(flags),
@@ -147,6 +150,7 @@ func replayAction(c *cli.Context) error {
 		defer client.Close()
 	}
 	var dropped int64
+	var missing int
 	for _, ref := range refs {
 		id, dir := ref.id, ref.dir
 		plan := replayPlan{id: id, dir: dir, minT: minT, maxT: maxT, consumer: name}
@@ -160,6 +164,16 @@ func replayAction(c *cli.Context) error {
 		} else {
 			logger.WithError(err).WithField("cluster_id", id).Warn("no usable replay position to resume from; starting at the oldest retained data")
 		}
+		if !c.Bool("dry-run") {
+			// Register: the position file is the replay's lease on the WAL; a running agent does
+			// not truncate what it has not read (see agent.ReplayLeaseTTL). A fresh replay's
+			// counters start at zero.
+			st := plan.resumed
+			st.Position, st.Updated = plan.start, time.Now()
+			if err := wal.CommitPosition(dir, name, st); err != nil {
+				return fmt.Errorf("cluster %s: register replay: %w", id, err)
+			}
+		}
 		total, err := countRange(ctx, plan)
 		if err != nil {
 			return fmt.Errorf("cluster %s: %w", id, err)
@@ -168,13 +182,19 @@ func replayAction(c *cli.Context) error {
 			fmt.Fprintf(c.App.Writer, "cluster %s: would send %d samples from position %v%s\n", id, total, plan.start, rangeText(minT, maxT))
 			continue
 		}
-		n, err := replayOne(ctx, c, logger, client, plan, total, sigs)
+		n, m, err := replayOne(ctx, c, logger, client, plan, total, sigs)
 		dropped += n
+		missing += m
 		if err != nil {
 			return err
 		}
 	}
-	if dropped > 0 {
+	switch {
+	case missing > 0 && dropped > 0:
+		return exitError{code: 1, msg: fmt.Sprintf("replay dropped %d samples and skipped %d missing segments (see the summary above)", dropped, missing)}
+	case missing > 0:
+		return exitError{code: 1, msg: fmt.Sprintf("replay skipped %d missing segments: deleted before it could read them, their samples were not sent (see the summary above)", missing)}
+	case dropped > 0:
 		return exitError{code: 1, msg: fmt.Sprintf("replay dropped %d samples (see the summary above)", dropped)}
 	}
 	return nil
@@ -250,14 +270,10 @@ func inRange(samples []record.RefSample, minT, maxT int64) int64 {
 	return n
 }
 
-func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, client *shipper.Client, plan replayPlan, total int64, sigs <-chan os.Signal) (int64, error) {
+// replayOne ships one cluster's WAL and returns the samples dropped and the segments found
+// missing (deleted before the replay read them).
+func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, client *shipper.Client, plan replayPlan, total int64, sigs <-chan os.Signal) (int64, int, error) {
 	log := logger.WithFields(logrus.Fields{"cluster_id": plan.id, "consumer": plan.consumer})
-	if !c.Bool("resume") {
-		// A fresh replay: its own position starts at the plan's start, its counters at zero.
-		if err := wal.CommitPosition(plan.dir, plan.consumer, wal.ConsumerState{Position: plan.start, Updated: time.Now()}); err != nil {
-			return 0, err
-		}
-	}
 	opts := queue.DefaultOptions()
 	opts.Consumer = plan.consumer
 	opts.StopAtEnd = true
@@ -266,9 +282,10 @@ func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, clien
 	opts.MaxShards = c.Int("max-shards")
 	opts.MaxSamplesPerSend = c.Int("max-samples-per-send")
 	opts.Capacity = max(opts.Capacity, 2*opts.MaxSamplesPerSend)
+	opts.KeepAlive = agent.ReplayKeepAlive // renews the lease while the endpoint is down
 	q, err := queue.New(log, prometheus.NewRegistry(), queue.DirSource(plan.dir), client, opts)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The queue's counters are cumulative over the runs of one replay (they live in its position
 	// file); this run's are the difference.
@@ -295,12 +312,19 @@ func replayOne(ctx context.Context, c *cli.Context, logger *logrus.Logger, clien
 					dropped += d
 				}
 			}
-			fmt.Fprintf(c.App.Writer, "cluster %s: sent %d samples, dropped %d (%s), skipped outside the range %d%s\n",
-				plan.id, sent, dropped, reasons(drops), st.Filtered, rangeText(plan.minT, plan.maxT))
-			if interrupted {
-				return dropped, exitError{code: 1, msg: fmt.Sprintf("replay interrupted at %v; continue with --resume", st.Position)}
+			fmt.Fprintf(c.App.Writer, "cluster %s: sent %d samples, dropped %d (%s), skipped outside the range %d, missing segments %d%s\n",
+				plan.id, sent, dropped, reasons(drops), st.Filtered, st.MissingSegments, rangeText(plan.minT, plan.maxT))
+			if st.MissingSegments > 0 {
+				log.WithField("segments", st.MissingSegments).Error("wal segments were deleted before the replay read them (evicted by a cap, or truncated after the replay's lease expired): their samples were not sent")
 			}
-			return dropped, err
+			if interrupted {
+				return dropped, st.MissingSegments, exitError{code: 1, msg: fmt.Sprintf("replay interrupted at %v; continue with --resume", st.Position)}
+			}
+			if err == nil {
+				// Done: release the lease; nothing is left to resume.
+				err = wal.RemovePosition(plan.dir, plan.consumer)
+			}
+			return dropped, st.MissingSegments, err
 		case <-tick.C:
 			p.update(q.Stats().Delivered - start.Delivered)
 		case <-sigs:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -128,10 +129,9 @@ func TestReplay(t *testing.T) {
 			if strings.Contains(r.stderr, "\r") {
 				t.Error("terminal progress written to a pipe")
 			}
-			// The replay kept its own position, at the end.
-			st, err := wal.ReadPosition(tw.dir, "replay-"+endpointName(t, rcv.url))
-			if err != nil || st.Position != tw.ends[49] {
-				t.Errorf("replay position %v %v, want %v", st.Position, err, tw.ends[49])
+			// A finished replay released its registration (its position file).
+			if _, err := wal.ReadPosition(tw.dir, "replay-"+endpointName(t, rcv.url)); !errors.Is(err, wal.ErrNoPosition) {
+				t.Errorf("replay position left behind: %v", err)
 			}
 		})
 	}

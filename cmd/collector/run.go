@@ -106,7 +106,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "min-backoff", Category: catQueue, Value: qo.MinBackoff, Usage: "first retry delay", EnvVars: env("min-backoff")},
 		&cli.DurationFlag{Name: "max-backoff", Category: catQueue, Value: qo.MaxBackoff, Usage: "longest retry delay (Retry-After may ask for more)", EnvVars: env("max-backoff")},
 		&cli.DurationFlag{Name: "sample-age-limit", Category: catQueue, Usage: "drop (and count) samples older than this at send time; 0 never drops", EnvVars: env("sample-age-limit")},
-		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
+		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops; it stops at once when the endpoint fails (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
 	)
 	return showDefaults(flags)
 }
@@ -137,7 +137,8 @@ func runCommand() *cli.Command {
 			"config file, then the default. The flags describe one source (--id, --from, ...) and\n" +
 			"the --to-upload endpoints; the config file may list more sources and endpoints (see\n" +
 			"docs/configuration.md).\n" +
-			"SIGTERM/SIGINT stop scraping, flush until --flush-deadline, commit the positions and exit 0;\n" +
+			"SIGTERM/SIGINT stop scraping, flush while requests succeed (at most --flush-deadline), commit\n" +
+			"the positions and exit 0 (1 when a position could not be committed; see docs/operations.md);\n" +
 			"a second signal stops at once. SIGHUP or POST /-/reload re-reads the config file and the files\n" +
 			"the sources name (match files, allowlists, tokens, certificates) without touching the WAL.",
 		Flags:  runFlags(),
@@ -149,59 +150,39 @@ func runAction(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usagef("unexpected argument %q", c.Args().First())
 	}
-	// Signals are taken over before the WALs are opened: a SIGTERM during a long repair stops
-	// the agent cleanly instead of killing it.
+	// Signals are taken over before anything is read: the start-up (config file, WAL open and
+	// repair, rule parsing) runs in its own goroutine, and a SIGTERM or SIGINT during it ends the
+	// process at once. Abandoning it is safe: the WAL survives a kill at any point, and the next
+	// start repairs what this one was doing.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	cfg, s, err := buildConfig(c)
-	if err != nil {
-		return err
+	type startResult struct {
+		st  *started
+		err error
 	}
-	logger, err := newLogger(c.App.ErrWriter, s)
-	if err != nil {
-		return err
-	}
-	opts, err := buildOptions(s)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts.Gatherer = reg
-
-	var a *agent.Agent
-	reload := func() error {
-		cfg, ns, err := buildConfig(c)
-		if err != nil {
-			return err
+	startc := make(chan startResult, 1)
+	go func() {
+		st, err := startUp(c)
+		startc <- startResult{st, err}
+	}()
+	var st *started
+	for st == nil {
+		select {
+		case r := <-startc:
+			if r.err != nil {
+				return r.err
+			}
+			st = r.st
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue // nothing runs yet: the start-up reads the current files anyway
+			}
+			return exitError{code: 0, msg: fmt.Sprintf("%v during the start-up: stopped before running (the next start resumes; the WAL is crash-safe)", sig)}
 		}
-		if err := a.Reload(cfg); err != nil {
-			return err
-		}
-		if changed := restartOnly(s, ns); len(changed) > 0 {
-			logger.WithField("flags", strings.Join(changed, ",")).Warn("reload: these flags changed but need a restart; their running values are kept")
-		}
-		if err := setLogLevel(logger, ns); err != nil {
-			logger.WithError(err).Warn("reload: log settings not changed")
-		}
-		return nil
 	}
-	opts.Reload = reload
-	a, err = agent.New(logger, reg, cfg, opts)
-	if err != nil {
-		return err
-	}
-	logger.WithFields(logrus.Fields{
-		"version": version, "sources": len(cfg.Sources), "endpoints": len(cfg.Endpoints), "wal_dir": opts.WALDir,
-		"from_config_file": strings.Join(s.fileFlagNames(), ","),
-	}).Info("collector starting")
-	logger.WithFields(logrus.Fields{
-		"interval": s.value("interval"), "batch_send_deadline": opts.Queue.BatchSendDeadline.String(),
-		"flush_deadline": opts.Queue.FlushDeadline.String(), "max_shards": opts.Queue.MaxShards,
-		"wal_segment_size": opts.WAL.SegmentSize, "wal_fsync": string(opts.WAL.Fsync),
-	}).Debug("settings")
+	a, logger, opts, reload := st.agent, st.logger, st.opts, st.opts.Reload
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -223,7 +204,7 @@ func runAction(c *cli.Context) error {
 			case !stopping:
 				stopping = true
 				logger.WithFields(logrus.Fields{"signal": sig.String(), "flush_deadline": opts.Queue.FlushDeadline.String()}).
-					Info("draining: scraping stopped, flushing until the flush deadline; a second signal stops at once")
+					Info("draining: scraping stopped, flushing while requests succeed until the flush deadline; a second signal stops at once")
 				cancel()
 			default:
 				logger.Warn("second signal: cancelling requests in flight; what they held stays in the WAL")
@@ -231,6 +212,64 @@ func runAction(c *cli.Context) error {
 			}
 		}
 	}
+}
+
+// started is what startUp built.
+type started struct {
+	agent  *agent.Agent
+	logger *logrus.Logger
+	opts   agent.Options
+}
+
+// startUp resolves the configuration and builds the agent (opening the WALs); it binds the HTTP
+// listener before touching the disk.
+func startUp(c *cli.Context) (*started, error) {
+	cfg, s, err := buildConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	logger, err := newLogger(c.App.ErrWriter, s)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := buildOptions(s)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Gatherer = reg
+
+	var a *agent.Agent
+	opts.Reload = func() error {
+		cfg, ns, err := buildConfig(c)
+		if err != nil {
+			return err
+		}
+		if err := a.Reload(cfg); err != nil {
+			return err
+		}
+		if changed := restartOnly(s, ns); len(changed) > 0 {
+			logger.WithField("flags", strings.Join(changed, ",")).Warn("reload: these flags changed but need a restart; their running values are kept")
+		}
+		if err := setLogLevel(logger, ns); err != nil {
+			logger.WithError(err).Warn("reload: log settings not changed")
+		}
+		return nil
+	}
+	if a, err = agent.New(logger, reg, cfg, opts); err != nil {
+		return nil, err
+	}
+	logger.WithFields(logrus.Fields{
+		"version": version, "sources": len(cfg.Sources), "endpoints": len(cfg.Endpoints), "wal_dir": opts.WALDir,
+		"from_config_file": strings.Join(s.fileFlagNames(), ","),
+	}).Info("collector starting")
+	logger.WithFields(logrus.Fields{
+		"interval": s.value("interval"), "batch_send_deadline": opts.Queue.BatchSendDeadline.String(),
+		"flush_deadline": opts.Queue.FlushDeadline.String(), "max_shards": opts.Queue.MaxShards,
+		"wal_segment_size": opts.WAL.SegmentSize, "wal_fsync": string(opts.WAL.Fsync),
+	}).Debug("settings")
+	return &started{agent: a, logger: logger, opts: opts}, nil
 }
 
 // restartOnly returns the flags outside the sources' and endpoints' settings whose value differs
@@ -419,6 +458,9 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 	o := agent.DefaultOptions()
 	o.Version = version
 	o.Listen = c.String("listen")
+	if err := validateListen(o.Listen); err != nil {
+		return o, usagef("--listen %q: %v", o.Listen, err)
+	}
 	o.EnablePprof = c.Bool("enable-pprof")
 	o.WALDir = c.String("wal-dir")
 	o.TruncateInterval = c.Duration("wal-truncate-interval")

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/collector-dev/collector/agent"
@@ -107,3 +111,35 @@ func (s settings) Int64(name string) int64            { return s.ctx(name).Int64
 func (s settings) Duration(name string) time.Duration { return s.ctx(name).Duration(name) }
 func (s settings) IsSet(name string) bool             { return s.fromFile[name] || s.c.IsSet(name) }
 func (s settings) value(name string) string           { return fmt.Sprint(s.ctx(name).Value(name)) }
+
+// validateListen checks a host:port address without binding it: a port in 0..65535 (0 picks a
+// free one) and a host that is empty, an IP address or a DNS name. Empty means no server.
+func validateListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. :9002 or localhost:9002")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	if host == "" || net.ParseIP(host) != nil {
+		return nil
+	}
+	if len(host) > 253 {
+		return fmt.Errorf("host %q: too long", host)
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return fmt.Errorf("host %q: want an IP address or a DNS name", host)
+		}
+		for _, r := range label {
+			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return fmt.Errorf("host %q: want an IP address or a DNS name", host)
+			}
+		}
+	}
+	return nil
+}
