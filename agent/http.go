@@ -22,7 +22,8 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// Handler serves /metrics, /healthz, /readyz, POST /-/reload and, when enabled, /debug/pprof/.
+// Handler serves /metrics, /healthz, /readyz, POST /-/reload (403 unless EnableLifecycle) and,
+// when enabled, /debug/pprof/.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if a.opts.Gatherer != nil {
@@ -36,6 +37,12 @@ func (a *Agent) Handler() http.Handler {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if !a.opts.EnableLifecycle {
+			// Prometheus' answer: anyone who reaches --listen must not be able to make the agent
+			// re-read its files (a reload of a large match file costs CPU seconds).
+			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
 			return
 		}
 		if a.opts.Reload == nil {
