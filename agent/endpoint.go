@@ -74,7 +74,7 @@ func (e EndpointConfig) Validate() error {
 	}
 	u, err := url.Parse(e.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactURL(e.URL))
+		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactRawURL(e.URL))
 	}
 	if err := wal.ValidateID(e.Name); err != nil {
 		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
@@ -103,16 +103,6 @@ func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
 		o.Timeout = e.Timeout
 	}
 	return o
-}
-
-// redactURL drops userinfo from a URL for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable url>"
-	}
-	u.User = nil
-	return u.String()
 }
 
 // trackingSender remembers the outcome of the last request of one queue, for /readyz.

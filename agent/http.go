@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -81,11 +82,11 @@ func (a *Agent) Ready() (bool, []string) {
 			ready = false
 			problems = append(problems, fmt.Sprintf("source %s: first scrape not attempted yet", c.id))
 		} else if st.LastError != nil {
-			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %v", c.id, oneLine(st.LastError.Error())))
+			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %s", c.id, scrapeKinds(st.LastError)))
 		}
 		for _, eq := range c.queues {
 			if err := eq.sender.lastError(); err != nil {
-				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %v", eq.name, c.id, oneLine(err.Error())))
+				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %s", eq.name, c.id, sendKind(err)))
 			}
 		}
 	}
@@ -106,10 +107,38 @@ func (a *Agent) serveReady(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "..."
+// scrapeKinds describes the failed scrapes of a cycle for /readyz, which anyone reaching
+// --listen may read: the reason and the status code of each, never an error string (it may
+// quote the source's answer). The log line of the failure has the details.
+func scrapeKinds(err error) string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
 	}
-	return s
+	kinds := make([]string, 0, len(errs))
+	for _, e := range errs {
+		k := reasonOf(e)
+		var se *scrapeError
+		if errors.As(e, &se) && se.Code != 0 {
+			k += fmt.Sprintf(" (HTTP %d)", se.Code)
+		}
+		kinds = append(kinds, k)
+	}
+	return strings.Join(kinds, ", ") + "; see the log"
+}
+
+// sendKind describes the error of a remote-write request for /readyz: its kind and status code
+// (shipper.Error), never the error string, which quotes the receiver's answer.
+func sendKind(err error) string {
+	var se interface {
+		Reason() string
+		StatusCode() int
+	}
+	if !errors.As(err, &se) {
+		return "error; see the log"
+	}
+	if code := se.StatusCode(); code != 0 {
+		return fmt.Sprintf("HTTP %d (%s); see the log", code, se.Reason())
+	}
+	return se.Reason() + "; see the log"
 }

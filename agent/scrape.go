@@ -92,7 +92,9 @@ const (
 // scrapeError is a failed scrape or query: the reason it is counted under and the cause.
 type scrapeError struct {
 	Reason string
-	Err    error
+	// Code is the HTTP status of a reasonStatus error, else 0.
+	Code int
+	Err  error
 }
 
 func (e *scrapeError) Error() string { return e.Err.Error() }
@@ -172,7 +174,7 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", st.federate.Redacted(), err)}
+		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", redactURL(st.federate), err)}
 	}
 	req.Header.Set("Accept", FederateAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -187,11 +189,11 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	defer drainClose(resp.Body)
 	s.metrics.requests.WithLabelValues(requestTypeFederate, strconv.Itoa(resp.StatusCode)).Inc()
 	if resp.StatusCode != http.StatusOK {
-		return &scrapeError{Reason: reasonStatus, Err: fmt.Errorf("federate %s: status %d: %s", st.federate.Redacted(), resp.StatusCode, bodySnippet(resp.Body))}
+		return &scrapeError{Reason: reasonStatus, Code: resp.StatusCode, Err: fmt.Errorf("federate %s: status %d: %s", redactURL(st.federate), resp.StatusCode, bodySnippet(resp.Body, st.secrets()))}
 	}
 	ct := resp.Header.Get("Content-Type")
 	if !isExpositionType(ct) {
-		return &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("federate %s: content type %q is not an exposition format: %s", st.federate.Redacted(), ct, bodySnippet(resp.Body))}
+		return &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("federate %s: content type %q is not an exposition format: %s", redactURL(st.federate), ct, bodySnippet(resp.Body, st.secrets()))}
 	}
 	body, err := decodedBody(resp)
 	if err != nil {
@@ -226,7 +228,7 @@ func requestError(ctx context.Context, what string, u *url.URL, err error) error
 	case isTimeout(ctx, err):
 		reason = reasonTimeout
 	}
-	return &scrapeError{Reason: reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), err)}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("%s %s: %w", what, redactURL(u), err)}
 }
 
 // classifyBodyError classifies an error of reading the body of a request of kind what.
@@ -234,13 +236,13 @@ func classifyBodyError(ctx context.Context, what string, u *url.URL, err error, 
 	var se *scrapeError
 	switch {
 	case errors.As(err, &se):
-		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), se.Err)}
+		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, redactURL(u), se.Err)}
 	case errors.Is(err, ErrTooLarge):
-		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, u.Redacted(), limit)}
+		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, redactURL(u), limit)}
 	case isTimeout(ctx, err):
-		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, redactURL(u), err)}
 	}
-	return &scrapeError{Reason: reasonTruncated, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+	return &scrapeError{Reason: reasonTruncated, Err: fmt.Errorf("%s %s: read body: %w", what, redactURL(u), err)}
 }
 
 // ingestError classifies an error of Ingest whose body read fine.
@@ -259,7 +261,7 @@ func ingestError(u *url.URL, err error) error {
 			reason = reasonContentType
 		}
 	}
-	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", u.Redacted(), err)}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", redactURL(u), err)}
 }
 
 func isTimeout(ctx context.Context, err error) bool {
@@ -334,16 +336,17 @@ func drainClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// bodySnippet returns the start of an error body, one line of printable characters, for an
-// error message: enough to recognise a proxy's page.
-func bodySnippet(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, 512))
+// bodySnippet returns the start of an error body, one line of printable characters with the
+// secrets replaced, for an error message: enough to recognise a proxy's page. The secrets are
+// replaced before the cut, so that none leaks partly.
+func bodySnippet(r io.Reader, secrets []string) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 16<<10))
 	s := strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return ' '
-	}, string(b))
+	}, redactSecrets(string(b), secrets))
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 200 {
 		s = s[:200] + "..."

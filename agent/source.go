@@ -309,9 +309,19 @@ func (s *Source) installed(old, st *sourceState) {
 		}
 	}
 	s.logger.WithFields(logrus.Fields{
-		"from": st.federate.Redacted(), "matchers": len(st.matchers), "workers": len(st.groups),
+		"from": redactURL(st.federate), "matchers": len(st.matchers), "workers": len(st.groups),
 		"rules": len(st.rules), "interval": st.cfg.Interval.String(),
 	}).Info("source configured")
+}
+
+// secrets returns what must not appear in an error string made of a source's answer: the
+// credentials of the URLs and the bearer token.
+func (st *sourceState) secrets() []string {
+	out := append(urlSecrets(st.federate), urlSecrets(st.query)...)
+	if tok := st.client.token.current(); tok != "" {
+		out = append(out, tok)
+	}
+	return out
 }
 
 // buildState resolves cfg: defaults, validation, match file, allowlist, salt file, URLs, client
