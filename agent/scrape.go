@@ -4,12 +4,16 @@ package agent
 //
 // A Source federates one Prometheus into one WAL. Every interval (DefaultInterval 5m, RHACM's
 // default; the first cycle at Run's start) it sends GET <from>/federate with the source's
-// match[] selectors spread round-robin over worker_number parallel requests (clamped to the
-// number of selectors, with a warning), and evaluates the recording rules alongside. A cycle that
-// runs past the next tick delays the schedule to the tick after it; ticks are skipped, never
-// queued, and counted in collector_scrape_overruns_total.
+// match[] selectors spread round-robin over worker_number parallel workers (clamped to the
+// number of selectors, with a warning), and evaluates the recording rules alongside. A worker
+// whose selectors would make a request line longer than 8000 bytes (proxies refuse longer ones
+// with 414; Prometheus' /federate takes no POST) sends them in several requests one after the
+// other, each a scrape of its own; after a transport, timeout or auth failure it skips the rest
+// of its requests until the next cycle. More than 10 000 selectors are warned about at start.
+// A cycle that runs past the next tick delays the schedule to the tick after it; ticks are
+// skipped, never queued, and counted in collector_scrape_overruns_total.
 //
-// Each worker's response is one scrape: streamed (never read whole) through a size limit on the
+// Each request's response is one scrape: streamed (never read whole) through a size limit on the
 // decompressed bytes (limit_bytes, default 1 GiB = RHACM's scrapeSizeLimitBytes; the seeds' 200
 // KiB failed real clusters) into Ingester.Ingest, which appends it in one WAL commit or not at
 // all. A scrape that fails appends nothing, is counted in collector_scrape_failures_total{reason}
@@ -213,6 +217,69 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 }
 
 const defaultUserAgent = "collector"
+
+// Request sizes of the federate requests.
+const (
+	// maxRequestURIBytes bounds the path and query of a federate request: proxies in front of a
+	// Prometheus refuse longer request lines (nginx's default buffer is 8 KiB; beyond, 414 or a
+	// broken pipe). /federate takes match[] only from the URL (Prometheus answers a POST with
+	// 405), so a long list is cut into several requests instead.
+	maxRequestURIBytes = 8000
+	// manyMatchers is the count of matchers above which a warning says what they cost.
+	manyMatchers = 10_000
+)
+
+// matchParamLen is the encoded name of the match[] parameter with its '=' and the '&' before it.
+var matchParamLen = len(url.QueryEscape("match[]")) + 2
+
+// chunkMatchers cuts matchers, in order, into runs whose encoded match[] parameters take at
+// most budget bytes. A matcher longer than budget alone makes one run.
+func chunkMatchers(matchers []string, budget int) [][]string {
+	var out [][]string
+	start, size := 0, 0
+	for i, m := range matchers {
+		n := matchParamLen + len(url.QueryEscape(m))
+		if i > start && size+n > budget {
+			out = append(out, matchers[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(matchers) {
+		out = append(out, matchers[start:])
+	}
+	return out
+}
+
+// cutRequests cuts the groups into requests and adds the warnings about a large list.
+func (st *sourceState) cutRequests() {
+	budget := maxRequestURIBytes - len(st.federate.RequestURI())
+	st.requests = make([][][]string, len(st.groups))
+	for i, g := range st.groups {
+		st.requests[i] = chunkMatchers(g, budget)
+	}
+	long := 0
+	for _, m := range st.matchers {
+		if matchParamLen+len(url.QueryEscape(m)) > budget {
+			long++
+		}
+	}
+	if long > 0 {
+		st.warnings = append(st.warnings, fmt.Sprintf("%d matchers are longer than a request line proxies accept (%d bytes); each is sent alone, and a proxy may refuse it", long, maxRequestURIBytes))
+	}
+	if len(st.matchers) > manyMatchers {
+		st.warnings = append(st.warnings, fmt.Sprintf("%d matchers (more than %d): each cycle sends them in %d /federate requests, each appended on its own; fewer, broader selectors (a regex on __name__) cost the source less", len(st.matchers), manyMatchers, st.requestCount()))
+	}
+}
+
+// requestCount is the number of federate requests of a cycle.
+func (st *sourceState) requestCount() int {
+	n := 0
+	for _, r := range st.requests {
+		n += len(r)
+	}
+	return n
+}
 
 // requestError classifies an error of Do. The *url.Error wrapper is dropped: its URL holds
 // every matcher.
