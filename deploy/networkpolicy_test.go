@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,6 +32,11 @@ func TestNetworkPolicy(t *testing.T) {
 			}
 			rule := np.Spec.Ingress[0]
 			c := container(t, sts)
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--web.enable-lifecycle") {
+					t.Errorf("the manifests enable the lifecycle API (%s): POST /-/reload would be open to the monitoring namespace", a)
+				}
+			}
 			if len(rule.Ports) != 1 || rule.Ports[0].Port == nil || !portIs(*rule.Ports[0].Port, c.Ports[0]) ||
 				rule.Ports[0].Protocol == nil || *rule.Ports[0].Protocol != corev1.ProtocolTCP || c.Ports[0].ContainerPort != listenPort {
 				t.Errorf("ingress ports %+v, want only the container's metrics port %d", rule.Ports, listenPort)
