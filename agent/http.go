@@ -115,14 +115,22 @@ func scrapeKinds(err error) string {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
-	kinds := make([]string, 0, len(errs))
+	var kinds []string
+	count := map[string]int{}
 	for _, e := range errs {
 		k := reasonOf(e)
 		var se *scrapeError
 		if errors.As(e, &se) && se.Code != 0 {
 			k += fmt.Sprintf(" (HTTP %d)", se.Code)
 		}
-		kinds = append(kinds, k)
+		if count[k]++; count[k] == 1 {
+			kinds = append(kinds, k)
+		}
+	}
+	for i, k := range kinds {
+		if n := count[k]; n > 1 {
+			kinds[i] = fmt.Sprintf("%s x%d", k, n)
+		}
 	}
 	return strings.Join(kinds, ", ") + "; see the log"
 }

@@ -195,3 +195,20 @@ func (h *listenHook) Fire(e *logrus.Entry) error {
 	}
 	return nil
 }
+
+// TestScrapeKinds: /readyz lists each kind of scrape failure once, with its count and status,
+// never the error text.
+func TestScrapeKinds(t *testing.T) {
+	err := errors.Join(
+		&scrapeError{Reason: reasonStatus, Code: 500, Err: errors.New("body with a secret")},
+		&scrapeError{Reason: reasonTimeout, Err: errors.New("timeout")},
+		&scrapeError{Reason: reasonStatus, Code: 500, Err: errors.New("body with a secret")},
+		&scrapeError{Reason: reasonStatus, Code: 414, Err: errors.New("body")},
+	)
+	if got, want := scrapeKinds(err), "status (HTTP 500) x2, timeout, status (HTTP 414); see the log"; got != want {
+		t.Errorf("scrapeKinds = %q, want %q", got, want)
+	}
+	if got, want := scrapeKinds(&scrapeError{Reason: reasonParse, Err: errors.New("line 3")}), "parse; see the log"; got != want {
+		t.Errorf("scrapeKinds = %q, want %q", got, want)
+	}
+}
