@@ -39,7 +39,7 @@ func gzipZeros(t *testing.T, prefix []byte, n int) []byte {
 // Accept header) is refused as too_large with the memory of a text scrape, not the size of the
 // body: the protobuf path streams one message at a time under the same --limit-bytes.
 func TestProtobufGzipBomb(t *testing.T) {
-	const limit = 32 << 20
+	const limit = 16 << 20
 	huge := binary.AppendUvarint(nil, 1<<30) // one message claiming 1 GiB
 	for _, tc := range []struct {
 		name string
@@ -66,11 +66,11 @@ func TestProtobufGzipBomb(t *testing.T) {
 			if got := ts.failures(reasonTooLarge); got != 1 {
 				t.Fatalf("too_large failures %v, want 1 (status %v)", got, ts.Status().LastError)
 			}
-			// Everything allocated during the scrape, freed or not: far below the 32 MiB the body
+			// Everything allocated during the scrape, freed or not: far below the 16 MiB the body
 			// may inflate to before the limit refuses it (the old io.ReadAll allocated more).
 			alloc := after.TotalAlloc - before.TotalAlloc
 			t.Logf("allocated %d KiB", alloc>>10)
-			if alloc > 8<<20 {
+			if alloc > 4<<20 {
 				t.Errorf("the scrape allocated %d MiB", alloc>>20)
 			}
 		})
@@ -123,3 +123,21 @@ func TestIngestProtobufErrors(t *testing.T) {
 type failingReader struct{ err error }
 
 func (f *failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestIngestProtobufEmptyMessages: empty messages (zero lengths) around and between families are
+// skipped, as textparse does.
+func TestIngestProtobufEmptyMessages(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("..", "testdata", "federate", "openshift-sample.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := toProtobuf(t, text)
+	zeros := make([]byte, 100<<10) // more than the reader's buffer
+	body := append(append(append(append([]byte(nil), zeros...), good...), zeros...), good...)
+	now := time.UnixMilli(testNowMs)
+	ing, _ := newTestIngester(t, DefaultTransformConfig(), &now)
+	res, err := ing.Ingest(bytes.NewReader(body), protoType)
+	if err != nil || res.Read != 400 || res.Bytes != int64(len(body)) {
+		t.Fatalf("Ingest = %+v, %v; want 400 samples read from %d bytes", res, err, len(body))
+	}
+}

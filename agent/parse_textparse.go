@@ -40,6 +40,7 @@ func (i *Ingester) parseOther(st *ingestState, tr *transformer, body io.Reader, 
 	br := bufio.NewReaderSize(rec, 64<<10)
 	var lset labels.Labels
 	for msg := 1; ; msg++ {
+		res.Bytes += skipZeros(br)
 		n, err := binary.ReadUvarint(br)
 		switch {
 		case err == io.EOF:
@@ -72,6 +73,29 @@ func (i *Ingester) parseOther(st *ingestState, tr *transformer, body io.Reader, 
 		}
 		if err := i.parseFamily(st, tr, p, &lset, nowMs, res); err != nil {
 			return err
+		}
+	}
+}
+
+// skipZeros consumes the zero bytes at the reader's position in bulk: each is an empty message,
+// which textparse skips too, and a body of zeros is the cheapest gzip bomb.
+func skipZeros(br *bufio.Reader) int64 {
+	var n int64
+	for {
+		if br.Buffered() == 0 {
+			if _, err := br.Peek(1); err != nil {
+				return n // ReadUvarint meets the error
+			}
+		}
+		b, _ := br.Peek(br.Buffered())
+		i := 0
+		for i < len(b) && b[i] == 0 {
+			i++
+		}
+		_, _ = br.Discard(i)
+		n += int64(i)
+		if i < len(b) {
+			return n
 		}
 	}
 }
