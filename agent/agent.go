@@ -54,6 +54,9 @@ type Options struct {
 	Listen string
 	// EnablePprof serves /debug/pprof on the HTTP server.
 	EnablePprof bool
+	// EnableLifecycle lets POST/PUT /-/reload call Reload; without it they answer 403 (as
+	// Prometheus' --web.enable-lifecycle). SIGHUP is not affected.
+	EnableLifecycle bool
 	// Gatherer serves /metrics. Default: the registerer if it is a Gatherer.
 	Gatherer prometheus.Gatherer
 	// Reload is called by POST /-/reload; the cmd package re-reads flags and files and calls

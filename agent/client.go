@@ -176,6 +176,16 @@ func newTokenSource(static, path string, now func() time.Time) *tokenSource {
 	return &tokenSource{static: static, path: path, now: now}
 }
 
+// current returns the token last returned, without touching the file (for redaction).
+func (t *tokenSource) current() string {
+	if t.path == "" {
+		return t.static
+	}
+	t.mtx.Lock()
+	defer t.mtx.Unlock()
+	return t.token
+}
+
 // Token returns the current token, "" when none is configured.
 func (t *tokenSource) Token() (string, error) {
 	if t.path == "" {

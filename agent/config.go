@@ -572,10 +572,10 @@ func parseHTTPURL(s string) (*url.URL, error) {
 		return nil, errors.New("url does not parse")
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("url %s: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("url %s: scheme must be http or https", redactURL(u))
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("url %s: no host", u.Redacted())
+		return nil, fmt.Errorf("url %s: no host", redactURL(u))
 	}
 	return u, nil
 }

@@ -88,6 +88,11 @@
 //	protobuf, Ingest via textparse  0.33 M samples/s  2.2 allocs/sample (no cache)
 //	protobuf, expfmt decode alone   0.43 M samples/s  65 allocs/sample (the seeds' decoder)
 //
+// Prometheus answers /federate in the format the Accept header asks for, so the protobuf path
+// serves only a server (or proxy) that ignores it. It is as safe as the text path: it streams one
+// delimited message (metric family) at a time, each at most 16 MiB (too_large beyond), through
+// the same limit on the decompressed body, so a gzip bomb costs the memory of one message.
+//
 // Gzip on the wire costs more than the parse: Go's compress/gzip inflates this body at 300-500
 // MB/s, 0.8-1.4 M lines/s, so a gzipped federate scrape is bound by decompression, not parsing.
 //

@@ -78,12 +78,12 @@ func (e EndpointConfig) Validate() error {
 	}
 	u, err := url.Parse(e.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactURL(e.URL))
+		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactRawURL(e.URL))
 	}
 	if u.User != nil && e.BearerTokenFile != "" {
 		// The bearer token would replace the URL's basic auth on every request: say so instead
 		// of silently ignoring one of the two.
-		return fmt.Errorf("endpoint %q: url %q has userinfo (basic auth) and a bearer token file is set: give one of them", e.Name, redactURL(e.URL))
+		return fmt.Errorf("endpoint %q: url %q has userinfo (basic auth) and a bearer token file is set: give one of them", e.Name, redactURL(u))
 	}
 	if err := wal.ValidateID(e.Name); err != nil {
 		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
@@ -120,16 +120,6 @@ func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
 		o.RetryOnStatus = set // else empty (the default) or refused by Validate
 	}
 	return o
-}
-
-// redactURL drops userinfo from a URL for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable url>"
-	}
-	u.User = nil
-	return u.String()
 }
 
 // trackingSender remembers the outcome of the last request of one queue, for /readyz.

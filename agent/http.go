@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -22,7 +23,8 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// Handler serves /metrics, /healthz, /readyz, POST /-/reload and, when enabled, /debug/pprof/.
+// Handler serves /metrics, /healthz, /readyz, POST /-/reload (403 unless EnableLifecycle) and,
+// when enabled, /debug/pprof/.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if a.opts.Gatherer != nil {
@@ -36,6 +38,12 @@ func (a *Agent) Handler() http.Handler {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "use POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if !a.opts.EnableLifecycle {
+			// Prometheus' answer: anyone who reaches --listen must not be able to make the agent
+			// re-read its files (a reload of a large match file costs CPU seconds).
+			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
 			return
 		}
 		if a.opts.Reload == nil {
@@ -74,11 +82,11 @@ func (a *Agent) Ready() (bool, []string) {
 			ready = false
 			problems = append(problems, fmt.Sprintf("source %s: first scrape not attempted yet", c.id))
 		} else if st.LastError != nil {
-			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %v", c.id, oneLine(st.LastError.Error())))
+			problems = append(problems, fmt.Sprintf("source %s: last scrape failed: %s", c.id, scrapeKinds(st.LastError)))
 		}
 		for _, eq := range c.queues {
 			if err := eq.sender.lastError(); err != nil {
-				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %v", eq.name, c.id, oneLine(err.Error())))
+				problems = append(problems, fmt.Sprintf("endpoint %s (source %s): last request failed: %s", eq.name, c.id, sendKind(err)))
 			}
 		}
 	}
@@ -99,10 +107,46 @@ func (a *Agent) serveReady(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 300 {
-		s = s[:300] + "..."
+// scrapeKinds describes the failed scrapes of a cycle for /readyz, which anyone reaching
+// --listen may read: the reason and the status code of each, never an error string (it may
+// quote the source's answer). The log line of the failure has the details.
+func scrapeKinds(err error) string {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
 	}
-	return s
+	var kinds []string
+	count := map[string]int{}
+	for _, e := range errs {
+		k := reasonOf(e)
+		var se *scrapeError
+		if errors.As(e, &se) && se.Code != 0 {
+			k += fmt.Sprintf(" (HTTP %d)", se.Code)
+		}
+		if count[k]++; count[k] == 1 {
+			kinds = append(kinds, k)
+		}
+	}
+	for i, k := range kinds {
+		if n := count[k]; n > 1 {
+			kinds[i] = fmt.Sprintf("%s x%d", k, n)
+		}
+	}
+	return strings.Join(kinds, ", ") + "; see the log"
+}
+
+// sendKind describes the error of a remote-write request for /readyz: its kind and status code
+// (shipper.Error), never the error string, which quotes the receiver's answer.
+func sendKind(err error) string {
+	var se interface {
+		Reason() string
+		StatusCode() int
+	}
+	if !errors.As(err, &se) {
+		return "error; see the log"
+	}
+	if code := se.StatusCode(); code != 0 {
+		return fmt.Sprintf("HTTP %d (%s); see the log", code, se.Reason())
+	}
+	return se.Reason() + "; see the log"
 }

@@ -106,18 +106,23 @@ func TestReloadEndpoint(t *testing.T) {
 		name     string
 		method   string
 		reload   func() error
+		disabled bool
 		wantCode int
 		wantBody string
 	}{
-		{"get", http.MethodGet, func() error { return nil }, http.StatusMethodNotAllowed, "use POST"},
-		{"not configured", http.MethodPost, nil, http.StatusNotImplemented, "not configured"},
-		{"refused", http.MethodPost, func() error { return errors.New("match file m line 1: bad") }, http.StatusBadRequest,
+		{"get", http.MethodGet, func() error { return nil }, false, http.StatusMethodNotAllowed, "use POST"},
+		{"not configured", http.MethodPost, nil, false, http.StatusNotImplemented, "not configured"},
+		{"refused", http.MethodPost, func() error { return errors.New("match file m line 1: bad") }, false, http.StatusBadRequest,
 			"reload refused, the running configuration is kept: match file m line 1: bad"},
-		{"ok", http.MethodPost, func() error { return nil }, http.StatusOK, "reloaded"},
+		{"ok", http.MethodPost, func() error { return nil }, false, http.StatusOK, "reloaded"},
+		{"put", http.MethodPut, func() error { return nil }, false, http.StatusOK, "reloaded"},
+		{"lifecycle disabled", http.MethodPost, func() error { t.Error("reload called"); return nil }, true, http.StatusForbidden, "Lifecycle API is not enabled."},
+		{"lifecycle disabled put", http.MethodPut, func() error { t.Error("reload called"); return nil }, true, http.StatusForbidden, "Lifecycle API is not enabled."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := testOptions(t)
 			opts.Reload = tc.reload
+			opts.EnableLifecycle = !tc.disabled
 			a, err := New(discardLogger(), prometheus.NewRegistry(), testConfig("http://127.0.0.1:1", "http://127.0.0.1:1/w"), opts)
 			if err != nil {
 				t.Fatal(err)
@@ -189,4 +194,21 @@ func (h *listenHook) Fire(e *logrus.Entry) error {
 		}
 	}
 	return nil
+}
+
+// TestScrapeKinds: /readyz lists each kind of scrape failure once, with its count and status,
+// never the error text.
+func TestScrapeKinds(t *testing.T) {
+	err := errors.Join(
+		&scrapeError{Reason: reasonStatus, Code: 500, Err: errors.New("body with a secret")},
+		&scrapeError{Reason: reasonTimeout, Err: errors.New("timeout")},
+		&scrapeError{Reason: reasonStatus, Code: 500, Err: errors.New("body with a secret")},
+		&scrapeError{Reason: reasonStatus, Code: 414, Err: errors.New("body")},
+	)
+	if got, want := scrapeKinds(err), "status (HTTP 500) x2, timeout, status (HTTP 414); see the log"; got != want {
+		t.Errorf("scrapeKinds = %q, want %q", got, want)
+	}
+	if got, want := scrapeKinds(&scrapeError{Reason: reasonParse, Err: errors.New("line 3")}), "parse; see the log"; got != want {
+		t.Errorf("scrapeKinds = %q, want %q", got, want)
+	}
 }

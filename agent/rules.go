@@ -121,7 +121,7 @@ func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule,
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("query %s: %w", st.query.Redacted(), err)}
+		return 0, &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("query %s: %w", redactURL(st.query), err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -142,11 +142,11 @@ func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule,
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(body, 4<<10))
 		var qr queryResponse
-		msg := bodySnippet(bytes.NewReader(b))
+		msg := bodySnippet(bytes.NewReader(b), st.secrets())
 		if json.Unmarshal(b, &qr) == nil && qr.Error != "" {
-			msg = strconv.Quote(qr.ErrorType + ": " + qr.Error)
+			msg = strconv.Quote(redactSecrets(qr.ErrorType+": "+qr.Error, st.secrets()))
 		}
-		return 0, &scrapeError{Reason: reasonStatus, Err: fmt.Errorf("query %s: status %d: %s", st.query.Redacted(), resp.StatusCode, msg)}
+		return 0, &scrapeError{Reason: reasonStatus, Code: resp.StatusCode, Err: fmt.Errorf("query %s: status %d: %s", redactURL(st.query), resp.StatusCode, msg)}
 	}
 	lr := &limitedBody{r: body, limit: st.cfg.LimitBytes}
 	var qr queryResponse
@@ -155,11 +155,11 @@ func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule,
 		return 0, classifyBodyError(ctx, "query", st.query, lr.err, st.cfg.LimitBytes)
 	}
 	if derr != nil {
-		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: decode response: %w", st.query.Redacted(), derr)}
+		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: decode response: %w", redactURL(st.query), derr)}
 	}
 	samples, err := ruleSamples(r.Name, &qr)
 	if err != nil {
-		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: %w", st.query.Redacted(), err)}
+		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: %w", redactURL(st.query), err)}
 	}
 	if len(samples) == 0 {
 		return 0, nil

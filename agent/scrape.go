@@ -4,12 +4,16 @@ package agent
 //
 // A Source federates one Prometheus into one WAL. Every interval (DefaultInterval 5m, RHACM's
 // default; the first cycle at Run's start) it sends GET <from>/federate with the source's
-// match[] selectors spread round-robin over worker_number parallel requests (clamped to the
-// number of selectors, with a warning), and evaluates the recording rules alongside. A cycle that
-// runs past the next tick delays the schedule to the tick after it; ticks are skipped, never
-// queued, and counted in collector_scrape_overruns_total.
+// match[] selectors spread round-robin over worker_number parallel workers (clamped to the
+// number of selectors, with a warning), and evaluates the recording rules alongside. A worker
+// whose selectors would make a request line longer than 8000 bytes (proxies refuse longer ones
+// with 414; Prometheus' /federate takes no POST) sends them in several requests one after the
+// other, each a scrape of its own; after a transport, timeout or auth failure it skips the rest
+// of its requests until the next cycle. More than 10 000 selectors are warned about at start.
+// A cycle that runs past the next tick delays the schedule to the tick after it; ticks are
+// skipped, never queued, and counted in collector_scrape_overruns_total.
 //
-// Each worker's response is one scrape: streamed (never read whole) through a size limit on the
+// Each request's response is one scrape: streamed (never read whole) through a size limit on the
 // decompressed bytes (limit_bytes, default 1 GiB = RHACM's scrapeSizeLimitBytes; the seeds' 200
 // KiB failed real clusters) into Ingester.Ingest, which appends it in one WAL commit or not at
 // all. A scrape that fails appends nothing, is counted in collector_scrape_failures_total{reason}
@@ -94,7 +98,9 @@ const (
 // scrapeError is a failed scrape or query: the reason it is counted under and the cause.
 type scrapeError struct {
 	Reason string
-	Err    error
+	// Code is the HTTP status of a reasonStatus error, else 0.
+	Code int
+	Err  error
 }
 
 func (e *scrapeError) Error() string { return e.Err.Error() }
@@ -174,7 +180,7 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", st.federate.Redacted(), err)}
+		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", redactURL(st.federate), err)}
 	}
 	req.Header.Set("Accept", FederateAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -189,11 +195,11 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	defer drainClose(resp.Body)
 	s.metrics.requests.WithLabelValues(requestTypeFederate, strconv.Itoa(resp.StatusCode)).Inc()
 	if resp.StatusCode != http.StatusOK {
-		return &scrapeError{Reason: reasonStatus, Err: fmt.Errorf("federate %s: status %d: %s", st.federate.Redacted(), resp.StatusCode, bodySnippet(resp.Body))}
+		return &scrapeError{Reason: reasonStatus, Code: resp.StatusCode, Err: fmt.Errorf("federate %s: status %d: %s", redactURL(st.federate), resp.StatusCode, bodySnippet(resp.Body, st.secrets()))}
 	}
 	ct := resp.Header.Get("Content-Type")
 	if !isExpositionType(ct) {
-		return &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("federate %s: content type %q is not an exposition format: %s", st.federate.Redacted(), ct, bodySnippet(resp.Body))}
+		return &scrapeError{Reason: reasonContentType, Err: fmt.Errorf("federate %s: content type %q is not an exposition format: %s", redactURL(st.federate), ct, bodySnippet(resp.Body, st.secrets()))}
 	}
 	body, err := decodedBody(resp)
 	if err != nil {
@@ -214,6 +220,69 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 
 const defaultUserAgent = "collector"
 
+// Request sizes of the federate requests.
+const (
+	// maxRequestURIBytes bounds the path and query of a federate request: proxies in front of a
+	// Prometheus refuse longer request lines (nginx's default buffer is 8 KiB; beyond, 414 or a
+	// broken pipe). /federate takes match[] only from the URL (Prometheus answers a POST with
+	// 405), so a long list is cut into several requests instead.
+	maxRequestURIBytes = 8000
+	// manyMatchers is the count of matchers above which a warning says what they cost.
+	manyMatchers = 10_000
+)
+
+// matchParamLen is the encoded name of the match[] parameter with its '=' and the '&' before it.
+var matchParamLen = len(url.QueryEscape("match[]")) + 2
+
+// chunkMatchers cuts matchers, in order, into runs whose encoded match[] parameters take at
+// most budget bytes. A matcher longer than budget alone makes one run.
+func chunkMatchers(matchers []string, budget int) [][]string {
+	var out [][]string
+	start, size := 0, 0
+	for i, m := range matchers {
+		n := matchParamLen + len(url.QueryEscape(m))
+		if i > start && size+n > budget {
+			out = append(out, matchers[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(matchers) {
+		out = append(out, matchers[start:])
+	}
+	return out
+}
+
+// cutRequests cuts the groups into requests and adds the warnings about a large list.
+func (st *sourceState) cutRequests() {
+	budget := maxRequestURIBytes - len(st.federate.RequestURI())
+	st.requests = make([][][]string, len(st.groups))
+	for i, g := range st.groups {
+		st.requests[i] = chunkMatchers(g, budget)
+	}
+	long := 0
+	for _, m := range st.matchers {
+		if matchParamLen+len(url.QueryEscape(m)) > budget {
+			long++
+		}
+	}
+	if long > 0 {
+		st.warnings = append(st.warnings, fmt.Sprintf("%d matchers are longer than a request line proxies accept (%d bytes); each is sent alone, and a proxy may refuse it", long, maxRequestURIBytes))
+	}
+	if len(st.matchers) > manyMatchers {
+		st.warnings = append(st.warnings, fmt.Sprintf("%d matchers (more than %d): each cycle sends them in %d /federate requests, each appended on its own; fewer, broader selectors (a regex on __name__) cost the source less", len(st.matchers), manyMatchers, st.requestCount()))
+	}
+}
+
+// requestCount is the number of federate requests of a cycle.
+func (st *sourceState) requestCount() int {
+	n := 0
+	for _, r := range st.requests {
+		n += len(r)
+	}
+	return n
+}
+
 // requestError classifies an error of Do. The *url.Error wrapper is dropped: its URL holds
 // every matcher.
 func requestError(ctx context.Context, what string, u *url.URL, err error) error {
@@ -228,7 +297,7 @@ func requestError(ctx context.Context, what string, u *url.URL, err error) error
 	case isTimeout(ctx, err):
 		reason = reasonTimeout
 	}
-	return &scrapeError{Reason: reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), err)}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("%s %s: %w", what, redactURL(u), err)}
 }
 
 // classifyBodyError classifies an error of reading the body of a request of kind what.
@@ -236,13 +305,13 @@ func classifyBodyError(ctx context.Context, what string, u *url.URL, err error, 
 	var se *scrapeError
 	switch {
 	case errors.As(err, &se):
-		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, u.Redacted(), se.Err)}
+		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, redactURL(u), se.Err)}
 	case errors.Is(err, ErrTooLarge):
-		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, u.Redacted(), limit)}
+		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, redactURL(u), limit)}
 	case isTimeout(ctx, err):
-		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, redactURL(u), err)}
 	}
-	return &scrapeError{Reason: reasonTruncated, Err: fmt.Errorf("%s %s: read body: %w", what, u.Redacted(), err)}
+	return &scrapeError{Reason: reasonTruncated, Err: fmt.Errorf("%s %s: read body: %w", what, redactURL(u), err)}
 }
 
 // ingestError classifies an error of Ingest whose body read fine.
@@ -263,7 +332,7 @@ func ingestError(u *url.URL, err error) error {
 			reason = reasonDiskFull
 		}
 	}
-	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", u.Redacted(), err)}
+	return &scrapeError{Reason: reason, Err: fmt.Errorf("federate %s: %w", redactURL(u), err)}
 }
 
 func isTimeout(ctx context.Context, err error) bool {
@@ -338,16 +407,17 @@ func drainClose(body io.ReadCloser) {
 	_ = body.Close()
 }
 
-// bodySnippet returns the start of an error body, one line of printable characters, for an
-// error message: enough to recognise a proxy's page.
-func bodySnippet(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, 512))
+// bodySnippet returns the start of an error body, one line of printable characters with the
+// secrets replaced, for an error message: enough to recognise a proxy's page. The secrets are
+// replaced before the cut, so that none leaks partly.
+func bodySnippet(r io.Reader, secrets []string) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 16<<10))
 	s := strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return ' '
-	}, string(b))
+	}, redactSecrets(string(b), secrets))
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 200 {
 		s = s[:200] + "..."

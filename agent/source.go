@@ -100,11 +100,14 @@ type Source struct {
 // sourceState is a SourceConfig resolved: defaults applied, files read, URLs and client built.
 // It is immutable.
 type sourceState struct {
-	cfg       SourceConfig // with defaults
-	federate  *url.URL
-	query     *url.URL
-	matchers  []string
-	groups    [][]string // matchers per worker, round-robin
+	cfg      SourceConfig // with defaults
+	federate *url.URL
+	query    *url.URL
+	matchers []string
+	groups   [][]string // matchers per worker, round-robin
+	// requests are the groups cut into requests whose URL stays short (chunkMatchers): per
+	// worker, the matchers of each of its requests, sent one after the other.
+	requests  [][][]string
 	rules     []RecordingRule
 	client    *sourceClient
 	transform TransformConfig
@@ -205,12 +208,22 @@ func nextTick(start, now time.Time, interval time.Duration) (time.Time, bool) {
 func (s *Source) cycle(ctx context.Context, start time.Time) {
 	st := s.getState()
 	var wg sync.WaitGroup
-	errs := make([]error, len(st.groups))
-	for i, g := range st.groups {
+	errs := make([][]error, len(st.requests))
+	for i, reqs := range st.requests {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.scrape(ctx, st, g)
+			for _, ms := range reqs {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := s.scrape(ctx, st, ms); err != nil {
+					errs[i] = append(errs[i], err)
+					if r := reasonOf(err); r == reasonTransport || r == reasonTimeout || r == reasonAuth {
+						return // the source is unreachable: the worker's next requests would fail alike
+					}
+				}
+			}
 		}()
 	}
 	if len(st.rules) > 0 {
@@ -226,14 +239,13 @@ func (s *Source) cycle(ctx context.Context, start time.Time) {
 	}
 	end := s.clock.Now()
 	var failed []error
-	for i, err := range errs {
-		if err == nil {
-			continue
+	for i, werrs := range errs {
+		for _, err := range werrs {
+			reason := reasonOf(err)
+			s.metrics.failures.WithLabelValues(reason).Inc()
+			s.logger.WithFields(logrus.Fields{"worker": i, "reason": reason, "err": err}).Warn("scrape failed; nothing appended, retrying at the next interval")
+			failed = append(failed, err)
 		}
-		reason := reasonOf(err)
-		s.metrics.failures.WithLabelValues(reason).Inc()
-		s.logger.WithFields(logrus.Fields{"worker": i, "reason": reason, "err": err}).Warn("scrape failed; nothing appended, retrying at the next interval")
-		failed = append(failed, err)
 	}
 	s.mtx.Lock()
 	defer s.mtx.Unlock()
@@ -309,9 +321,19 @@ func (s *Source) installed(old, st *sourceState) {
 		}
 	}
 	s.logger.WithFields(logrus.Fields{
-		"from": st.federate.Redacted(), "matchers": len(st.matchers), "workers": len(st.groups),
+		"from": redactURL(st.federate), "matchers": len(st.matchers), "workers": len(st.groups), "requests": st.requestCount(),
 		"rules": len(st.rules), "interval": st.cfg.Interval.String(),
 	}).Info("source configured")
+}
+
+// secrets returns what must not appear in an error string made of a source's answer: the
+// credentials of the URLs and the bearer token.
+func (st *sourceState) secrets() []string {
+	out := append(urlSecrets(st.federate), urlSecrets(st.query)...)
+	if tok := st.client.token.current(); tok != "" {
+		out = append(out, tok)
+	}
+	return out
 }
 
 // buildState resolves cfg: defaults, validation, match file, allowlist, salt file, URLs, client
@@ -379,6 +401,7 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 	for i, m := range st.matchers {
 		st.groups[i%n] = append(st.groups[i%n], m)
 	}
+	st.cutRequests()
 	for k, v := range cfg.Renames {
 		renames[k] = v
 	}

@@ -26,9 +26,11 @@ import (
 var variants = []struct {
 	name, dir string
 	openshift bool
+	// monitoring is the namespace of the Prometheus that scrapes collector.
+	monitoring string
 }{
-	{name: "kubernetes", dir: "kubernetes"},
-	{name: "openshift", dir: "kubernetes/overlays/openshift", openshift: true},
+	{name: "kubernetes", dir: "kubernetes", monitoring: "monitoring"},
+	{name: "openshift", dir: "kubernetes/overlays/openshift", openshift: true, monitoring: "openshift-monitoring"},
 }
 
 const (
@@ -130,7 +132,7 @@ func TestRenderDecodesStrictly(t *testing.T) {
 					t.Errorf("%s: namespace %q, want collector", o.id(), o.Namespace)
 				}
 			}
-			for _, k := range []string{"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Service", "StatefulSet", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule"} {
+			for _, k := range []string{"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Service", "StatefulSet", "ClusterRoleBinding", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"} {
 				if kinds[k] == 0 {
 					t.Errorf("no %s rendered", k)
 				}

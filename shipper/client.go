@@ -121,16 +121,18 @@ func (o Options) withDefaults() Options {
 // Client sends remote-write requests to one endpoint. It is safe for concurrent use; one Client
 // serves all shards of a queue and keeps one connection per concurrent request alive.
 type Client struct {
-	log       logrus.FieldLogger
-	url       string // the URL as configured, with userinfo: only given to the transport
-	endpoint  string // the URL without userinfo, for logs and errors
-	opts      Options
-	headers   http.Header // common headers, never modified after New
-	auth      *authenticator
-	transport *http.Transport
-	client    *http.Client
-	metrics   *metrics
-	pool      encoderPool
+	log      logrus.FieldLogger
+	url      string // the URL as configured, with userinfo: only given to the transport
+	endpoint string // the URL redacted (redactURL), for logs and errors
+	// urlSecrets are the credentials in the URL (urlSecrets), redacted from error bodies.
+	urlSecrets []string
+	opts       Options
+	headers    http.Header // common headers, never modified after New
+	auth       *authenticator
+	transport  *http.Transport
+	client     *http.Client
+	metrics    *metrics
+	pool       encoderPool
 }
 
 // New returns a Client for the remote-write URL rawURL (http or https with a host). It reads the
@@ -177,13 +179,14 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		Protocols:             protocols,
 	}
 	return &Client{
-		log:       log,
-		url:       u.String(),
-		endpoint:  endpoint,
-		opts:      opts,
-		headers:   headers,
-		auth:      auth,
-		transport: transport,
+		log:        log,
+		url:        u.String(),
+		endpoint:   endpoint,
+		urlSecrets: urlSecrets(u),
+		opts:       opts,
+		headers:    headers,
+		auth:       auth,
+		transport:  transport,
 		client: &http.Client{
 			Transport: transport,
 			// A redirect of a POST would resend the body elsewhere, maybe without TLS: the
@@ -212,14 +215,7 @@ func parseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// redactURL returns u without userinfo.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	return c.String()
-}
-
-// Endpoint returns the URL without userinfo, for logs.
+// Endpoint returns the URL redacted (userinfo and query values replaced), for logs.
 func (c *Client) Endpoint() string { return c.endpoint }
 
 // Close closes the idle keep-alive connections. Requests in flight are not interrupted (cancel
@@ -284,7 +280,8 @@ func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
 		c.metrics.lastSuccess.Set(float64(c.opts.Now().UnixNano()) / 1e9)
 		return nil
 	}
-	return statusError(c.endpoint, resp, excerpt, c.auth.secrets(), c.opts.RetryOnStatus, c.opts.Now())
+	secrets := append(c.auth.secrets(), c.urlSecrets...)
+	return statusError(c.endpoint, resp, excerpt, secrets, c.opts.RetryOnStatus, c.opts.Now())
 }
 
 // errorBody turns the start of an error response into a redacted line of at most maxErrBody

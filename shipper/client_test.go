@@ -227,7 +227,7 @@ func TestEndpointAndUserinfo(t *testing.T) {
 	u, _ := url.Parse(srv.URL + "/api/v1/receive?x=1")
 	u.User = url.UserPassword("alice", "s3cr3t-pw")
 	c := newTestClient(t, u.String(), DefaultOptions())
-	if got, want := c.Endpoint(), srv.URL+"/api/v1/receive?x=1"; got != want {
+	if got, want := c.Endpoint(), srv.URL+"/api/v1/receive?x=xxxxx"; got != want {
 		t.Fatalf("Endpoint() = %q, want %q", got, want)
 	}
 	if err := c.Send(context.Background(), testSeries()); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -52,9 +53,10 @@ const maxErrBody = 1024
 // Error is returned by Client.Send for every failed attempt except a cancellation by the caller's
 // context (that is returned as the wrapped ctx.Err()). The queue decides by its methods, through
 // interfaces it declares itself, whether to retry, split or drop. Error strings never contain
-// credentials: URLs are printed without userinfo and known secrets are redacted from bodies.
+// credentials: URLs are printed redacted (redactURL) and known secrets (the configured ones and
+// those of the URL, urlSecrets) are redacted from bodies.
 type Error struct {
-	endpoint      string        // URL without userinfo
+	endpoint      string        // URL redacted by redactURL
 	statusCode    int           // 0 for transport and local errors
 	status        string        // "503 Service Unavailable"
 	body          string        // sanitised, single line, at most maxErrBody bytes (+ marker)
@@ -235,6 +237,55 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return d, true
 	}
 	return 0, false
+}
+
+// redacted replaces credentials in printed URLs.
+const redacted = "xxxxx"
+
+// redactURL returns u as it may be printed in a log line, an error string or a metric label:
+// userinfo removed, every query value replaced by xxxxx (keys kept), no fragment.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		parts := strings.Split(c.RawQuery, "&")
+		for i, p := range parts {
+			if k, _, ok := strings.Cut(p, "="); ok {
+				parts[i] = k + "=" + redacted
+			}
+		}
+		c.RawQuery = strings.Join(parts, "&")
+	}
+	c.ForceQuery = false
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
+}
+
+// urlSecrets returns the credentials of u that a receiver may echo in an error body: the
+// password of the userinfo, the userinfo and its Basic authorization form (the transport sends
+// userinfo as Basic auth), and each query value of at least 4 bytes, raw and unescaped (shorter
+// ones are too common in any text to replace).
+func urlSecrets(u *url.URL) []string {
+	var out []string
+	if u.User != nil {
+		pw, _ := u.User.Password()
+		userinfo := u.User.Username() + ":" + pw
+		out = append(out, base64.StdEncoding.EncodeToString([]byte(userinfo)), u.User.String())
+		if pw != "" {
+			out = append(out, pw)
+		}
+	}
+	for _, p := range strings.Split(u.RawQuery, "&") {
+		_, v, ok := strings.Cut(p, "=")
+		if !ok || len(v) < 4 {
+			continue
+		}
+		out = append(out, v)
+		if uv, err := url.QueryUnescape(v); err == nil && uv != v {
+			out = append(out, uv)
+		}
+	}
+	return out
 }
 
 // sanitise turns an untrusted excerpt into one printable line: invalid UTF-8 and control

@@ -173,5 +173,5 @@ func setLogLevel(l *logrus.Logger, c flagGetter) error {
 
 // env returns the environment variable of a flag: COLLECTOR_ and the name in upper snake case.
 func env(name string) []string {
-	return []string{"COLLECTOR_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	return []string{"COLLECTOR_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))}
 }

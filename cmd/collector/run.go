@@ -52,6 +52,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "config", Category: catGeneral, Usage: "YAML file with sources, endpoints and flag values; see docs/configuration.md", EnvVars: env("config"), TakesFile: true},
 		&cli.StringFlag{Name: "listen", Category: catGeneral, Value: "localhost:9002", Usage: "address of /metrics, /healthz, /readyz and /-/reload (empty: none)", EnvVars: env("listen")},
 		&cli.BoolFlag{Name: "enable-pprof", Category: catGeneral, Usage: "serve /debug/pprof on --listen", EnvVars: env("enable-pprof")},
+		&cli.BoolFlag{Name: "web.enable-lifecycle", Category: catGeneral, Usage: "allow POST/PUT /-/reload on --listen (403 without it, as Prometheus); SIGHUP always reloads", EnvVars: env("web.enable-lifecycle")},
 
 		&cli.StringFlag{Name: "id", Category: catSource, Usage: "cluster ID: names the WAL and is set as label clusterID unless --label sets it; required unless --config lists the sources", DefaultText: "none", EnvVars: env("id")},
 		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: env("from")},
@@ -462,6 +463,7 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 		return o, usagef("--listen %q: %v", o.Listen, err)
 	}
 	o.EnablePprof = c.Bool("enable-pprof")
+	o.EnableLifecycle = c.Bool("web.enable-lifecycle")
 	o.WALDir = c.String("wal-dir")
 	o.TruncateInterval = c.Duration("wal-truncate-interval")
 	if o.Source.Ingest.SampleLimit = c.Int("sample-limit"); o.Source.Ingest.SampleLimit <= 0 {

@@ -80,7 +80,7 @@ func TestRunEndToEnd(t *testing.T) {
 	walDir := filepath.Join(dir, "wal")
 	matchFile := filepath.Join(dir, "match.txt")
 	writeFile(t, matchFile, "# initial\n{__name__=\"metric_a\"}\n")
-	p := start(t, []string{"COLLECTOR_INTERVAL=1s", "COLLECTOR_LOG_LEVEL=debug", "COLLECTOR_BATCH_SEND_DEADLINE=100ms", "COLLECTOR_WAL_DIR=" + walDir},
+	p := start(t, []string{"COLLECTOR_INTERVAL=1s", "COLLECTOR_LOG_LEVEL=debug", "COLLECTOR_BATCH_SEND_DEADLINE=100ms", "COLLECTOR_WAL_DIR=" + walDir, "COLLECTOR_WEB_ENABLE_LIFECYCLE=true"},
 		"run", "--id", "c1", "--from", src.URL, "--match-file", matchFile, "--to-upload", rcv.url,
 		"--listen", "127.0.0.1:0", "--log-format", "json", "--flush-deadline", "10s")
 	ep := endpointName(t, rcv.url)
@@ -254,7 +254,7 @@ func TestReloadConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "collector.yaml")
 	body := func(extra string) string {
-		return fmt.Sprintf("flags:\n  id: c1\n  from: %s\n  to-upload: %s\n  interval: 1s\n  batch-send-deadline: 100ms\n  wal-dir: %s\n%s",
+		return fmt.Sprintf("flags:\n  id: c1\n  from: %s\n  to-upload: %s\n  interval: 1s\n  batch-send-deadline: 100ms\n  wal-dir: %s\n  web.enable-lifecycle: true\n%s",
 			src.URL, rcv.url, filepath.Join(dir, "wal"), extra)
 	}
 	writeFile(t, cfg, body("  match: '{__name__=\"metric_a\"}'\n  max-shards: 5\n"))
@@ -275,7 +275,7 @@ func TestReloadConfigFile(t *testing.T) {
 		name, extra, want string
 	}{
 		{"endpoint added", "endpoints:\n  - {name: other, url: 'http://127.0.0.1:1/w'}\n", "reload adds other: restart to add, remove or change endpoints"},
-		{"unknown flag", "  intervall: 2s\n", "flags.intervall (line 8): collector run has no flag --intervall"},
+		{"unknown flag", "  intervall: 2s\n", "flags.intervall (line 9): collector run has no flag --intervall"},
 		{"bad value", "  match: 'up{'\n", `--match "up{"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
