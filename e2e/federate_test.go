@@ -382,12 +382,3 @@ func (fs *federateSource) completeCount() int {
 	}
 	return n
 }
-
-// index maps a series' expected labels (String()) to its position in fs.series.
-func (fs *federateSource) index() map[string]int {
-	m := make(map[string]int, len(fs.series))
-	for i := range fs.series {
-		m[fs.series[i].lset.String()] = i
-	}
-	return m
-}

@@ -116,15 +116,21 @@ func (d deliveryReport) String() string {
 		d.requests, d.required, d.requiredTimes, d.samples, d.failedLost, d.allowance, d.atRisk, d.atRiskArrived, d.received)
 }
 
-// checkDelivered compares what src served to the runs of a collector (runs: their logs, in the
-// order of the starts) with what the receiver at rcvURL holds for cluster clusterID, and fails t
-// for every sample that breaks the accounting above. Call it after the collector stopped and
-// its WAL was drained.
-func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string, runs []runLog) deliveryReport {
+// scrapeAccount sorts the seconds the source served whole (see the accounting above).
+type scrapeAccount struct {
+	requests  int            // requests the source answered
+	responses int            // whole 200 responses required
+	required  map[int64]bool // seconds that must be at the receiver (or missing whole, covered)
+	atRisk    map[int64]bool // seconds served only as a run's last request
+	allowance int            // failed scrapes the runs counted, less those the source caused
+}
+
+// accountScrapes sorts what src served to the runs of a collector (runs: their logs, in the
+// order of the starts).
+func accountScrapes(t testing.TB, src *federateSource, runs []runLog) scrapeAccount {
 	t.Helper()
-	var rep deliveryReport
 	served := src.scrapes()
-	rep.requests = len(served)
+	acc := scrapeAccount{requests: len(served), required: map[int64]bool{}, atRisk: map[int64]bool{}}
 	byRun := map[int][]servedScrape{}
 	for _, s := range served {
 		n, err := strconv.Atoi(strings.TrimPrefix(s.Token, "run-"))
@@ -133,8 +139,6 @@ func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string,
 		}
 		byRun[n] = append(byRun[n], s)
 	}
-	required := map[int64]bool{}
-	atRisk := map[int64]bool{}
 	for n, ss := range byRun {
 		caused := 0
 		for i, s := range ss {
@@ -145,21 +149,33 @@ func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string,
 					caused++ // the collector saw a failure and counted it
 				}
 			case last:
-				atRisk[s.T] = true
+				acc.atRisk[s.T] = true
 			default:
-				required[s.T] = true
-				rep.required++
+				acc.required[s.T] = true
+				acc.responses++
 			}
 		}
-		rep.allowance += max(0, runs[n-1].nFailures-caused)
+		acc.allowance += max(0, runs[n-1].nFailures-caused)
 	}
-	for ts := range required {
-		delete(atRisk, ts)
+	for ts := range acc.required {
+		delete(acc.atRisk, ts)
 	}
-	if len(required) == 0 {
+	if len(acc.required) == 0 {
 		t.Fatal("the source served no required scrape")
 	}
-	rep.requiredTimes, rep.atRisk = len(required), len(atRisk)
+	return acc
+}
+
+// checkDelivered compares what src served to the runs of a collector (runs: their logs, in the
+// order of the starts) with what the receiver at rcvURL holds for cluster clusterID, and fails t
+// for every sample that breaks the accounting above. Call it after the collector stopped and
+// its WAL was drained.
+func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string, runs []runLog) deliveryReport {
+	t.Helper()
+	acc := accountScrapes(t, src, runs)
+	required, atRisk := acc.required, acc.atRisk
+	rep := deliveryReport{requests: acc.requests, required: acc.responses, allowance: acc.allowance,
+		requiredTimes: len(required), atRisk: len(atRisk)}
 
 	// want: every sample served whole, by series and second.
 	want := map[string]map[int64]float64{}
