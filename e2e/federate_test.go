@@ -33,13 +33,13 @@ type federateSource struct {
 	churn     churnOptions
 	clusterID string
 
-	mu      sync.Mutex
-	served  []servedScrape        // guarded by mu
-	bodies  map[int64]*servedBody // what was served at each second; guarded by mu
-	churned map[int]*genSeries    // churn series by window index, made on first use; guarded by mu
-	closed  bool                  // answer 503 from now on; guarded by mu
-	lastT   int64                 // the second of lastBuf; guarded by mu
-	lastBuf []byte                // the text of the last body; guarded by mu
+	mu        sync.Mutex
+	served    []servedScrape          // guarded by mu
+	bodies    map[int64]*servedBody   // what was served at each second; guarded by mu
+	churned   map[int]*genSeries      // churn series by window index, made on first use; guarded by mu
+	closed    bool                    // answer 503 from now on; guarded by mu
+	texts     map[int64][]byte        // the text of the bodies of the last seconds; guarded by mu
+	rendering map[int64]chan struct{} // closed when the body of a second is rendered; guarded by mu
 }
 
 // churnOptions make series come and go: at second sec the churn series with window indexes
@@ -151,7 +151,8 @@ func newChurningSource(t testing.TB, n int, clusterID string, churn churnOptions
 	t.Helper()
 	fams := genFamilies()
 	per := n / len(fams)
-	fs := &federateSource{families: fams, churn: churn, clusterID: clusterID, bodies: map[int64]*servedBody{}, churned: map[int]*genSeries{}}
+	fs := &federateSource{families: fams, churn: churn, clusterID: clusterID, bodies: map[int64]*servedBody{}, churned: map[int]*genSeries{},
+		texts: map[int64][]byte{}, rendering: map[int64]chan struct{}{}}
 	seen := make(map[string]bool, n)
 	for fi, f := range fams {
 		for j := range per {
@@ -264,11 +265,44 @@ func (fs *federateSource) byID(id int) *genSeries {
 	return fs.churnSeries(id - len(fs.series))
 }
 
-// bodyAt returns what a response at ts (ms) holds and its text. fs.mu is held.
+// bodyAt returns what a response at ts (ms) holds and its text, rendered once per second by
+// whoever asks first (serve, or its prefetch of the next second: rendering 50k series in a test
+// binary built with -race takes a good part of a second on a loaded machine, which must not eat
+// the collector's scrape timeout).
 func (fs *federateSource) bodyAt(ts int64) (*servedBody, []byte) {
-	if fs.lastBuf != nil && fs.lastT == ts {
-		return fs.bodies[ts], fs.lastBuf
+	fs.mu.Lock()
+	if buf, ok := fs.texts[ts]; ok {
+		defer fs.mu.Unlock()
+		return fs.bodies[ts], buf
 	}
+	if ch, ok := fs.rendering[ts]; ok {
+		fs.mu.Unlock()
+		<-ch
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.bodies[ts], fs.texts[ts]
+	}
+	ch := make(chan struct{})
+	fs.rendering[ts] = ch
+	fs.mu.Unlock()
+
+	body, buf := fs.render(ts)
+
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.bodies[ts], fs.texts[ts] = body, buf
+	for t := range fs.texts {
+		if t < ts-2000 {
+			delete(fs.texts, t) // the texts of old seconds; what they held stays in bodies
+		}
+	}
+	delete(fs.rendering, ts)
+	close(ch)
+	return body, buf
+}
+
+// render makes the body of second ts (ms).
+func (fs *federateSource) render(ts int64) (*servedBody, []byte) {
 	var ids []int
 	if fs.churn.Width > 0 {
 		ids = make([]int, 0, len(fs.series)+fs.churn.Width)
@@ -293,7 +327,7 @@ func (fs *federateSource) bodyAt(ts int64) (*servedBody, []byte) {
 		if ids == nil || ids[j] < len(fs.series) {
 			s = &fs.series[j]
 		} else {
-			s = fs.churnSeries(ids[j] - len(fs.series))
+			s = fs.byID(ids[j])
 		}
 		if s.family != last {
 			last = s.family
@@ -309,8 +343,6 @@ func (fs *federateSource) bodyAt(ts int64) (*servedBody, []byte) {
 		buf = append(buf, tsText...)
 		buf = append(buf, '\n')
 	}
-	fs.bodies[ts] = body
-	fs.lastT, fs.lastBuf = ts, buf
 	return body, buf
 }
 
@@ -331,11 +363,12 @@ func (fs *federateSource) serve(w http.ResponseWriter, r *http.Request) {
 	rec := servedScrape{T: ts, Start: start, Status: http.StatusOK, Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")}
 	fs.mu.Lock()
 	closed := fs.closed
+	fs.mu.Unlock()
 	var buf []byte
 	if !closed {
 		_, buf = fs.bodyAt(ts)
+		go fs.bodyAt(ts + 1000) // the next second's, ahead of its first request
 	}
-	fs.mu.Unlock()
 	var err error
 	if closed {
 		rec.Status = http.StatusServiceUnavailable
