@@ -144,7 +144,7 @@ func (p *pipeline) finish(b books) walContents {
 		}
 		return nil
 	})
-	eventually(p.t, 60*time.Second, "the backlog delivered", func() error {
+	eventuallyEvery(p.t, 60*time.Second, time.Second, "the backlog delivered", func() error {
 		st, err := p.col.status()
 		if err != nil {
 			return err

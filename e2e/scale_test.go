@@ -146,7 +146,7 @@ func TestAccountingAtScale(t *testing.T) {
 		return nil
 	})
 	drain := time.Now()
-	eventually(t, 120*time.Second, "the backlog delivered", func() error {
+	eventuallyEvery(t, 120*time.Second, time.Second, "the backlog delivered", func() error {
 		st, err := col.status()
 		if err != nil {
 			return err

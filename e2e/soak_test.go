@@ -198,7 +198,7 @@ func TestCrashLoopSoak(t *testing.T) {
 		return nil
 	})
 	drain := time.Now()
-	eventually(t, 120*time.Second, "the backlog delivered", func() error {
+	eventuallyEvery(t, 120*time.Second, time.Second, "the backlog delivered", func() error {
 		if col.proc.exited() {
 			return errExited{col.name, col.proc.err}
 		}
