@@ -17,8 +17,8 @@
 // (appended = delivered + dropped) and for TestReplay, whose subject it is.
 //
 // The tests, all parallel (TestMain raises -test.parallel: they wait far more than they compute),
-// about three to four minutes together on two cores, TestAccountingAtScale and TestCrashLoopSoak
-// the longest:
+// about four minutes together on two cores (six on a loaded machine), TestAccountingAtScale and
+// TestCrashLoopSoak the longest:
 //
 //   - TestFlow: match[], clusterID, --label, --rename, elided and anonymized labels at the receiver
 //     (the one test with a real Prometheus as the source).
