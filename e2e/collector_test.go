@@ -31,6 +31,8 @@ type collector struct {
 	args   []string
 	proc   *process
 	starts int
+	// perStart, when set, returns flags added to the start'th start (1, 2, ...).
+	perStart func(start int) []string
 }
 
 // newCollector prepares a collector for cluster id with the given flags; --id, --wal-dir and
@@ -56,9 +58,16 @@ func (c *collector) dir() string { return filepath.Join(c.walDir, c.id) }
 func (c *collector) start() {
 	c.t.Helper()
 	c.starts++
-	c.proc = startProcess(c.t, c.tails, c.name, filepath.Join(filepath.Dir(c.walDir), c.name+".log"), collectorBin, c.args...)
+	args := c.args
+	if c.perStart != nil {
+		args = append(append([]string(nil), args...), c.perStart(c.starts)...)
+	}
+	c.proc = startProcess(c.t, c.tails, c.name, c.logPath(), collectorBin, args...)
 	waitHTTP(c.t, c.proc, "http://"+c.addr()+"/healthz", readyTimeout)
 }
+
+// logPath is the log file of every run, each run after a line starting with "=== ".
+func (c *collector) logPath() string { return filepath.Join(filepath.Dir(c.walDir), c.name+".log") }
 
 // kill ends the process with SIGKILL: no flush, no final commit.
 func (c *collector) kill() {

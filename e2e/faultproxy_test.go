@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
@@ -32,6 +34,12 @@ const (
 	fault429 fault = "429"
 	// faultReset resets the connection (RST) without forwarding.
 	faultReset fault = "reset"
+	// fault401 answers 401 without forwarding, as a hub that does not take the credentials (a
+	// token being rotated): it must cost time, never data.
+	fault401 fault = "401"
+	// faultSlow waits slowDelay and then forwards: a hub slower than --to-upload-timeout makes
+	// the collector give up on a request the receiver may then write all the same.
+	faultSlow fault = "slow"
 	// faultLostAnswer forwards the request (the receiver writes it) and then resets the
 	// connection: the collector never hears that it was written and must send it again.
 	faultLostAnswer fault = "lost_answer"
@@ -57,6 +65,8 @@ type faultProxy struct {
 	nerrs  int               // guarded by mu
 	status map[int]int       // upstream status codes of forwarded requests; guarded by mu
 	last   map[string]string // a description of the last acknowledged request per series; guarded by mu
+	// slowDelay is how long faultSlow holds a request; guarded by mu.
+	slowDelay time.Duration
 }
 
 // newFaultProxy starts a proxy to target (a base URL) that passes everything until told
@@ -69,15 +79,16 @@ func newFaultProxy(t testing.TB, target string, seed int64) *faultProxy {
 		t.Fatal(err)
 	}
 	fp := &faultProxy{
-		t:      t,
-		rp:     httputil.NewSingleHostReverseProxy(u),
-		faults: []fault{faultNone},
-		order:  true,
-		rnd:    rand.New(rand.NewSource(seed)),
-		served: map[fault]int{},
-		acked:  map[string]int64{},
-		status: map[int]int{},
-		last:   map[string]string{},
+		t:         t,
+		rp:        httputil.NewSingleHostReverseProxy(u),
+		faults:    []fault{faultNone},
+		order:     true,
+		rnd:       rand.New(rand.NewSource(seed)),
+		served:    map[fault]int{},
+		acked:     map[string]int64{},
+		status:    map[int]int{},
+		last:      map[string]string{},
+		slowDelay: 2 * time.Second,
 	}
 	fp.rp.Transport = &http.Transport{DisableKeepAlives: true, Proxy: nil}
 	fp.rp.ErrorLog = log.New(io.Discard, "", 0) // an unreachable receiver is part of the test: 502
@@ -94,6 +105,13 @@ func (fp *faultProxy) set(faults ...fault) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	fp.faults = faults
+}
+
+// setSlowDelay sets how long faultSlow holds a request.
+func (fp *faultProxy) setSlowDelay(d time.Duration) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.slowDelay = d
 }
 
 // checkOrder turns the check of the acknowledged samples' order on or off. A collector that is
@@ -154,14 +172,28 @@ func (fp *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	f := fp.pick()
 	fp.mu.Lock()
-	order := fp.order
+	order, delay := fp.order, fp.slowDelay
 	fp.mu.Unlock()
+	if f == faultSlow {
+		// A hub that takes its time, then answers as usual; a client that gave up is gone.
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+		// Forwarded even when the collector gave up: the hub writes what it was slow to answer.
+		r = r.WithContext(context.WithoutCancel(r.Context()))
+		f = faultNone
+	}
 	switch f {
 	case fault503:
 		http.Error(w, "e2e: fault injected", http.StatusServiceUnavailable)
 	case fault429:
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "e2e: fault injected", http.StatusTooManyRequests)
+	case fault401:
+		http.Error(w, "e2e: fault injected: unauthorized", http.StatusUnauthorized)
 	case faultReset:
 		reset(w)
 	case faultLostAnswer:

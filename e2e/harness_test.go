@@ -175,6 +175,15 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 	}
 }
 
+// eventuallyEvery is eventually with a period of its own, for conditions that are expensive to
+// evaluate (a `collector wal status` process each time).
+func eventuallyEvery(t testing.TB, timeout, period time.Duration, what string, cond func() error) {
+	t.Helper()
+	if err := pollEvery(timeout, period, cond); err != nil {
+		t.Fatalf("%s: not within %v: %v", what, timeout, err)
+	}
+}
+
 // poll is eventually without the test: it returns the last error of cond after timeout, or at
 // once when a process it waits for has exited (errExited).
 func poll(timeout time.Duration, cond func() error) error {

@@ -23,13 +23,16 @@ func fastFlags() []string {
 	}
 }
 
-// pipeline is a source Prometheus, a receiver Prometheus (possibly behind a proxy) and a
-// collector between them.
+// pipelineSeries is the size of a pipeline's generated source (with a churn window of 20 more).
+const pipelineSeries = 200
+
+// pipeline is a generated /federate source, a receiver Prometheus (possibly behind a proxy) and
+// a collector between them; the source's log of what it served is the oracle (finish).
 type pipeline struct {
 	t     testing.TB
 	tails *logTails
 	id    string
-	src   *promServer
+	src   *federateSource
 	rcv   *promServer
 	col   *collector
 }
@@ -46,11 +49,12 @@ type pipelineOptions struct {
 }
 
 // newPipeline starts a source and a receiver and prepares (does not start) a collector of
-// cluster id federating {job="prometheus"} from the source to the receiver.
+// cluster id federating everything from the source to the receiver; each start of the collector
+// asks the source with its own token (runToken).
 func newPipeline(t testing.TB, id string, o pipelineOptions) *pipeline {
 	t.Helper()
 	p := &pipeline{t: t, tails: &logTails{}, id: id}
-	p.src = startPrometheus(t, p.tails, "source", promConfig{Config: sourceConfig})
+	p.src = newChurningSource(t, pipelineSeries, id, churnOptions{Width: 20, Step: 5, Period: 5})
 	rc := receiverConfig
 	if o.receiverConfig != "" {
 		rc = o.receiverConfig
@@ -60,93 +64,116 @@ func newPipeline(t testing.TB, id string, o pipelineOptions) *pipeline {
 	if o.front != nil {
 		writeURL = o.front(p.rcv)
 	}
-	args := append([]string{"--from", p.src.URL(), "--match", `{job="prometheus"}`, "--to-upload", writeURL}, fastFlags()...)
+	args := append([]string{"--from", p.src.URL(), "--match", `{__name__=~".+"}`, "--to-upload", writeURL}, fastFlags()...)
 	p.col = newCollector(t, p.tails, "collector", id, append(args, o.flags...)...)
+	p.col.perStart = func(n int) []string { return []string{"--from-token", runToken(n)} }
 	return p
 }
 
 // selector is the range selector of every sample of the pipeline's cluster at a receiver.
 func (p *pipeline) selector() string { return fmt.Sprintf(`{clusterID=%q}[1h]`, p.id) }
 
-// waitFlowing waits until the receiver holds samples of the cluster from at least n scrapes.
+// waitFlowing waits until the receiver holds samples of the source's first series from at least
+// n scrapes.
 func (p *pipeline) waitFlowing(n int) {
 	p.t.Helper()
 	eventually(p.t, 60*time.Second, "samples at the receiver", func() error {
-		ss, err := rawSamples(p.rcv.URL(), fmt.Sprintf(`up{clusterID=%q}[1h]`, p.id), time.Time{})
+		ss, err := rawSamples(p.rcv.URL(), exactSelector(&p.src.series[0])+"[1h]", time.Time{})
 		if err != nil {
 			return err
 		}
 		if got := len(first(ss)); got < n {
-			return fmt.Errorf("%d samples of up, want %d", got, n)
+			return fmt.Errorf("%d samples of %s, want %d", got, p.src.series[0].lset, n)
 		}
 		return nil
 	})
 }
 
-// waitAppended waits until the WAL holds a sample with a timestamp at or after t.
+// waitAppended waits until the running collector has taken a scrape of a second at or after t:
+// the source answered it a whole response of such a second, and then a later request, so the
+// collector appended it or counted it as failed (see oracle_test.go).
 func (p *pipeline) waitAppended(after time.Time, timeout time.Duration) {
 	p.t.Helper()
-	eventually(p.t, timeout, fmt.Sprintf("a sample after %s in the wal", after.Format(time.RFC3339Nano)), func() error {
-		wc, err := readWAL(p.col.dir())
-		if err != nil {
-			return err
+	eventually(p.t, timeout, fmt.Sprintf("a scrape after %s taken", after.Format(time.RFC3339Nano)), func() error {
+		if p.col.proc.exited() {
+			return errExited{p.col.name, p.col.proc.err}
 		}
-		if newest := wc.newest(); newest < after.UnixMilli() {
-			return fmt.Errorf("newest sample at %s", time.UnixMilli(newest).Format(time.RFC3339Nano))
+		tok := runToken(p.col.starts)
+		taken := false
+		for _, s := range p.src.scrapes() {
+			if s.Token != tok {
+				continue
+			}
+			if taken {
+				return nil // a later request
+			}
+			taken = s.ok() && s.T >= after.UnixMilli()
 		}
-		return nil
+		return errNotYet
 	})
 }
 
-// newest returns the newest timestamp in the WAL (ms), 0 when empty.
-func (wc walContents) newest() int64 {
-	var n int64
-	for ts := range wc.times {
-		n = max(n, ts)
+// servedBetween counts the samples the source served whole at seconds in [from, to].
+func (p *pipeline) servedBetween(from, to time.Time) int {
+	seen, n := map[int64]bool{}, 0
+	for _, s := range p.src.scrapes() {
+		if s.ok() && !seen[s.T] && s.T >= from.UnixMilli() && s.T <= to.UnixMilli() {
+			seen[s.T] = true
+			n += len(p.src.body(s.T).values)
+		}
 	}
 	return n
 }
 
-// samplesBetween counts the WAL's samples with a timestamp in [from, to].
-func (wc walContents) samplesBetween(from, to time.Time) int {
-	n := 0
-	for ts, c := range wc.times {
-		if ts >= from.UnixMilli() && ts <= to.UnixMilli() {
-			n += c
+// finish ends a pipeline whose collector runs: the source closes (503: nothing new to append),
+// the collector delivers its backlog (wal status: nothing undelivered) and stops on SIGTERM with
+// exit 0. Then the oracle compares what the source served with the receiver (checkDelivered),
+// no run of the collector logged a WAL corruption or anything fatal, and the books balance
+// (assertAccounted). It returns what the WAL holds.
+func (p *pipeline) finish(b books) walContents {
+	p.t.Helper()
+	p.src.close()
+	tok := runToken(p.col.starts)
+	eventually(p.t, 30*time.Second, "a 503 from the closed source", func() error {
+		if p.col.proc.exited() {
+			return errExited{p.col.name, p.col.proc.err}
 		}
-	}
-	return n
-}
-
-// assertAllDelivered waits until every sample of the WAL is at the receiver base and returns the
-// WAL's contents. The WAL is read once: samples appended later are not waited for.
-func assertAllDelivered(t testing.TB, dir, base, selector string, timeout time.Duration) walContents {
-	t.Helper()
-	wc, err := readWAL(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wc.samples == 0 {
-		t.Fatalf("the wal in %s holds no sample", dir)
-	}
-	var (
-		missing  int
-		examples []string
-	)
-	err = pollEvery(timeout, 500*time.Millisecond, func() error {
-		got, err := rawSamples(base, selector, time.Time{})
-		if err != nil {
-			return err
-		}
-		missing, examples = missingSamples(wc.series, got, 5)
-		if missing > 0 {
-			return fmt.Errorf("%d of the wal's %d samples (%d series) are not at the receiver", missing, wc.samples, len(wc.series))
+		ss := p.src.scrapes()
+		if last := ss[len(ss)-1]; last.Token != tok || last.Status == 200 {
+			return errNotYet
 		}
 		return nil
 	})
+	eventuallyEvery(p.t, 60*time.Second, time.Second, "the backlog delivered", func() error {
+		st, err := p.col.status()
+		if err != nil {
+			return err
+		}
+		if u := st.Clusters[0].Consumers[0].UndeliveredSamples; u > 0 {
+			return fmt.Errorf("%d samples undelivered", u)
+		}
+		return nil
+	})
+	p.col.stop(stopTimeout)
+	runs, err := readRunLogs(p.col.logPath())
 	if err != nil {
-		t.Fatalf("%v; for example:\n  %s", err, joinLines(examples))
+		p.t.Fatal(err)
 	}
+	if len(runs) != p.col.starts {
+		p.t.Fatalf("the collector's log has %d runs, it was started %d times", len(runs), p.col.starts)
+	}
+	for i, r := range runs {
+		if r.corruptions > 0 || len(r.fatal) > 0 {
+			p.t.Errorf("run %d: %d wal corruption repairs, fatal lines %q", i+1, r.corruptions, r.fatal)
+		}
+	}
+	rep := checkDelivered(p.t, p.src, p.rcv.URL(), p.id, runs)
+	p.t.Logf("oracle: %s", rep)
+	wc, err := readWAL(p.col.dir())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	assertAccounted(p.t, p.col, wc, b)
 	return wc
 }
 

@@ -19,8 +19,7 @@ func TestReplay(t *testing.T) {
 	p.col.start()
 	p.waitFlowing(3)
 	p.waitAppended(time.Now().Add(10*time.Second), 40*time.Second)
-	p.col.stop(stopTimeout)
-	wc := assertAllDelivered(t, p.col.dir(), p.rcv.URL(), p.selector(), 30*time.Second)
+	wc := p.finish(books{})
 
 	positions := filepath.Join(p.col.dir(), "positions")
 	before := readDir(t, positions)

@@ -3,9 +3,10 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/collector-dev/collector/wal"
@@ -98,6 +99,12 @@ func collect(s *fakeSender, seen map[string]map[int64]bool) int {
 // TestOrderAcrossRetriesAndReshards appends while sending, fails a third of the requests
 // recoverably, refuses some for size, and reshards repeatedly: per series the receiver sees
 // strictly increasing timestamps, and everything arrives.
+//
+// The appends come in one chunk per reshard, each appended while the queue sends the previous
+// ones: the progress a reshard waits for is then always still to come (the chunk adds more than
+// it waits for), however fast the queue delivers. (Appending everything at once let the queue
+// acknowledge all of it before the last reshards, which then waited for progress that could not
+// come.)
 func TestOrderAcrossRetriesAndReshards(t *testing.T) {
 	w := openWAL(t)
 	s := newFakeSender(func(ctx context.Context, call int, series []prompb.TimeSeries) error {
@@ -121,23 +128,64 @@ func TestOrderAcrossRetriesAndReshards(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runQueue(t, q)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	appended := 0
+
+	const (
+		nSeries, scrapes = 50, 5 // one fill: 250 samples
+		fills            = 40
+		progress         = 100 // samples acknowledged between two reshards; < one chunk
+	)
+	reshards := []int{5, 2, 16, 1, 7, 3}
+	// The appender appends the fills [from, to) of each chunk it is given; it reports an error
+	// through appendErr (closed when it returns) and never calls t.Fatal.
+	type chunk struct{ from, to int }
+	chunks := make(chan chunk)
+	appendErr := make(chan error, 1)
+	var appended atomic.Int64
 	go func() {
-		defer wg.Done()
-		for i := 0; i < 40; i++ {
-			appended += fill(t, w, 50, 5, int64(1000+i*5000))
+		defer close(appendErr)
+		for c := range chunks {
+			for i := c.from; i < c.to; i++ {
+				n, err := appendScrapes(w, nSeries, scrapes, int64(1000+i*5000))
+				if err != nil {
+					appendErr <- fmt.Errorf("fill %d: %w", i, err)
+					return
+				}
+				appended.Add(int64(n))
+			}
 		}
 	}()
-	for _, n := range []int{5, 2, 16, 1, 7, 3} {
-		before := s.ackedSamples()
-		waitFor(t, "progress", func() bool { return s.ackedSamples() > before+100 })
-		q.reshardc <- n
-		waitFor(t, "reshard to "+strconv.Itoa(n), func() bool { return q.Stats().Shards == n })
+	// failed fails the test if the appender stopped with an error; it returns false otherwise
+	// (appendErr is closed only after chunks is).
+	failed := func() bool {
+		select {
+		case err := <-appendErr:
+			t.Fatal(err)
+		default:
+		}
+		return false
 	}
-	wg.Wait()
-	waitFor(t, "everything delivered", func() bool { return q.Stats().Delivered == int64(appended) })
+	for k, n := range reshards {
+		before := s.ackedSamples()
+		c := chunk{k * fills / len(reshards), (k + 1) * fills / len(reshards)}
+		select {
+		case chunks <- c:
+		case err := <-appendErr:
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("%d samples acknowledged after %d", progress, before), func() bool {
+			return failed() || s.ackedSamples() > before+progress
+		})
+		q.reshardc <- n
+		waitFor(t, "reshard to "+strconv.Itoa(n), func() bool { return failed() || q.Stats().Shards == n })
+	}
+	close(chunks)
+	if err := <-appendErr; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := appended.Load(), int64(fills*nSeries*scrapes); got != want {
+		t.Fatalf("appended %d samples, want %d", got, want)
+	}
+	waitFor(t, "everything delivered", func() bool { return q.Stats().Delivered == appended.Load() })
 	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}

@@ -42,9 +42,19 @@ func seriesLabels(i int) labels.Labels {
 }
 
 // fill appends scrapes of nSeries series, one sample each, timestamps t0, t0+1000, ... and returns
-// the number of samples appended.
+// the number of samples appended. It calls t.Fatal: only from the test's goroutine (elsewhere use
+// appendScrapes).
 func fill(t testing.TB, w *wal.WAL, nSeries, scrapes int, t0 int64) int {
 	t.Helper()
+	n, err := appendScrapes(w, nSeries, scrapes, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// appendScrapes is fill for any goroutine: it returns the error instead of failing the test.
+func appendScrapes(w *wal.WAL, nSeries, scrapes int, t0 int64) (int, error) {
 	app := w.Appender()
 	refs := make([]wal.SeriesRef, nSeries)
 	for i := range refs {
@@ -57,11 +67,11 @@ func fill(t testing.TB, w *wal.WAL, nSeries, scrapes int, t0 int64) int {
 		}
 		st, err := app.Commit()
 		if err != nil {
-			t.Fatal(err)
+			return total, fmt.Errorf("commit scrape %d at %d: %w", s, t0+int64(s)*1000, err)
 		}
 		total += st.Samples
 	}
-	return total
+	return total, nil
 }
 
 // fastOptions are options for tests: small batches, short intervals, no real backoff waits.
