@@ -35,7 +35,7 @@
 //
 // # Transforms
 //
-// In the seeds' order (shared/reference/seeds-features.md §3), per series:
+// In the seeds' order, per series:
 //
 //  1. --label: label pairs with an empty name or value are skipped (an empty value is an absent
 //     label); each --label overrides a label of the same name or is added. TransformConfig

@@ -60,7 +60,7 @@ const (
 // LabelPair is one --label flag: a label set on every series.
 type LabelPair struct{ Name, Value string }
 
-// TransformConfig is the seeds' transforms of a source (shared/reference/seeds-features.md §3).
+// TransformConfig is the seeds' transforms of a source.
 // The zero value transforms nothing and has no age limit; start from DefaultTransformConfig.
 type TransformConfig struct {
 	// Labels are the --label flags, in flag order (a later pair of the same name wins). They
