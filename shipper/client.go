@@ -124,7 +124,7 @@ type Client struct {
 	log      logrus.FieldLogger
 	url      string // the URL as configured, with userinfo: only given to the transport
 	endpoint string // the URL redacted (redactURL), for logs and errors
-	// urlSecrets are the credentials in the URL (urlSecrets), redacted from error bodies.
+	// urlSecrets are the credentials in the URL (URLSecrets), redacted from error bodies.
 	urlSecrets []string
 	opts       Options
 	headers    http.Header // common headers, never modified after New
@@ -143,7 +143,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	endpoint := redactURL(u)
+	endpoint := RedactURL(u)
 	log := logger.WithFields(logrus.Fields{"component": "shipper", "url": endpoint})
 
 	headers, err := buildHeaders(&opts)
@@ -182,7 +182,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		log:        log,
 		url:        u.String(),
 		endpoint:   endpoint,
-		urlSecrets: urlSecrets(u),
+		urlSecrets: URLSecrets(u),
 		opts:       opts,
 		headers:    headers,
 		auth:       auth,
@@ -207,10 +207,10 @@ func parseURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("%w %s: scheme must be http or https", ErrInvalidURL, redactURL(u))
+		return nil, fmt.Errorf("%w %s: scheme must be http or https", ErrInvalidURL, RedactURL(u))
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("%w %s: no host", ErrInvalidURL, redactURL(u))
+		return nil, fmt.Errorf("%w %s: no host", ErrInvalidURL, RedactURL(u))
 	}
 	return u, nil
 }

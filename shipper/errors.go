@@ -54,7 +54,7 @@ const maxErrBody = 1024
 // context (that is returned as the wrapped ctx.Err()). The queue decides by its methods, through
 // interfaces it declares itself, whether to retry, split or drop. Error strings never contain
 // credentials: URLs are printed redacted (redactURL) and known secrets (the configured ones and
-// those of the URL, urlSecrets) are redacted from bodies.
+// those of the URL, URLSecrets) are redacted from bodies.
 type Error struct {
 	endpoint      string        // URL redacted by redactURL
 	statusCode    int           // 0 for transport and local errors
@@ -242,9 +242,11 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 // redacted replaces credentials in printed URLs.
 const redacted = "xxxxx"
 
-// redactURL returns u as it may be printed in a log line, an error string or a metric label:
-// userinfo removed, every query value replaced by xxxxx (keys kept), no fragment.
-func redactURL(u *url.URL) string {
+// RedactURL returns u as it may be printed in a log line, an error string, a metric label or
+// /readyz: userinfo removed, every query value replaced by xxxxx (keys kept, so that
+// `?apikey=xxxxx` still says what was configured), no fragment. The agent prints its source URLs
+// with it too.
+func RedactURL(u *url.URL) string {
 	c := *u
 	c.User = nil
 	if c.RawQuery != "" {
@@ -261,11 +263,11 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-// urlSecrets returns the credentials of u that a receiver may echo in an error body: the
+// URLSecrets returns the credentials of u that a server may echo in an error body: the
 // password of the userinfo, the userinfo and its Basic authorization form (the transport sends
 // userinfo as Basic auth), and each query value of at least 4 bytes, raw and unescaped (shorter
 // ones are too common in any text to replace).
-func urlSecrets(u *url.URL) []string {
+func URLSecrets(u *url.URL) []string {
 	var out []string
 	if u.User != nil {
 		pw, _ := u.User.Password()

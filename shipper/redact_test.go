@@ -97,8 +97,8 @@ func TestRedactURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := redactURL(u); got != tc.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := RedactURL(u); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
