@@ -38,8 +38,8 @@ func withDefault(f *cli.StringSliceFlag, text string) *cli.StringSliceFlag {
 	return f
 }
 
-// sliceFlag is a repeatable flag. CSV ones split each value on commas as the seed's did
-// (--label a=b,c=d); the others (matchers, rules) never split.
+// sliceFlag is a repeatable flag. CSV ones are parsed as CSV records as the seed's were
+// (--label a=b,c=d, --label "a=b"; see csvValues); the others (matchers, rules) never split.
 func sliceFlag(name, cat, usage string) *cli.StringSliceFlag {
 	return &cli.StringSliceFlag{Name: name, Category: cat, Usage: usage, EnvVars: env(name)}
 }
@@ -325,14 +325,18 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 		return agent.Config{}, s, err
 	}
 	var flagSrc *agent.SourceConfig
-	if s.String("id") != "" {
-		src, err := sourceFromFlags(s)
+	id, err := flagClusterID(s)
+	if err != nil {
+		return agent.Config{}, s, err
+	}
+	if id != "" {
+		src, err := sourceFromFlags(s, id)
 		if err != nil {
 			return agent.Config{}, s, err
 		}
 		flagSrc = &src
 	} else if path == "" || len(file.Sources) == 0 {
-		return agent.Config{}, s, usagef("--id is required (or --config with sources)")
+		return agent.Config{}, s, usagef("--id is required (or --label clusterID=<id>, or --config with sources)")
 	}
 	cfg, err := agent.MergeFlagSource(file, flagSrc)
 	if err != nil {
@@ -352,9 +356,14 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 	return cfg, s, nil
 }
 
-func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
+// sourceFromFlags is the source the flags describe, for cluster id (flagClusterID).
+func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
+	anonymize, err := csvValues("anonymize-labels", c.StringSlice("anonymize-labels"))
+	if err != nil {
+		return agent.SourceConfig{}, err
+	}
 	s := agent.SourceConfig{
-		ID:                c.String("id"),
+		ID:                id,
 		From:              c.String("from"),
 		FromQuery:         c.String("from-query"),
 		Matchers:          c.StringSlice("match"),
@@ -366,7 +375,7 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		WorkerNumber:      c.Int("worker-number"),
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
-		Anonymize:         csv(c.StringSlice("anonymize-labels")),
+		Anonymize:         anonymize,
 		Auth: agent.AuthConfig{
 			Token:              agent.Secret(c.String("from-token")),
 			TokenFile:          c.String("from-token-file"),
@@ -402,12 +411,18 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		return s, usagef("--anonymize-salt and --anonymize-salt-file are exclusive")
 	}
 	if c.IsSet("elide-label") {
-		s.Elide = csv(c.StringSlice("elide-label"))
+		if s.Elide, err = csvValues("elide-label", c.StringSlice("elide-label")); err != nil {
+			return s, err
+		}
 		if s.Elide == nil {
 			s.Elide = []string{}
 		}
 	}
-	for _, kv := range csv(c.StringSlice("label")) {
+	kvs, err := csvValues("label", c.StringSlice("label"))
+	if err != nil {
+		return s, err
+	}
+	for _, kv := range kvs {
 		lp, err := agent.ParseLabelPair(kv)
 		if err != nil {
 			return s, usagef("--label %q: %v", kv, err)
@@ -417,7 +432,11 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		}
 		s.Labels[lp.Name] = lp.Value
 	}
-	for _, r := range csv(c.StringSlice("rename")) {
+	renames, err := csvValues("rename", c.StringSlice("rename"))
+	if err != nil {
+		return s, err
+	}
+	for _, r := range renames {
 		old, nw, err := agent.ParseRename(r)
 		if err != nil {
 			return s, usagef("--rename %q: %v", r, err)
@@ -440,19 +459,6 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		}
 	}
 	return s, nil
-}
-
-// csv splits every value on commas, dropping empty parts.
-func csv(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
 
 func buildOptions(c flagGetter) (agent.Options, error) {
