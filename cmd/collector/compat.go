@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/collector-dev/collector/agent"
+	"github.com/urfave/cli/v2"
 )
 
 // seedNames are the seeds' binary names: invoked under one of them (a symlink, or an image that
@@ -110,4 +111,14 @@ func flagClusterID(c flagGetter) (string, error) {
 		}
 	}
 	return id, nil
+}
+
+// seedEnv is env(name) followed by the seed's variable (FROM, FROM_QUERY, TO: RHACM's deployment
+// sets them): the first one set wins, so COLLECTOR_FROM overrides FROM.
+func seedEnv(name, seedVar string) []string { return append(env(name), seedVar) }
+
+// seedEnvSlice is seedEnv for a repeatable flag.
+func seedEnvSlice(f *cli.StringSliceFlag, seedVar string) *cli.StringSliceFlag {
+	f.EnvVars = append(f.EnvVars, seedVar)
+	return f
 }

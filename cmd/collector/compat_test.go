@@ -170,3 +170,45 @@ func TestSeedUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSeedEnv: FROM and TO, the variables RHACM's deployment sets, stand for --from and
+// --to-upload; COLLECTOR_FROM overrides FROM, and the flag overrides both.
+func TestSeedEnv(t *testing.T) {
+	t.Parallel()
+	fed := newFederate(t)
+	recv := newReceiver(t, false)
+	bin := seedBinary(t, "metrics-collector")
+	common := []string{"--listen=", "--log-format=json", "--interval=1s", "--flush-deadline=0s", `--label="clusterID=c1"`}
+
+	t.Run("FROM and TO", func(t *testing.T) {
+		p := startBin(t, bin, []string{"FROM=" + fed.URL, "TO=" + recv.url, "FROM_QUERY=" + fed.URL},
+			append(common, "--wal-dir="+filepath.Join(t.TempDir(), "wal"))...)
+		waitFor(t, "series at the receiver", 30*time.Second, func() bool { return len(recv.set()) > 0 })
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(30 * time.Second); code != 0 {
+			t.Fatalf("exit code %d after SIGTERM", code)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"COLLECTOR_FROM over FROM", []string{"FROM=http://from-seed:1", "COLLECTOR_FROM=http://from-collector:1"}, nil, "http://from-collector:1/federate"},
+		{"the flag over both", []string{"FROM=http://from-seed:1", "COLLECTOR_FROM=http://from-collector:1"}, []string{"--from=http://from-flag:1"}, "http://from-flag:1/federate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string(nil), common...), "--to-upload=http://127.0.0.1:1/w", "--wal-dir="+filepath.Join(t.TempDir(), "wal"))
+			p := startBin(t, bin, tc.env, append(args, tc.args...)...)
+			l := p.waitLog("source configured", 20*time.Second, nil)
+			if l["from"] != tc.want {
+				t.Errorf("from %v, want %s", l["from"], tc.want)
+			}
+			p.signal(syscall.SIGTERM)
+			if code := p.wait(30 * time.Second); code != 0 {
+				t.Fatalf("exit code %d after SIGTERM", code)
+			}
+		})
+	}
+}

@@ -126,7 +126,7 @@ func TestHelpAndVersion(t *testing.T) {
 			t.Errorf("--%s missing from the help", name)
 			continue
 		}
-		if !strings.Contains(line, "[$"+env(name)[0]+"]") {
+		if !strings.Contains(line, "[$"+env(name)[0]+"]") && !strings.Contains(line, "[$"+env(name)[0]+", $") {
 			t.Errorf("--%s: no environment variable in %q", name, line)
 		}
 		if !strings.Contains(line, "(default: ") {

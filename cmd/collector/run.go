@@ -55,8 +55,8 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "web.enable-lifecycle", Category: catGeneral, Usage: "allow POST/PUT /-/reload on --listen (403 without it, as Prometheus); SIGHUP always reloads", EnvVars: env("web.enable-lifecycle")},
 
 		&cli.StringFlag{Name: "id", Category: catSource, Usage: "cluster ID: names the WAL and is set as label clusterID unless --label sets it; required unless --config lists the sources", DefaultText: "none", EnvVars: env("id")},
-		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: env("from")},
-		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: env("from-query")},
+		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: seedEnv("from", "FROM")},
+		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: seedEnv("from-query", "FROM_QUERY")},
 		withDefault(sliceFlag("match", catSource, "match[] selector, repeatable"), agent.DefaultMatcher),
 		&cli.StringFlag{Name: "match-file", Category: catSource, Usage: "file of selectors, one a line (# comments)", EnvVars: env("match-file"), TakesFile: true},
 		&cli.StringFlag{Name: "allowlist", Category: catSource, Usage: "RHACM observability-metrics-allowlist ConfigMap (or its metrics_list.yaml) to take names, matches, renames and recording rules from", EnvVars: env("allowlist"), TakesFile: true},
@@ -80,7 +80,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "anonymize-salt", Category: catTransf, Usage: "salt of --anonymize-labels", EnvVars: env("anonymize-salt")},
 		&cli.StringFlag{Name: "anonymize-salt-file", Category: catTransf, Usage: "file holding the salt", EnvVars: env("anonymize-salt-file"), TakesFile: true},
 
-		withDefault(sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position (named after its host)"), "none"),
+		withDefault(seedEnvSlice(sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position (named after its host)"), "TO"), "none"),
 		&cli.StringFlag{Name: "to-upload-ca", Category: catUpload, Usage: "CA verifying the hub's certificate", EnvVars: env("to-upload-ca"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-cert", Category: catUpload, Usage: "client certificate for mTLS to the hub", EnvVars: env("to-upload-cert"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-key", Category: catUpload, Usage: "client key for mTLS to the hub", EnvVars: env("to-upload-key"), TakesFile: true},
