@@ -122,3 +122,26 @@ func seedEnvSlice(f *cli.StringSliceFlag, seedVar string) *cli.StringSliceFlag {
 	f.EnvVars = append(f.EnvVars, seedVar)
 	return f
 }
+
+// telemeterFlags are telemeter-client's upload flags, which name the Telemeter protocol: a token
+// exchanged at <to>/authorize for a JWT, then MetricFamily protobufs posted to <to>/upload.
+// collector speaks remote-write only; each flag is refused with what to use instead, rather than
+// ignored (the data would go nowhere) or reinterpreted (the pull secret would reach another
+// endpoint as a bearer token).
+var telemeterFlags = []struct{ name, instead string }{
+	{"to", "give the remote-write URL with --to-upload"},
+	{"to-auth", "give the remote-write URL with --to-upload"},
+	{"to-token", "a bearer token for the remote-write endpoint goes in --to-upload-token-file"},
+	{"to-token-file", "a bearer token for the remote-write endpoint goes in --to-upload-token-file"},
+}
+
+// refuseTelemeterFlags returns a usage error for the first of telemeter-client's upload flags
+// that is set.
+func refuseTelemeterFlags(c flagGetter) error {
+	for _, f := range telemeterFlags {
+		if c.IsSet(f.name) {
+			return usagef("--%s: the Telemeter protocol (a token exchanged at /authorize, then /upload) is not supported, collector sends Prometheus remote-write: %s", f.name, f.instead)
+		}
+	}
+	return nil
+}

@@ -90,6 +90,11 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "to-upload-timeout", Category: catUpload, Value: 30 * time.Second, Usage: "timeout of one remote-write request", EnvVars: env("to-upload-timeout")},
 		&cli.StringFlag{Name: "to-upload-retry-on-status", Category: catUpload, Value: shipper.DefaultRetryOnStatus, Usage: "HTTP statuses retried until they succeed (codes and the class 5xx, comma-separated); any other 4xx or 5xx drops its request's samples, counted. 400, 409 and 413 cannot be listed", EnvVars: env("to-upload-retry-on-status")},
 
+		&cli.StringFlag{Name: "to", Category: catUpload, Usage: "telemeter-client's Telemeter server: refused, the /authorize + /upload protocol is not supported (use --to-upload)", EnvVars: env("to")},
+		&cli.StringFlag{Name: "to-auth", Category: catUpload, Usage: "telemeter-client's /authorize URL: refused, as --to", EnvVars: env("to-auth")},
+		&cli.StringFlag{Name: "to-token", Category: catUpload, Usage: "telemeter-client's /authorize token: refused (use --to-upload-token-file)", EnvVars: env("to-token")},
+		&cli.StringFlag{Name: "to-token-file", Category: catUpload, Usage: "telemeter-client's /authorize token file: refused (use --to-upload-token-file)", EnvVars: env("to-token-file"), TakesFile: true},
+
 		&cli.StringFlag{Name: "wal-dir", Category: catWAL, Value: defaultWAL, Usage: "directory of the WALs, one subdirectory per cluster ID (the PVC)", EnvVars: env("wal-dir")},
 		&cli.StringFlag{Name: "wal-compression", Category: catWAL, Value: string(wo.Compression), Usage: "none, snappy or zstd", EnvVars: env("wal-compression")},
 		&cli.StringFlag{Name: "wal-fsync", Category: catWAL, Value: string(wo.Fsync), Usage: "scrape (fsync every append), interval or segment", EnvVars: env("wal-fsync")},
@@ -322,6 +327,9 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 		if path != "" {
 			err = usagef("--config %s: %w", path, err)
 		}
+		return agent.Config{}, s, err
+	}
+	if err := refuseTelemeterFlags(s); err != nil {
 		return agent.Config{}, s, err
 	}
 	var flagSrc *agent.SourceConfig
