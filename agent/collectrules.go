@@ -126,3 +126,169 @@ func parseMatchTemplate(m string) (*template.Template, error) {
 	}
 	return t, nil
 }
+
+// CollectRuleGroup is one group of an allowlist's collect_rules: rules selected for a cluster by
+// the match expressions of its selector.
+type CollectRuleGroup struct {
+	Group    string `yaml:"group"`
+	Selector struct {
+		MatchExpressions []SelectorExpression `yaml:"matchExpressions"`
+	} `yaml:"selector"`
+	Rules []AllowlistCollectRule `yaml:"rules"`
+}
+
+// SelectorExpression is a Kubernetes label-selector requirement. The only key RHACM knows is
+// clusterType; the operators are In and NotIn.
+type SelectorExpression struct {
+	Key      string   `yaml:"key"`
+	Operator string   `yaml:"operator"`
+	Values   []string `yaml:"values"`
+}
+
+// AllowlistCollectRule is a collect rule as the allowlist writes it.
+type AllowlistCollectRule struct {
+	Collect        string `yaml:"collect"`
+	Expr           string `yaml:"expr"`
+	For            string `yaml:"for"`
+	DynamicMetrics struct {
+		Names   []string `yaml:"names"`
+		Matches []string `yaml:"matches"`
+	} `yaml:"dynamic_metrics"`
+}
+
+// clusterTypeKey is the selector key of collect-rule groups, and the label whose value (set by
+// --label clusterType=SNO, as RHACM's operator renders it) is the cluster's type. No label: "".
+const clusterTypeKey = "clusterType"
+
+// CollectRuleGroups decodes and validates the collect_rules groups: known keys and operators,
+// and rules as CollectRule.Validate checks them (expr with RHACM's \" escapes undone).
+func (a Allowlist) CollectRuleGroups() ([]CollectRuleGroup, error) {
+	out := make([]CollectRuleGroup, 0, len(a.CollectRules))
+	for i, n := range a.CollectRules {
+		var g CollectRuleGroup
+		if err := n.Decode(&g); err != nil {
+			return nil, fmt.Errorf("collect_rules[%d]: %w", i, err)
+		}
+		for _, e := range g.Selector.MatchExpressions {
+			if e.Key != clusterTypeKey {
+				return nil, fmt.Errorf("collect_rules group %q: selector key %q is not supported (only %s)", g.Group, e.Key, clusterTypeKey)
+			}
+			if e.Operator != "In" && e.Operator != "NotIn" {
+				return nil, fmt.Errorf("collect_rules group %q: selector operator %q is not supported (In or NotIn)", g.Group, e.Operator)
+			}
+		}
+		for _, r := range g.Rules {
+			if err := r.rule().Validate(); err != nil {
+				return nil, fmt.Errorf("collect_rules group %q: %w", g.Group, err)
+			}
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func (r AllowlistCollectRule) rule() CollectRule {
+	return CollectRule{
+		Name: r.Collect, Expr: unescapeExpr(r.Expr), For: r.For,
+		Names: r.DynamicMetrics.Names, Matches: r.DynamicMetrics.Matches,
+	}.normalized()
+}
+
+// Selects reports whether the group applies to a cluster of type clusterType: every match
+// expression holds (In: the type is one of the values; NotIn: it is none of them). A group
+// without expressions applies to every cluster.
+func (g CollectRuleGroup) Selects(clusterType string) bool {
+	for _, e := range g.Selector.MatchExpressions {
+		in := false
+		for _, v := range e.Values {
+			if strings.TrimSpace(v) == clusterType {
+				in = true
+			}
+		}
+		if in != (e.Operator == "In") {
+			return false
+		}
+	}
+	return true
+}
+
+// SelectedCollectRules returns the rules of the groups that select clusterType, in file order.
+func (a Allowlist) SelectedCollectRules(clusterType string) ([]CollectRule, error) {
+	groups, err := a.CollectRuleGroups()
+	if err != nil {
+		return nil, err
+	}
+	var out []CollectRule
+	for _, g := range groups {
+		if !g.Selects(clusterType) {
+			continue
+		}
+		for _, r := range g.Rules {
+			out = append(out, r.rule())
+		}
+	}
+	return out, nil
+}
+
+// dynamicNames returns the metric names the rules federate dynamically: their names, and the
+// __name__="..." of their matches (as the operator's getNameInMatch finds it).
+func dynamicNames(rules []CollectRule) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range rules {
+		for _, n := range r.Names {
+			out[n] = true
+		}
+		for _, m := range r.Matches {
+			if n := nameInMatch(m); n != "" {
+				out[n] = true
+			}
+		}
+	}
+	return out
+}
+
+// nameInMatch returns the value of the first __name__="..." in a match, "" if none: the
+// operator's getNameInMatch (regexp __name__="([^,]*)").
+func nameInMatch(m string) string {
+	const key = `__name__="`
+	i := strings.Index(m, key)
+	if i < 0 {
+		return ""
+	}
+	rest := m[i+len(key):]
+	if j := strings.IndexByte(rest, ','); j >= 0 {
+		rest = rest[:j]
+	}
+	j := strings.LastIndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return rest[:j]
+}
+
+// StaticMatchers are the allowlist's Matchers without those of the metrics that the collect
+// rules selected for clusterType federate dynamically: a name in dynamic is not federated
+// statically, nor a match whose __name__ is in it, as RHACM's operator leaves them out of
+// --match.
+func (a Allowlist) StaticMatchers(clusterType string) ([]string, error) {
+	rules, err := a.SelectedCollectRules(clusterType)
+	if err != nil {
+		return nil, err
+	}
+	return excludeDynamic(a.Matchers(), dynamicNames(rules)), nil
+}
+
+// excludeDynamic drops from matchers those naming one of dynamic by __name__="...".
+func excludeDynamic(matchers []string, dynamic map[string]bool) []string {
+	if len(dynamic) == 0 {
+		return matchers
+	}
+	out := make([]string, 0, len(matchers))
+	for _, m := range matchers {
+		if n := nameInMatch(m); n != "" && dynamic[n] {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
