@@ -72,6 +72,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "from-key-file", Aliases: []string{"tls-private-key-file"}, Category: catSource, Usage: "client key for mTLS to the source", EnvVars: env("from-key-file"), TakesFile: true},
 		&cli.BoolFlag{Name: "from-insecure-skip-verify", Category: catSource, Usage: "do not verify the source's certificate", EnvVars: env("from-insecure-skip-verify")},
 		sliceFlag("recordingrule", catSource, `recording rule {"name":"...","query":"..."}, repeatable`),
+		sliceFlag("collectrule", catSource, `collect rule {"name":"...","expr":"...","for":"2m","names":[...],"matches":[...]}, repeatable`),
+		&cli.DurationFlag{Name: "evaluate-interval", Category: catSource, Usage: "collect-rule evaluation period (and period of their federation while they fire)", DefaultText: "30s, or --interval when shorter", EnvVars: env("evaluate-interval")},
 
 		sliceFlag("label", catTransf, "k=v set on every series, repeatable or comma-separated"),
 		sliceFlag("rename", catTransf, "OLD=NEW metric rename, repeatable or comma-separated"),
@@ -460,6 +462,16 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 			return s, usagef("--recordingrule: %v", err)
 		}
 		s.RecordingRules = append(s.RecordingRules, rule)
+	}
+	for _, r := range c.StringSlice("collectrule") {
+		rule, err := agent.ParseCollectRule(r)
+		if err != nil {
+			return s, usagef("--collectrule: %v", err)
+		}
+		s.CollectRules = append(s.CollectRules, rule)
+	}
+	if s.EvaluateInterval = c.Duration("evaluate-interval"); c.IsSet("evaluate-interval") && s.EvaluateInterval < time.Second {
+		return s, usagef("--evaluate-interval %v: want at least 1s", s.EvaluateInterval)
 	}
 	for _, m := range s.Matchers {
 		if err := (agent.SourceConfig{ID: "x", From: "http://x", Matchers: []string{m}}).Validate(); err != nil {
