@@ -25,7 +25,7 @@ func TestCollectRuleFlags(t *testing.T) {
 	}
 	check := func(t *testing.T, s settings) {
 		t.Helper()
-		src, err := sourceFromFlags(s)
+		src, err := sourceFromFlags(s, "c1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestCollectRuleFlags(t *testing.T) {
 		}, "--id", "c1"))
 	})
 	t.Run("default", func(t *testing.T) {
-		src, err := sourceFromFlags(fileSettings(t, nil, "--id", "c1", "--interval", "10s"))
+		src, err := sourceFromFlags(fileSettings(t, nil, "--id", "c1", "--interval", "10s"), "c1")
 		if err != nil {
 			t.Fatal(err)
 		}
