@@ -18,7 +18,9 @@ import (
 //   - recording_rules (record/expr), and the deprecated rules key of older RHACM releases, become
 //     recording rules. RHACM pastes expr into a JSON string, so its expressions carry \" escapes:
 //     an expr that decodes as the body of a JSON string is decoded, any other is used verbatim;
-//   - collect_rules are not supported yet: Unsupported reports them and the source logs a warning.
+//   - collect_rules groups (see CollectRuleGroups) select collect rules by the cluster's type; the
+//     metrics those rules federate dynamically are left out of the static matchers
+//     (StaticMatchers), as RHACM's operator leaves them out of --match.
 //
 // Unknown keys are ignored, as RHACM ignores them, and reported by Unsupported.
 type Allowlist struct {
@@ -97,6 +99,9 @@ func (a Allowlist) validate() error {
 	if _, err := a.RecordingRuleList(); err != nil {
 		return err
 	}
+	if _, err := a.CollectRuleGroups(); err != nil {
+		return err
+	}
 	s := SourceConfig{Matchers: a.Matchers()}
 	for _, m := range s.Matchers {
 		if err := validateMatcher(m); err != nil {
@@ -140,13 +145,10 @@ func (a Allowlist) RecordingRuleList() ([]RecordingRule, error) {
 	return out, nil
 }
 
-// Unsupported describes what the allowlist holds that the agent ignores: collect_rules and
-// unknown keys. Empty when everything is used.
+// Unsupported describes what the allowlist holds that the agent ignores: unknown keys. Empty
+// when everything is used.
 func (a Allowlist) Unsupported() []string {
 	var out []string
-	if n := len(a.CollectRules); n > 0 {
-		out = append(out, fmt.Sprintf("collect_rules (%d groups) are not supported yet", n))
-	}
 	keys := make([]string, 0, len(a.Other))
 	for k := range a.Other {
 		keys = append(keys, k)

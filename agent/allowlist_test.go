@@ -45,11 +45,7 @@ func TestLoadAllowlistRHACM(t *testing.T) {
 					t.Errorf("rule %s kept RHACM's escapes: %s", r.Name, r.Query)
 				}
 			}
-			if tc.col > 0 {
-				if u := a.Unsupported(); len(u) != 1 || !strings.Contains(u[0], "collect_rules") {
-					t.Errorf("unsupported %v", u)
-				}
-			} else if u := a.Unsupported(); len(u) != 0 {
+			if u := a.Unsupported(); len(u) != 0 {
 				t.Errorf("unsupported %v", u)
 			}
 		})

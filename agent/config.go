@@ -145,6 +145,12 @@ type SourceConfig struct {
 	// RecordingRules are instant queries evaluated every interval against FromQuery; each result
 	// series is stored under the rule's name.
 	RecordingRules []RecordingRule `yaml:"recording_rules"`
+	// CollectRules are RHACM collect rules (see CollectRule), besides those of the allowlist's
+	// collect_rules groups selected for this cluster.
+	CollectRules []CollectRule `yaml:"collect_rules"`
+	// EvaluateInterval is the collect-rule evaluation period. Default DefaultEvaluateInterval, or
+	// Interval when that is shorter.
+	EvaluateInterval time.Duration `yaml:"evaluate_interval"`
 }
 
 // AuthConfig is the client side of the connection to a source.
@@ -390,6 +396,9 @@ func (s SourceConfig) WithDefaults() SourceConfig {
 	if s.AllowlistKey == "" {
 		s.AllowlistKey = DefaultAllowlistKey
 	}
+	if s.EvaluateInterval == 0 {
+		s.EvaluateInterval = min(DefaultEvaluateInterval, s.Interval)
+	}
 	return s
 }
 
@@ -457,6 +466,19 @@ func (s SourceConfig) validate() error {
 	}
 	if s.Interval < minInterval {
 		add("interval %s is shorter than %s", s.Interval, minInterval)
+	}
+	if s.EvaluateInterval < minInterval {
+		add("evaluate_interval %s is shorter than %s", s.EvaluateInterval, minInterval)
+	}
+	seenCR := map[string]bool{}
+	for _, r := range s.CollectRules {
+		r = r.normalized()
+		if err := r.Validate(); err != nil {
+			errs = append(errs, err)
+		} else if seenCR[r.Name] {
+			add("collect rule %q is defined twice", r.Name)
+		}
+		seenCR[r.Name] = true
 	}
 	if s.Timeout < 0 || s.Timeout > s.Interval {
 		add("timeout %s is not between 0 and the interval %s", s.Timeout, s.Interval)

@@ -23,7 +23,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// Handler serves /metrics, /healthz, /readyz, POST /-/reload (403 unless EnableLifecycle) and,
+// Handler serves /metrics, /healthz, /readyz (also as /healthz/ready, the seeds' path), POST /-/reload (403 unless EnableLifecycle) and,
 // when enabled, /debug/pprof/.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -34,6 +34,8 @@ func (a *Agent) Handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", a.serveReady)
+	// The seeds' readiness path, probed by deployments made for them; it answers as /readyz.
+	mux.HandleFunc("/healthz/ready", a.serveReady)
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")

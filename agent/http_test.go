@@ -70,6 +70,10 @@ func TestReadyz(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "source c1: first scrape not attempted yet") {
 		t.Fatalf("/readyz before Run: %d %q", code, body)
 	}
+	// The seeds' path answers the same.
+	if c2, b2 := get(t, h, http.MethodGet, "/healthz/ready"); c2 != code || b2 != body {
+		t.Fatalf("/healthz/ready before Run: %d %q, want %d %q as /readyz", c2, b2, code, body)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -98,6 +102,10 @@ func TestReadyz(t *testing.T) {
 	code, body = get(t, h, http.MethodGet, "/readyz")
 	if code != http.StatusOK || strings.Contains(body, "endpoint 127.0.0.1_") {
 		t.Errorf("/readyz: %d %q", code, body)
+	}
+	if code, body := get(t, h, http.MethodGet, "/healthz/ready"); code != http.StatusOK || !strings.HasPrefix(body, "ready\n") ||
+		!strings.Contains(body, "endpoint bad (source c1): last request failed") {
+		t.Errorf("/healthz/ready: %d %q, want what /readyz answers", code, body)
 	}
 }
 

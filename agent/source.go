@@ -107,8 +107,11 @@ type sourceState struct {
 	groups   [][]string // matchers per worker, round-robin
 	// requests are the groups cut into requests whose URL stays short (chunkMatchers): per
 	// worker, the matchers of each of its requests, sent one after the other.
-	requests  [][][]string
-	rules     []RecordingRule
+	requests [][][]string
+	rules    []RecordingRule
+	// collect are the collect rules: the config's, then those of the allowlist's groups that
+	// select the cluster's type (the clusterType label).
+	collect   []CollectRule
 	client    *sourceClient
 	transform TransformConfig
 	warnings  []string // logged once when the state is installed
@@ -322,7 +325,7 @@ func (s *Source) installed(old, st *sourceState) {
 	}
 	s.logger.WithFields(logrus.Fields{
 		"from": redactURL(st.federate), "matchers": len(st.matchers), "workers": len(st.groups), "requests": st.requestCount(),
-		"rules": len(st.rules), "interval": st.cfg.Interval.String(),
+		"rules": len(st.rules), "collect_rules": len(st.collect), "interval": st.cfg.Interval.String(),
 	}).Info("source configured")
 }
 
@@ -361,13 +364,26 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 		matchers = append(matchers, fm...)
 	}
 	rules := append([]RecordingRule(nil), cfg.RecordingRules...)
+	var collect []CollectRule
+	for _, r := range cfg.CollectRules {
+		collect = append(collect, r.normalized())
+	}
 	renames := map[string]string{}
 	if cfg.Allowlist != "" {
 		a, err := LoadAllowlist(cfg.Allowlist, cfg.AllowlistKey)
 		if err != nil {
 			return fail(err)
 		}
-		matchers = append(matchers, a.Matchers()...)
+		static, err := a.StaticMatchers(cfg.Labels[clusterTypeKey])
+		if err != nil {
+			return fail(fmt.Errorf("allowlist %s: %w", cfg.Allowlist, err))
+		}
+		matchers = append(matchers, static...)
+		cr, err := a.SelectedCollectRules(cfg.Labels[clusterTypeKey])
+		if err != nil {
+			return fail(fmt.Errorf("allowlist %s: %w", cfg.Allowlist, err))
+		}
+		collect = append(collect, cr...)
 		ar, err := a.RecordingRuleList()
 		if err != nil {
 			return fail(fmt.Errorf("allowlist %s: %w", cfg.Allowlist, err))
@@ -392,6 +408,14 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 		seen[r.Name] = true
 	}
 	st.rules = rules
+	seen = map[string]bool{}
+	for _, r := range collect {
+		if seen[r.Name] {
+			return fail(fmt.Errorf("collect rule %q is defined twice (config and allowlist?)", r.Name))
+		}
+		seen[r.Name] = true
+	}
+	st.collect = collect
 	n := cfg.WorkerNumber
 	if n > len(st.matchers) {
 		st.warnings = append(st.warnings, fmt.Sprintf("worker_number %d is more than the %d matchers; using %d workers", n, len(st.matchers), len(st.matchers)))

@@ -346,9 +346,19 @@ func TestSourceWithAllowlist(t *testing.T) {
 		st.transform.Renames["etcd_mvcc_db_total_size_in_bytes"] != "overridden" {
 		t.Fatalf("renames %v", st.transform.Renames)
 	}
-	w := ts.warnings()
-	if len(w) != 1 || !strings.Contains(w[0].Message, "collect_rules (1 groups) are not supported yet") {
-		t.Fatalf("warnings %v", w)
+	if w := ts.warnings(); len(w) != 0 || len(st.collect) != 0 {
+		t.Fatalf("warnings %v, collect rules %d (no clusterType: the SNO group is not selected)", w, len(st.collect))
+	}
+	sno, err := buildState(SourceConfig{
+		ID: "c1", From: srv.URL, Allowlist: "testdata/allowlist/rhacm-metrics-allowlist.yaml",
+		Labels: map[string]string{"clusterType": "SNO"},
+	}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sno.client.Close()
+	if len(sno.matchers) != 216 || len(sno.collect) != 2 {
+		t.Fatalf("clusterType SNO: %d matchers, %d collect rules; want 216, 2", len(sno.matchers), len(sno.collect))
 	}
 	// Federate only (the rules' query API is this server too, which answers them with text).
 	st2 := *st

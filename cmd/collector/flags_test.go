@@ -40,6 +40,10 @@ func TestUsageErrors(t *testing.T) {
 		{"run bad matcher", nil, with("--match", "up{"), `--match "up{"`},
 		{"run bad label", nil, with("--label", "novalue"), `--label "novalue"`},
 		{"run bad recording rule", nil, with("--recordingrule", "{}"), "--recordingrule"},
+		{"run bad collect rule", nil, with("--collectrule", `{"name":"r","expr":"up >","names":["up"]}`), `--collectrule: collect rule "r": parse expr`},
+		{"run collect rule unknown key", nil, with("--collectrule", `{"name":"r","expr":"up","names":["up"],"bogus":1}`), `unknown field "bogus"`},
+		{"run short evaluate interval", nil, with("--evaluate-interval", "10ms"), "--evaluate-interval 10ms: want at least 1s"},
+		{"run bad env collect rule", []string{`COLLECTOR_COLLECTRULE={"name":"r","expr":"up","for":"soon","names":["up"]}`}, run, `for "soon"`},
 		{"run cert without key", nil, with("--to-upload-cert", "c.pem"), "--to-upload-cert and --to-upload-key go together"},
 		{"run retry on 400", nil, with("--to-upload-retry-on-status", "401,400"), "--to-upload-retry-on-status: invalid retry status 400: a 400 refuses the samples"},
 		{"run retry on 409", nil, with("--to-upload-retry-on-status", "409"), "--to-upload-retry-on-status: invalid retry status 409"},
@@ -126,7 +130,7 @@ func TestHelpAndVersion(t *testing.T) {
 			t.Errorf("--%s missing from the help", name)
 			continue
 		}
-		if !strings.Contains(line, "[$"+env(name)[0]+"]") {
+		if !strings.Contains(line, "[$"+env(name)[0]+"]") && !strings.Contains(line, "[$"+env(name)[0]+", $") {
 			t.Errorf("--%s: no environment variable in %q", name, line)
 		}
 		if !strings.Contains(line, "(default: ") {

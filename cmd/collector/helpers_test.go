@@ -57,11 +57,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cleanEnv is the environment of the process without COLLECTOR_ variables, plus extra.
+// cleanEnv is the environment of the process without COLLECTOR_ variables and the seeds' FROM,
+// FROM_QUERY and TO, plus extra.
 func cleanEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "COLLECTOR_") {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(kv, "COLLECTOR_") && name != "FROM" && name != "FROM_QUERY" && name != "TO" {
 			env = append(env, kv)
 		}
 	}
@@ -77,9 +79,15 @@ type result struct {
 // runCmd runs the binary to its end (at most a minute).
 func runCmd(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runBin(t, binary, env, args...)
+}
+
+// runBin is runCmd with another path to the binary (a symlink under a seed's name).
+func runBin(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -121,8 +129,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // start runs the binary in the background; the test's cleanup kills it if it still runs.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startBin(t, binary, env, args...)
+}
+
+// startBin is start with another path to the binary (a symlink under a seed's name).
+func startBin(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
 	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}

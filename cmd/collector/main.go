@@ -2,6 +2,9 @@
 // sample: it federates, appends each scrape to a write-ahead log per cluster ID, and ships the log
 // over Prometheus remote-write from a durable position.
 //
+// Without a command, as `collector --flag ...` or under a seed's name (metrics-collector,
+// telemeter-client), it runs `run`: the seeds' command lines work unchanged.
+//
 // Exit codes: 0 success, 1 the command failed (or, for replay, dropped samples), 2 usage error (an
 // unknown flag, a bad value), with one line on standard error naming the flag.
 package main
@@ -28,7 +31,11 @@ func main() {
 // run executes the command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	var names []string
+	for _, c := range app.Commands {
+		names = append(names, c.Names()...)
+	}
+	err := app.Run(impliedRun(args, names))
 	if err == nil {
 		return 0
 	}

@@ -38,8 +38,8 @@ func withDefault(f *cli.StringSliceFlag, text string) *cli.StringSliceFlag {
 	return f
 }
 
-// sliceFlag is a repeatable flag. CSV ones split each value on commas as the seed's did
-// (--label a=b,c=d); the others (matchers, rules) never split.
+// sliceFlag is a repeatable flag. CSV ones are parsed as CSV records as the seed's were
+// (--label a=b,c=d, --label "a=b"; see csvValues); the others (matchers, rules) never split.
 func sliceFlag(name, cat, usage string) *cli.StringSliceFlag {
 	return &cli.StringSliceFlag{Name: name, Category: cat, Usage: usage, EnvVars: env(name)}
 }
@@ -55,8 +55,8 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "web.enable-lifecycle", Category: catGeneral, Usage: "allow POST/PUT /-/reload on --listen (403 without it, as Prometheus); SIGHUP always reloads", EnvVars: env("web.enable-lifecycle")},
 
 		&cli.StringFlag{Name: "id", Category: catSource, Usage: "cluster ID: names the WAL and is set as label clusterID unless --label sets it; required unless --config lists the sources", DefaultText: "none", EnvVars: env("id")},
-		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: env("from")},
-		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: env("from-query")},
+		&cli.StringFlag{Name: "from", Category: catSource, Value: defaultFrom, Usage: "Prometheus to federate; an empty path becomes /federate", EnvVars: seedEnv("from", "FROM")},
+		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: seedEnv("from-query", "FROM_QUERY")},
 		withDefault(sliceFlag("match", catSource, "match[] selector, repeatable"), agent.DefaultMatcher),
 		&cli.StringFlag{Name: "match-file", Category: catSource, Usage: "file of selectors, one a line (# comments)", EnvVars: env("match-file"), TakesFile: true},
 		&cli.StringFlag{Name: "allowlist", Category: catSource, Usage: "RHACM observability-metrics-allowlist ConfigMap (or its metrics_list.yaml) to take names, matches, renames and recording rules from", EnvVars: env("allowlist"), TakesFile: true},
@@ -72,6 +72,8 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "from-key-file", Aliases: []string{"tls-private-key-file"}, Category: catSource, Usage: "client key for mTLS to the source", EnvVars: env("from-key-file"), TakesFile: true},
 		&cli.BoolFlag{Name: "from-insecure-skip-verify", Category: catSource, Usage: "do not verify the source's certificate", EnvVars: env("from-insecure-skip-verify")},
 		sliceFlag("recordingrule", catSource, `recording rule {"name":"...","query":"..."}, repeatable`),
+		sliceFlag("collectrule", catSource, `collect rule {"name":"...","expr":"...","for":"2m","names":[...],"matches":[...]}, repeatable`),
+		&cli.DurationFlag{Name: "evaluate-interval", Category: catSource, Usage: "collect-rule evaluation period (and period of their federation while they fire)", DefaultText: "30s, or --interval when shorter", EnvVars: env("evaluate-interval")},
 
 		sliceFlag("label", catTransf, "k=v set on every series, repeatable or comma-separated"),
 		sliceFlag("rename", catTransf, "OLD=NEW metric rename, repeatable or comma-separated"),
@@ -80,7 +82,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "anonymize-salt", Category: catTransf, Usage: "salt of --anonymize-labels", EnvVars: env("anonymize-salt")},
 		&cli.StringFlag{Name: "anonymize-salt-file", Category: catTransf, Usage: "file holding the salt", EnvVars: env("anonymize-salt-file"), TakesFile: true},
 
-		withDefault(sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position (named after its host)"), "none"),
+		withDefault(seedEnvSlice(sliceFlag("to-upload", catUpload, "remote-write URL, repeatable: each gets its own queue and position (named after its host)"), "TO"), "none"),
 		&cli.StringFlag{Name: "to-upload-ca", Category: catUpload, Usage: "CA verifying the hub's certificate", EnvVars: env("to-upload-ca"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-cert", Category: catUpload, Usage: "client certificate for mTLS to the hub", EnvVars: env("to-upload-cert"), TakesFile: true},
 		&cli.StringFlag{Name: "to-upload-key", Category: catUpload, Usage: "client key for mTLS to the hub", EnvVars: env("to-upload-key"), TakesFile: true},
@@ -89,6 +91,11 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "to-upload-tenant", Category: catUpload, Usage: "tenant sent in the THANOS-TENANT header", EnvVars: env("to-upload-tenant")},
 		&cli.DurationFlag{Name: "to-upload-timeout", Category: catUpload, Value: 30 * time.Second, Usage: "timeout of one remote-write request", EnvVars: env("to-upload-timeout")},
 		&cli.StringFlag{Name: "to-upload-retry-on-status", Category: catUpload, Value: shipper.DefaultRetryOnStatus, Usage: "HTTP statuses retried until they succeed (codes and the class 5xx, comma-separated); any other 4xx or 5xx drops its request's samples, counted. 400, 409 and 413 cannot be listed", EnvVars: env("to-upload-retry-on-status")},
+
+		&cli.StringFlag{Name: "to", Category: catUpload, Usage: "telemeter-client's Telemeter server: refused, the /authorize + /upload protocol is not supported (use --to-upload)", EnvVars: env("to")},
+		&cli.StringFlag{Name: "to-auth", Category: catUpload, Usage: "telemeter-client's /authorize URL: refused, as --to", EnvVars: env("to-auth")},
+		&cli.StringFlag{Name: "to-token", Category: catUpload, Usage: "telemeter-client's /authorize token: refused (use --to-upload-token-file)", EnvVars: env("to-token")},
+		&cli.StringFlag{Name: "to-token-file", Category: catUpload, Usage: "telemeter-client's /authorize token file: refused (use --to-upload-token-file)", EnvVars: env("to-token-file"), TakesFile: true},
 
 		&cli.StringFlag{Name: "wal-dir", Category: catWAL, Value: defaultWAL, Usage: "directory of the WALs, one subdirectory per cluster ID (the PVC)", EnvVars: env("wal-dir")},
 		&cli.StringFlag{Name: "wal-compression", Category: catWAL, Value: string(wo.Compression), Usage: "none, snappy or zstd", EnvVars: env("wal-compression")},
@@ -324,15 +331,22 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 		}
 		return agent.Config{}, s, err
 	}
+	if err := refuseTelemeterFlags(s); err != nil {
+		return agent.Config{}, s, err
+	}
 	var flagSrc *agent.SourceConfig
-	if s.String("id") != "" {
-		src, err := sourceFromFlags(s)
+	id, err := flagClusterID(s)
+	if err != nil {
+		return agent.Config{}, s, err
+	}
+	if id != "" {
+		src, err := sourceFromFlags(s, id)
 		if err != nil {
 			return agent.Config{}, s, err
 		}
 		flagSrc = &src
 	} else if path == "" || len(file.Sources) == 0 {
-		return agent.Config{}, s, usagef("--id is required (or --config with sources)")
+		return agent.Config{}, s, usagef("--id is required (or --label clusterID=<id>, or --config with sources)")
 	}
 	cfg, err := agent.MergeFlagSource(file, flagSrc)
 	if err != nil {
@@ -352,9 +366,14 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 	return cfg, s, nil
 }
 
-func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
+// sourceFromFlags is the source the flags describe, for cluster id (flagClusterID).
+func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
+	anonymize, err := csvValues("anonymize-labels", c.StringSlice("anonymize-labels"))
+	if err != nil {
+		return agent.SourceConfig{}, err
+	}
 	s := agent.SourceConfig{
-		ID:                c.String("id"),
+		ID:                id,
 		From:              c.String("from"),
 		FromQuery:         c.String("from-query"),
 		Matchers:          c.StringSlice("match"),
@@ -366,7 +385,7 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		WorkerNumber:      c.Int("worker-number"),
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
-		Anonymize:         csv(c.StringSlice("anonymize-labels")),
+		Anonymize:         anonymize,
 		Auth: agent.AuthConfig{
 			Token:              agent.Secret(c.String("from-token")),
 			TokenFile:          c.String("from-token-file"),
@@ -402,12 +421,18 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		return s, usagef("--anonymize-salt and --anonymize-salt-file are exclusive")
 	}
 	if c.IsSet("elide-label") {
-		s.Elide = csv(c.StringSlice("elide-label"))
+		if s.Elide, err = csvValues("elide-label", c.StringSlice("elide-label")); err != nil {
+			return s, err
+		}
 		if s.Elide == nil {
 			s.Elide = []string{}
 		}
 	}
-	for _, kv := range csv(c.StringSlice("label")) {
+	kvs, err := csvValues("label", c.StringSlice("label"))
+	if err != nil {
+		return s, err
+	}
+	for _, kv := range kvs {
 		lp, err := agent.ParseLabelPair(kv)
 		if err != nil {
 			return s, usagef("--label %q: %v", kv, err)
@@ -417,7 +442,11 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		}
 		s.Labels[lp.Name] = lp.Value
 	}
-	for _, r := range csv(c.StringSlice("rename")) {
+	renames, err := csvValues("rename", c.StringSlice("rename"))
+	if err != nil {
+		return s, err
+	}
+	for _, r := range renames {
 		old, nw, err := agent.ParseRename(r)
 		if err != nil {
 			return s, usagef("--rename %q: %v", r, err)
@@ -434,25 +463,22 @@ func sourceFromFlags(c flagGetter) (agent.SourceConfig, error) {
 		}
 		s.RecordingRules = append(s.RecordingRules, rule)
 	}
+	for _, r := range c.StringSlice("collectrule") {
+		rule, err := agent.ParseCollectRule(r)
+		if err != nil {
+			return s, usagef("--collectrule: %v", err)
+		}
+		s.CollectRules = append(s.CollectRules, rule)
+	}
+	if s.EvaluateInterval = c.Duration("evaluate-interval"); c.IsSet("evaluate-interval") && s.EvaluateInterval < time.Second {
+		return s, usagef("--evaluate-interval %v: want at least 1s", s.EvaluateInterval)
+	}
 	for _, m := range s.Matchers {
 		if err := (agent.SourceConfig{ID: "x", From: "http://x", Matchers: []string{m}}).Validate(); err != nil {
 			return s, usagef("--match %q: %v", m, errors.Unwrap(err))
 		}
 	}
 	return s, nil
-}
-
-// csv splits every value on commas, dropping empty parts.
-func csv(vals []string) []string {
-	var out []string
-	for _, v := range vals {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
 
 func buildOptions(c flagGetter) (agent.Options, error) {

@@ -85,6 +85,16 @@ func newSettings(c *cli.Context, fileFlags map[string]agent.FlagValue) (settings
 		if _, list := f.(*cli.StringSliceFlag); !list && len(v.Values) != 1 {
 			return s, usagef("flags.%s (line %d): --%s takes one value, not a list", name, v.Line, primary)
 		}
+		if _, list := f.(*cli.StringSliceFlag); list {
+			// One Set of the serialized list: a value is never split on commas (a
+			// --collectrule's JSON has them); the CSV flags are split by csv() as on the
+			// command line.
+			if err := fs.Set(primary, cli.NewStringSlice(v.Values...).Serialize()); err != nil {
+				return s, usagef("flags.%s (line %d): invalid value for --%s: %v", name, v.Line, primary, err)
+			}
+			s.fromFile[primary] = true
+			continue
+		}
 		for _, x := range v.Values {
 			if err := fs.Set(primary, x); err != nil {
 				return s, usagef("flags.%s (line %d): invalid value %q for --%s: %v", name, v.Line, x, primary, err)
