@@ -362,11 +362,11 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 	}
 	rules := append([]RecordingRule(nil), cfg.RecordingRules...)
 	renames := map[string]string{}
-	if cfg.Allowlist != "" {
-		a, err := LoadAllowlist(cfg.Allowlist, cfg.AllowlistKey)
-		if err != nil {
-			return fail(err)
-		}
+	a, hasAllowlist, err := cfg.LoadAllowlists()
+	if err != nil {
+		return fail(err)
+	}
+	if hasAllowlist {
 		matchers = append(matchers, a.Matchers()...)
 		ar, err := a.RecordingRuleList()
 		if err != nil {
