@@ -17,9 +17,14 @@ ARG TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
 	CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
 	go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/collector ./cmd/collector
+# RHACM's operator runs /usr/bin/metrics-collector: under that name collector runs `collector run`
+# with the operator's flags (deploy/kubernetes/overlays/rhacm). A relative symlink, copied as a
+# directory entry so that it stays a link.
+RUN mkdir -p /out/links && ln -s collector /out/links/metrics-collector
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/collector /usr/bin/collector
+COPY --from=build /out/links/ /usr/bin/
 USER 65532:65532
 # /metrics, /healthz, /readyz, POST /-/reload with --listen=:8080 (the manifests' setting).
 EXPOSE 8080

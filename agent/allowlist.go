@@ -20,7 +20,8 @@ import (
 //     an expr that decodes as the body of a JSON string is decoded, any other is used verbatim;
 //   - collect_rules groups (see CollectRuleGroups) select collect rules by the cluster's type; the
 //     metrics those rules federate dynamically are left out of the static matchers
-//     (StaticMatchers), as RHACM's operator leaves them out of --match.
+//     (StaticMatchers), as RHACM's operator leaves them out of --match;
+//   - in a custom list, "-" entries remove: see MergeAllowlists (allowlist_merge.go).
 //
 // Unknown keys are ignored, as RHACM ignores them, and reported by Unsupported.
 type Allowlist struct {
@@ -102,8 +103,15 @@ func (a Allowlist) validate() error {
 	if _, err := a.CollectRuleGroups(); err != nil {
 		return err
 	}
-	s := SourceConfig{Matchers: a.Matchers()}
-	for _, m := range s.Matchers {
+	// A removal entry ("-x", see MergeAllowlists) is checked as what it removes.
+	trim := func(l []string) []string {
+		out := make([]string, len(l))
+		for i, e := range l {
+			out[i] = strings.TrimPrefix(strings.TrimSpace(e), "-")
+		}
+		return out
+	}
+	for _, m := range (Allowlist{Names: trim(a.Names), Matches: trim(a.Matches)}).Matchers() {
 		if err := validateMatcher(m); err != nil {
 			return err
 		}
@@ -112,16 +120,16 @@ func (a Allowlist) validate() error {
 }
 
 // Matchers returns the match[] selectors: names first, then matches, in file order, duplicates
-// removed.
+// removed. Removal entries ("-x", see MergeAllowlists) are not selectors and are left out.
 func (a Allowlist) Matchers() []string {
 	out := make([]string, 0, len(a.Names)+len(a.Matches))
 	for _, n := range a.Names {
-		if n != "" {
+		if n != "" && !strings.HasPrefix(n, "-") {
 			out = append(out, fmt.Sprintf("{__name__=%q}", n))
 		}
 	}
 	for _, m := range a.Matches {
-		if m = strings.TrimSpace(m); m == "" {
+		if m = strings.TrimSpace(m); m == "" || strings.HasPrefix(m, "-") {
 			continue
 		}
 		if !strings.HasPrefix(m, "{") {

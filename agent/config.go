@@ -115,6 +115,14 @@ type SourceConfig struct {
 	// AllowlistKey picks the ConfigMap key. Default DefaultAllowlistKey; UWLAllowlistKey for the
 	// user-workload Prometheus.
 	AllowlistKey string `yaml:"allowlist_key"`
+	// CustomAllowlists are custom allowlist files (observability-metrics-custom-allowlist),
+	// read under AllowlistKey and merged into Allowlist in order: see MergeAllowlists.
+	CustomAllowlists []string `yaml:"custom_allowlists"`
+	// UWLAllowlists are user-workload allowlists, [NAMESPACE=]PATH (UWLAllowlistSpec): the
+	// UWLAllowlistKey document of a ConfigMap in an application namespace, merged after the others
+	// with the namespace injected as a matcher. For the source federating the user-workload
+	// Prometheus.
+	UWLAllowlists []string `yaml:"uwl_allowlists"`
 	// Labels are set on every series, replacing a label of the same name.
 	Labels map[string]string `yaml:"labels"`
 	// Renames map exact metric names to new ones. They win over the allowlist's renames.
@@ -290,6 +298,18 @@ func (s *SourceConfig) resolvePaths(dir string) {
 	for _, p := range []*string{&s.MatchFile, &s.Allowlist, &s.AnonymizeSaltFile, &s.Auth.TokenFile, &s.Auth.CAFile, &s.Auth.CertFile, &s.Auth.KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i, p := range s.CustomAllowlists {
+		if p != "" && !filepath.IsAbs(p) {
+			s.CustomAllowlists[i] = filepath.Join(dir, p)
+		}
+	}
+	for i, v := range s.UWLAllowlists {
+		if ns, p := SplitUWLAllowlist(v); p != "" && !filepath.IsAbs(p) {
+			if s.UWLAllowlists[i] = filepath.Join(dir, p); ns != "" {
+				s.UWLAllowlists[i] = ns + "=" + s.UWLAllowlists[i]
+			}
 		}
 	}
 }

@@ -369,11 +369,11 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 		collect = append(collect, r.normalized())
 	}
 	renames := map[string]string{}
-	if cfg.Allowlist != "" {
-		a, err := LoadAllowlist(cfg.Allowlist, cfg.AllowlistKey)
-		if err != nil {
-			return fail(err)
-		}
+	a, hasAllowlist, err := cfg.LoadAllowlists()
+	if err != nil {
+		return fail(err)
+	}
+	if hasAllowlist {
 		static, err := a.StaticMatchers(cfg.Labels[clusterTypeKey])
 		if err != nil {
 			return fail(fmt.Errorf("allowlist %s: %w", cfg.Allowlist, err))

@@ -3,7 +3,9 @@
 //
 //   - kubernetes/base: a kustomize base (StatefulSet with a PVC per WAL, RBAC for /federate,
 //     ConfigMap, hub TLS Secrets, Service, ServiceMonitor, PrometheusRule);
-//     kubernetes/overlays/openshift adapts it to OpenShift's platform monitoring.
+//     kubernetes/overlays/openshift adapts it to OpenShift's platform monitoring;
+//     kubernetes/overlays/rhacm (standalone) runs collector in place of RHACM's
+//     metrics-collector-deployment, with the operator's command line, as a StatefulSet with a PVC.
 //   - monitoring: the Grafana dashboard, the alert rules and their promtool unit tests.
 //
 // The package has no code. Its tests render the kustomizations (a small loader for the features

@@ -103,11 +103,11 @@ func configMap(t *testing.T, r *rendered, name string) corev1.ConfigMap {
 func container(t *testing.T, sts appsv1.StatefulSet) corev1.Container {
 	t.Helper()
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == "collector" {
+		if c.Name == "collector" || c.Name == rhacmContainer {
 			return c
 		}
 	}
-	t.Fatal("no container collector")
+	t.Fatal("no container collector (or " + rhacmContainer + ")")
 	return corev1.Container{}
 }
 

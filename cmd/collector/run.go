@@ -59,7 +59,9 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "from-query", Category: catSource, Usage: "query API for recording rules", DefaultText: "<from>/api/v1/query", EnvVars: seedEnv("from-query", "FROM_QUERY")},
 		withDefault(sliceFlag("match", catSource, "match[] selector, repeatable"), agent.DefaultMatcher),
 		&cli.StringFlag{Name: "match-file", Category: catSource, Usage: "file of selectors, one a line (# comments)", EnvVars: env("match-file"), TakesFile: true},
-		&cli.StringFlag{Name: "allowlist", Category: catSource, Usage: "RHACM observability-metrics-allowlist ConfigMap (or its metrics_list.yaml) to take names, matches, renames and recording rules from", EnvVars: env("allowlist"), TakesFile: true},
+		sliceFlag("allowlist", catSource, "RHACM allowlist ConfigMap (or the document of its key) to take names, matches, renames and recording rules from, repeatable: the first is the default list, the others custom lists merged into it in order (- entries remove)"),
+		&cli.StringFlag{Name: "allowlist-key", Category: catSource, Value: agent.DefaultAllowlistKey, Usage: "ConfigMap key read from --allowlist files (" + agent.UWLAllowlistKey + " for the user-workload Prometheus)", EnvVars: env("allowlist-key")},
+		sliceFlag("uwl-allowlist", catSource, "user-workload allowlist "+agent.UWLAllowlistSpec+": the "+agent.UWLAllowlistKey+" of a ConfigMap in an application namespace, merged after --allowlist with namespace=NAMESPACE added to each entry (default: the ConfigMap's namespace), repeatable"),
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
@@ -378,7 +380,8 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		FromQuery:         c.String("from-query"),
 		Matchers:          c.StringSlice("match"),
 		MatchFile:         c.String("match-file"),
-		Allowlist:         c.String("allowlist"),
+		AllowlistKey:      c.String("allowlist-key"),
+		UWLAllowlists:     c.StringSlice("uwl-allowlist"),
 		Interval:          c.Duration("interval"),
 		Timeout:           c.Duration("scrape-timeout"),
 		LimitBytes:        c.Int64("limit-bytes"),
@@ -394,6 +397,12 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 			KeyFile:            c.String("from-key-file"),
 			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
 		},
+	}
+	if al := c.StringSlice("allowlist"); len(al) > 0 {
+		s.Allowlist = al[0]
+		if len(al) > 1 {
+			s.CustomAllowlists = al[1:]
+		}
 	}
 	if s.Interval < time.Second {
 		return s, usagef("--interval %v: want at least 1s", s.Interval)
