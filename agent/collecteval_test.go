@@ -22,6 +22,7 @@ type collectServer struct {
 	failing bool
 	queries []string
 	fed     federateRecorder
+	arrived chan []string // when set, receives the match[] of every federate request
 }
 
 func (c *collectServer) setResult(jobs ...string) {
@@ -33,6 +34,9 @@ func (c *collectServer) setResult(jobs ...string) {
 func (c *collectServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/api/v1/query" {
 		c.fed.ServeHTTP(w, r)
+		if c.arrived != nil {
+			c.arrived <- r.URL.Query()["match[]"]
+		}
 		return
 	}
 	c.mtx.Lock()
@@ -160,4 +164,43 @@ func TestCollectCycle(t *testing.T) {
 	if err != nil || strings.Contains(string(raw), `"r"`) {
 		t.Fatalf("saved state %s (%v), want the rule gone", raw, err)
 	}
+}
+
+// TestCollectRun: Run evaluates the collect rules at start and at every evaluate interval,
+// alongside the hourly scrape, federating the firing rule's metrics each time; a reload that
+// adds a rule to a source without one wakes the evaluator.
+func TestCollectRun(t *testing.T) {
+	srv := &collectServer{}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	srv.setResult("a")
+	cfg := SourceConfig{ID: "c1", From: hs.URL, Elide: []string{}, Interval: time.Hour, EvaluateInterval: 30 * time.Second}
+	ts := newTestSource(t, cfg)
+	t0 := ts.clock.Now()
+	srv.arrived = make(chan []string, 16)
+	waitDynamic := func() {
+		t.Helper()
+		if got := waitArrival(t, srv.arrived); !reflect.DeepEqual(got, []string{`{__name__="dyn_a"}`}) {
+			t.Fatalf("federated %v, want the rule's dyn_a", got)
+		}
+	}
+	stop := startRun(t, ts.Source)
+	defer stop()
+	if got := waitArrival(t, srv.arrived); !reflect.DeepEqual(got, []string{DefaultMatcher}) {
+		t.Fatalf("first scrape %v", got)
+	}
+	ts.clock.waitForWaiter(t, t0.Add(time.Hour)) // the scrape loop waits; no evaluator tick
+	cfg.CollectRules = []CollectRule{{Name: "r", Expr: `up{job="a"}`, Names: []string{"dyn_a"}}}
+	if err := ts.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitDynamic()
+	ts.clock.waitForWaiter(t, t0.Add(30*time.Second))
+	ts.clock.Advance(30 * time.Second)
+	waitDynamic()
+	ts.clock.waitForWaiter(t, t0.Add(time.Minute))
+	ts.clock.Advance(30 * time.Second)
+	waitDynamic()
+	stop()
+	noArrival(t, srv.arrived)
 }
