@@ -88,3 +88,32 @@ func TestCollectRuleGroupSelector(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCollectRule: the operator's rendering of both default SNO rules parses: a rule
+// without matches has "matches":[], one without names "names":[""] (the operator joins an empty
+// list into one empty string), which is dropped.
+func TestParseCollectRule(t *testing.T) {
+	cpu := `{"name":"SNOHighCPUUsage","expr":"(1 - avg(rate(node_cpu_seconds_total{mode=\"idle\"}[5m]))) * 100 > 70","for":"2m","names":["container_cpu_cfs_periods_total","kube_pod_container_resource_limits"],"matches":[]}`
+	r, err := ParseCollectRule(cpu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Expr != `(1 - avg(rate(node_cpu_seconds_total{mode="idle"}[5m]))) * 100 > 70` || len(r.Names) != 2 || len(r.Matches) != 0 {
+		t.Errorf("parsed %+v", r)
+	}
+	noNames := `{"name":"m","expr":"up","for":"0s","names":[""],"matches":["__name__=\"container_memory_rss\",container!=\"\""]}`
+	if r, err = ParseCollectRule(noNames); err != nil || len(r.Names) != 0 || len(r.Matches) != 1 {
+		t.Errorf("parsed %+v, %v", r, err)
+	}
+	for _, bad := range []string{
+		`{"name":"m","expr":"up","names":[""],"matches":[]}`, // nothing to collect
+		`{"name":"m","expr":"up","names":["a-b"]}`,           // not a metric name
+		`{"name":"m","expr":"up","for":"2 minutes","names":["a"]}`,
+		`{"name":"m","expr":"up","names":["a"]} {}`,
+		`{"name":"","expr":"up","names":["a"]}`,
+	} {
+		if _, err := ParseCollectRule(bad); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}

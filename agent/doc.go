@@ -7,6 +7,8 @@
 //   - the ingest hot path: parsing a federate body as it streams, the seeds' label transforms, and
 //     the append of the whole body to the WAL as one scrape (Ingester);
 //   - recording rules, appended through the same transforms (Ingester.IngestSamples);
+//   - collect rules: evaluated every evaluate interval, their state saved next to the WAL, their
+//     dynamic metrics federated as scrapes of their own while they fire (collecteval.go);
 //   - the HTTP endpoints /metrics, /healthz and /readyz;
 //   - the truncation schedule of the WALs.
 //

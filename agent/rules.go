@@ -112,52 +112,11 @@ func (s *Source) evalRules(ctx context.Context, st *sourceState, ts time.Time) {
 // evalRule runs one instant query and ingests its result under the rule's name. It returns the
 // number of series ingested.
 func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule, ts time.Time) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, st.cfg.Timeout)
-	defer cancel()
-	u := *st.query
-	q := u.Query()
-	q.Set("query", r.Query)
-	q.Set("time", strconv.FormatFloat(float64(ts.UnixMilli())/1000, 'f', 3, 64))
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	qr, err := s.instantQuery(ctx, st, r.Query, ts, st.cfg.Timeout, requestTypeRecording)
 	if err != nil {
-		return 0, &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("query %s: %w", redactURL(st.query), err)}
+		return 0, err
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Accept-Encoding", "gzip")
-	req.Header.Set("User-Agent", s.agent)
-	resp, err := st.client.Do(req)
-	if err != nil {
-		if !errors.Is(err, errAuth) {
-			s.metrics.requests.WithLabelValues(requestTypeRecording, "error").Inc()
-		}
-		return 0, requestError(ctx, "query", st.query, err)
-	}
-	defer drainClose(resp.Body)
-	s.metrics.requests.WithLabelValues(requestTypeRecording, strconv.Itoa(resp.StatusCode)).Inc()
-	body, err := decodedBody(resp)
-	if err != nil {
-		return 0, classifyBodyError(ctx, "query", st.query, err, st.cfg.LimitBytes)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(body, 4<<10))
-		var qr queryResponse
-		msg := bodySnippet(bytes.NewReader(b), st.secrets())
-		if json.Unmarshal(b, &qr) == nil && qr.Error != "" {
-			msg = strconv.Quote(redactSecrets(qr.ErrorType+": "+qr.Error, st.secrets()))
-		}
-		return 0, &scrapeError{Reason: reasonStatus, Code: resp.StatusCode, Err: fmt.Errorf("query %s: status %d: %s", redactURL(st.query), resp.StatusCode, msg)}
-	}
-	lr := &limitedBody{r: body, limit: st.cfg.LimitBytes}
-	var qr queryResponse
-	derr := json.NewDecoder(lr).Decode(&qr)
-	if lr.err != nil {
-		return 0, classifyBodyError(ctx, "query", st.query, lr.err, st.cfg.LimitBytes)
-	}
-	if derr != nil {
-		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: decode response: %w", redactURL(st.query), derr)}
-	}
-	samples, err := ruleSamples(r.Name, &qr)
+	samples, err := ruleSamples(r.Name, qr)
 	if err != nil {
 		return 0, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: %w", redactURL(st.query), err)}
 	}
@@ -168,6 +127,57 @@ func (s *Source) evalRule(ctx context.Context, st *sourceState, r RecordingRule,
 		return 0, &scrapeError{Reason: reasonAppend, Err: fmt.Errorf("ingest result of rule %s: %w", r.Name, err)}
 	}
 	return len(samples), nil
+}
+
+// instantQuery runs query at ts against the source's query API within timeout, counting the
+// request under reqType, and returns the decoded response. Its errors are *scrapeError.
+func (s *Source) instantQuery(ctx context.Context, st *sourceState, query string, ts time.Time, timeout time.Duration, reqType string) (*queryResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := *st.query
+	q := u.Query()
+	q.Set("query", query)
+	q.Set("time", strconv.FormatFloat(float64(ts.UnixMilli())/1000, 'f', 3, 64))
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("query %s: %w", redactURL(st.query), err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("User-Agent", s.agent)
+	resp, err := st.client.Do(req)
+	if err != nil {
+		if !errors.Is(err, errAuth) {
+			s.metrics.requests.WithLabelValues(reqType, "error").Inc()
+		}
+		return nil, requestError(ctx, "query", st.query, err)
+	}
+	defer drainClose(resp.Body)
+	s.metrics.requests.WithLabelValues(reqType, strconv.Itoa(resp.StatusCode)).Inc()
+	body, err := decodedBody(resp)
+	if err != nil {
+		return nil, classifyBodyError(ctx, "query", st.query, err, st.cfg.LimitBytes)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(body, 4<<10))
+		var qr queryResponse
+		msg := bodySnippet(bytes.NewReader(b), st.secrets())
+		if json.Unmarshal(b, &qr) == nil && qr.Error != "" {
+			msg = strconv.Quote(redactSecrets(qr.ErrorType+": "+qr.Error, st.secrets()))
+		}
+		return nil, &scrapeError{Reason: reasonStatus, Code: resp.StatusCode, Err: fmt.Errorf("query %s: status %d: %s", redactURL(st.query), resp.StatusCode, msg)}
+	}
+	lr := &limitedBody{r: body, limit: st.cfg.LimitBytes}
+	var qr queryResponse
+	derr := json.NewDecoder(lr).Decode(&qr)
+	if lr.err != nil {
+		return nil, classifyBodyError(ctx, "query", st.query, lr.err, st.cfg.LimitBytes)
+	}
+	if derr != nil {
+		return nil, &scrapeError{Reason: reasonParse, Err: fmt.Errorf("query %s: decode response: %w", redactURL(st.query), derr)}
+	}
+	return &qr, nil
 }
 
 // ruleSamples converts an instant-query result to samples named name: a vector gives one sample

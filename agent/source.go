@@ -95,6 +95,17 @@ type Source struct {
 	state *sourceState
 	// status is guarded by mtx.
 	status SourceStatus
+
+	// collectWake wakes runCollect when a reload may have brought collect rules.
+	collectWake chan struct{}
+	cmetrics    *collectMetrics
+	store       sidecarStore // nil: the collect-rule state is not persisted
+	collectMtx  sync.Mutex
+	// cstate, savedState (its last saved form) and collectRules (the rules with metrics) are
+	// guarded by collectMtx.
+	cstate       *collectState
+	savedState   []byte
+	collectRules map[string]bool
 }
 
 // sourceState is a SourceConfig resolved: defaults applied, files read, URLs and client built.
@@ -138,7 +149,10 @@ func NewSource(logger logrus.FieldLogger, reg prometheus.Registerer, cfg SourceC
 		st.client.Close()
 		return nil, fmt.Errorf("source %s: %w", cfg.ID, err)
 	}
-	return newSource(logger, reg, st, ing, opts), nil
+	s := newSource(logger, reg, st, ing, opts)
+	s.store = w
+	s.loadCollectState()
+	return s, nil
 }
 
 func newSource(logger logrus.FieldLogger, reg prometheus.Registerer, st *sourceState, ing ingester, opts SourceOptions) *Source {
@@ -157,6 +171,10 @@ func newSource(logger logrus.FieldLogger, reg prometheus.Registerer, st *sourceS
 		reloaded: make(chan struct{}, 1),
 		state:    st,
 		status:   SourceStatus{ID: st.cfg.ID},
+
+		collectWake: make(chan struct{}, 1),
+		cmetrics:    newCollectMetrics(reg),
+		cstate:      newCollectState(),
 	}
 	s.installed(nil, st)
 	return s
@@ -169,6 +187,13 @@ func (s *Source) Run(ctx context.Context) error {
 		return fmt.Errorf("source %s: Run called twice", s.id)
 	}
 	defer func() { s.getState().client.Close() }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.runCollect(ctx)
+	}()
+	defer wg.Wait()
 	for {
 		start := s.clock.Now()
 		s.cycle(ctx, start)
@@ -285,6 +310,10 @@ func (s *Source) Reload(cfg SourceConfig) error {
 	s.installed(old, st)
 	select {
 	case s.reloaded <- struct{}{}:
+	default:
+	}
+	select {
+	case s.collectWake <- struct{}{}:
 	default:
 	}
 	return nil

@@ -22,6 +22,9 @@
 //
 //   - TestFlow: match[], clusterID, --label, --rename, elided and anonymized labels at the receiver
 //     (the one test with a real Prometheus as the source).
+//   - TestCollectRule: a collect rule against a real source Prometheus fires after its for; its
+//     dynamic metrics arrive every evaluate interval (1s) and keep arriving after a restart whose
+//     rule has for: 1h (the firing state is saved next to the WAL).
 //   - TestHubOutage: the receiver down for 30 s; everything served meanwhile arrives.
 //   - TestCrashDuringOutage: SIGKILL and SIGTERM with restarts while the receiver is down.
 //   - TestFlakyHub: 503, 429 with Retry-After, connection resets, lost answers; per-series order
