@@ -92,8 +92,9 @@
 //
 // Prometheus answers /federate in the format the Accept header asks for, so the protobuf path
 // serves only a server (or proxy) that ignores it. It is as safe as the text path: it streams one
-// delimited message (metric family) at a time, each at most 16 MiB (too_large beyond), through
-// the same limit on the decompressed body, so a gzip bomb costs the memory of one message.
+// delimited message (metric family) at a time, each at most 64 MiB (too_large beyond) and read as
+// its bytes arrive, through the same limit on the decompressed body, so a gzip bomb costs the
+// memory of what the limit lets through, never what a length prefix claims.
 //
 // Gzip on the wire costs more than the parse: Go's compress/gzip inflates this body at 300-500
 // MB/s, 0.8-1.4 M lines/s, so a gzipped federate scrape is bound by decompression, not parsing.

@@ -26,8 +26,13 @@ func newPromParser(b []byte, contentType string) (textparse.Parser, error) {
 }
 
 // maxProtoMessageBytes bounds one delimited message (one metric family) of a protobuf body.
-// /federate writes all series of a metric name in one family; 16 MiB holds some 100 000 series.
-const maxProtoMessageBytes = 16 << 20
+// /federate writes all series of a metric name in one family; 64 MiB holds some 700 000 series
+// (BenchmarkIngest's 200k-series body has an 18 MiB family). A message is read as its bytes
+// arrive (readMessage), so a length that claims more than the body holds costs only what it holds.
+const maxProtoMessageBytes = 64 << 20
+
+// protoReadChunk is the size of the chunks in which readMessage reads a long message.
+const protoReadChunk = 1 << 20
 
 // parseOther reads a body in a format the text parser does not handle (delimited protobuf)
 // with textparse, one message (metric family) at a time: it never holds more than one message
@@ -57,10 +62,8 @@ func (i *Ingester) parseOther(st *ingestState, tr *transformer, body io.Reader, 
 			res.Bytes++
 			continue // an empty family: textparse skips it too
 		}
-		b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+int(n)), n)
-		hdr := len(b)
-		b = b[:hdr+int(n)]
-		if _, err := io.ReadFull(br, b[hdr:]); err != nil {
+		b, err := readMessage(br, n)
+		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
 				return &IngestError{Reason: ReasonRead, Err: fmt.Errorf("protobuf message %d: cut after its length (truncated body?): %w", msg, io.ErrUnexpectedEOF)}
 			}
@@ -75,6 +78,36 @@ func (i *Ingester) parseOther(st *ingestState, tr *transformer, body io.Reader, 
 			return err
 		}
 	}
+}
+
+// readMessage reads a delimited message of n bytes from r and returns it with its length
+// prefix, as textparse's protobuf parser takes it. A long message is read in chunks of
+// protoReadChunk and assembled once whole, so memory follows what the body holds (at most twice
+// it, briefly), not what its length prefix claims.
+func readMessage(r io.Reader, n uint64) ([]byte, error) {
+	if n <= protoReadChunk {
+		b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+int(n)), n)
+		hdr := len(b)
+		b = b[:hdr+int(n)]
+		if _, err := io.ReadFull(r, b[hdr:]); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	var chunks [][]byte
+	for left := n; left > 0; {
+		c := make([]byte, min(left, protoReadChunk))
+		if _, err := io.ReadFull(r, c); err != nil {
+			return nil, err
+		}
+		chunks = append(chunks, c)
+		left -= uint64(len(c))
+	}
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+int(n)), n)
+	for _, c := range chunks {
+		b = append(b, c...)
+	}
+	return b, nil
 }
 
 // skipZeros consumes the zero bytes at the reader's position in bulk: each is an empty message,
