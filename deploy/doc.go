@@ -8,9 +8,9 @@
 //     metrics-collector-deployment, with the operator's command line, as a StatefulSet with a PVC.
 //   - monitoring: the Grafana dashboard, the alert rules and their promtool unit tests.
 //
-// The package has no code. Its tests render the kustomizations (a small loader for the features
-// they use, strategic merge patches with the real Kubernetes types), decode every object strictly
-// into the Kubernetes API types, start the real binary with the StatefulSet's arguments against
+// The package has no code. Its tests render the kustomizations with kustomize itself
+// (sigs.k8s.io/kustomize/api, the library behind kubectl apply -k, in process), decode every
+// object strictly into the Kubernetes API types, start the real binary with the StatefulSet's arguments against
 // files laid out as the pod's volumes would be, check the probes against it, check every metric
 // the dashboard and the rules query against its /metrics, and run promtool on the rules.
 // promtool must be installed (make deps).
