@@ -33,7 +33,11 @@
 // Invariant 1 (a scrape is appended whole or not at all): any error (a read error of the body,
 // including the caller's size limit, a parse error anywhere, a truncated last line) rolls the
 // appender back and returns an *IngestError with a Reason (parse, read, too_large, content_type,
-// wal) and the line. Nothing of the body reaches the WAL, and no series is added to the cache.
+// wal) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
+// series to the cache; a failed wal.Appender.Commit (reasons wal, disk_full) comes after the
+// cache took the scrape's new series, and they stay there: their refs are held in the WAL, which
+// writes their Series records with the first commit that succeeds (a failed Commit leaves them
+// undeclared). [TestIngestFailedCommitKeepsCachedSeriesUsable]
 //
 // # Transforms
 //
@@ -82,9 +86,10 @@
 // FederateAccept asks for the text format with UTF-8 names unescaped. Measured on one core
 // (BenchmarkIngest: 200k OpenShift-like series in memory, 357 bytes per line in text, 343 in
 // protobuf: the protobuf body is only 4% smaller, label strings dominate both; on a shared
-// 2-vCPU machine, so absolute rates are lower bounds):
+// 2-vCPU machine, so absolute rates are lower bounds; the steady-state rate is quoted in one place,
+// the README's Performance table, and the other paths are several times slower):
 //
-//	text, Ingest, warm cache        4.1 M samples/s   0.0001 allocs/sample (into the WAL)
+//	text, Ingest, warm cache        see README        0.0001 allocs/sample (into the WAL)
 //	text, Ingest, cold cache        0.32 M samples/s  2 allocs/sample (new labels, WAL refs)
 //	text, textparse alone           0.59 M samples/s  2 allocs/sample (parse only)
 //	protobuf, Ingest via textparse  0.33 M samples/s  2.2 allocs/sample (no cache)
@@ -104,8 +109,9 @@
 // that are read anyway. Protobuf bodies are still ingested (via textparse, holding the body in
 // memory up to the caller's size limit), for a server that ignores the Accept header.
 //
-// Memory (BenchmarkIngestMemory): the cache costs about 70 bytes per known series, the reused
-// per-call buffers about 40 (the appender's samples, the 1 MiB line buffer); the WAL's series
-// state, labels included, about 430. A steady-state scrape allocates almost nothing: 17
+// Memory (BenchmarkIngestMemory; the heap per known series is quoted in the README's Performance
+// table): the cache's share is about 70 bytes per known series (cache-bytes/series), the rest is
+// the WAL's series state, labels included, and the reused per-call buffers (the appender's
+// samples, the 1 MiB line buffer). A steady-state scrape allocates almost nothing: 17
 // allocations and about 1 KiB for 200k samples.
 package agent

@@ -12,10 +12,6 @@ var (
 	ErrLocked = errors.New("wal directory is locked by another writer")
 	// ErrClosed is returned by operations on a closed WAL or Reader.
 	ErrClosed = errors.New("wal is closed")
-	// ErrUnknownSeries names a ref this WAL does not know (never issued, or freed while nobody
-	// held it: see WAL.HoldSeries). Commit does not return it: it skips such samples and counts
-	// them in AppendStats.UnknownSeries.
-	ErrUnknownSeries = errors.New("unknown series ref")
 	// ErrNoPosition is returned by ReadPosition when a consumer has no position file yet.
 	ErrNoPosition = errors.New("no position file")
 	// ErrNotWAL is returned by Status for a directory that holds no WAL.

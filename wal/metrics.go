@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		sizeBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_wal_size_bytes",
-			Help: "Bytes on disk of the WAL's segments and checkpoint.",
+			Help: "Bytes on disk of the WAL's segments, the open one included (the checkpoint is not counted, as by the size cap).",
 		}),
 		series: f.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_wal_series",

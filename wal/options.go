@@ -47,8 +47,9 @@ type Options struct {
 	// Retention keeps segments that every consumer has passed for this long after their last
 	// write, for replay. Default 0: delete as soon as delivered.
 	Retention time.Duration
-	// MaxSize caps the bytes of segments and checkpoint. When exceeded, the oldest segments are
-	// evicted even if undelivered, and every evicted sample is counted. 0 means no cap.
+	// MaxSize caps the bytes of the segments, the open one included (the checkpoint, positions and
+	// stats.json are not counted). When exceeded, the oldest segments are evicted even if
+	// undelivered, and every evicted sample is counted. 0 means no cap.
 	MaxSize int64
 	// MaxAge evicts segments whose newest sample is older than this, even if undelivered. 0 means
 	// no cap.

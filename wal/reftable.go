@@ -3,8 +3,8 @@ package wal
 import "slices"
 
 // refTable maps series refs to per-series state with memory proportional to the live refs, not
-// to the highest ref ever issued: refs are never reissued by a writer, so under series churn the
-// live refs are a few long-lived low ones and a dense run of recent ones. The recent run is a
+// to the highest ref ever issued: a writer process never reissues a ref, so under series churn
+// the live refs are a few long-lived low ones and a dense run of recent ones. The recent run is a
 // slice indexed by ref-base (the common case costs one bounds check); every other live ref is in
 // a map. compact, called after a batch of deletions, picks the window again and rebuilds the map
 // when it has shrunk, since Go maps never give memory back.
