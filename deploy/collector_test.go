@@ -211,10 +211,17 @@ func deployed(t *testing.T, dir string, extra ...string) (*running, *rendered, *
 	if want := fmt.Sprintf(":%d", listenPort); pd.listen != want {
 		t.Fatalf("--listen=%s, want %s (the container port)", pd.listen, want)
 	}
+	rn := startPod(t, pd, collectorBin, append(append([]string(nil), pd.args...), extra...))
+	return rn, r, src, snk
+}
+
+// startPod runs bin with args and a free --listen address, in the pod's root and environment,
+// and kills it at the end of the test (logging its output when the test failed).
+func startPod(t *testing.T, pd *pod, bin string, args []string) *running {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := append(append(append([]string(nil), pd.args...), "--listen="+addr), extra...)
 	rn := &running{pd: pd, out: &lockedBuffer{}, base: "http://" + addr, done: make(chan error, 1)}
-	rn.cmd = exec.Command(collectorBin, args...)
+	rn.cmd = exec.Command(bin, append(args, "--listen="+addr)...)
 	rn.cmd.Dir, rn.cmd.Env = pd.rootfs, pd.env
 	rn.cmd.Stdout, rn.cmd.Stderr = rn.out, rn.out
 	if err := rn.cmd.Start(); err != nil {
@@ -230,7 +237,7 @@ func deployed(t *testing.T, dir string, extra ...string) (*running, *rendered, *
 			t.Logf("%s\noutput:\n%s", pd, rn.out.String())
 		}
 	})
-	return rn, r, src, snk
+	return rn
 }
 
 // get returns the status and body of a GET on the collector's listener.

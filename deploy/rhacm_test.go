@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -236,24 +235,7 @@ func TestRHACMOverlayRuns(t *testing.T) {
 	if err := os.Symlink(collectorBin, bin); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	rn := &running{pd: pd, out: &lockedBuffer{}, base: "http://" + addr, done: make(chan error, 1)}
-	rn.cmd = exec.Command(bin, append(append([]string(nil), pd.args[1:]...), "--listen="+addr)...)
-	rn.cmd.Dir, rn.cmd.Env = pd.rootfs, pd.env
-	rn.cmd.Stdout, rn.cmd.Stderr = rn.out, rn.out
-	if err := rn.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { rn.done <- rn.cmd.Wait() }()
-	t.Cleanup(func() {
-		if rn.cmd.ProcessState == nil {
-			_ = rn.cmd.Process.Kill()
-			<-rn.done
-		}
-		if t.Failed() {
-			t.Logf("%s\noutput:\n%s", pd, rn.out.String())
-		}
-	})
+	rn := startPod(t, pd, bin, append([]string(nil), pd.args[1:]...))
 
 	rn.waitFor(t, "a delivered remote-write request", 30*time.Second, func() bool { return snk.ok.Load() > 0 })
 	rn.waitFor(t, "the recording rule's query", 30*time.Second, func() bool { return len(queries) > 0 })
