@@ -52,6 +52,26 @@ type TimingError interface {
 	Timing() bool
 }
 
+// TooOldError says whether a permanent refusal is about samples too old for the receiver's head
+// (Thanos receive's 409, Prometheus' 400 "out of bounds" or "too old sample"). Such a refusal is
+// bisected like a TimingError; a single sample still refused this way is deferred: stored in the
+// consumer's dead-letter log for backfill and counted as deferred, not dropped.
+type TooOldError interface {
+	error
+	TooOld() bool
+}
+
+// HeldError says whether a permanent refusal names only samples the receiver already holds: out
+// of order or duplicate for a series it holds at or past their timestamps (Thanos receive's 409,
+// which wrote the rest of the request). Such a refusal is bisected; a single sample still refused
+// this way was written by an earlier request (a re-send after a 5xx, a crash, or the bisection of
+// an earlier 409: Thanos writes the valid samples of a refused request) and is counted as
+// delivered, and in collector_queue_samples_already_held_total.
+type HeldError interface {
+	error
+	AlreadyHeld() bool
+}
+
 // ReasonError gives the label a permanent failure is counted under ("http_409", ...).
 type ReasonError interface {
 	error
@@ -70,6 +90,10 @@ const (
 	ReasonTooOld        = "too_old"        // older than Options.SampleAgeLimit at send time
 	ReasonUnknownSeries = "unknown_series" // series ref without labels in the WAL
 	ReasonPermanent     = "permanent"      // a permanent failure without Reason or StatusCode
+
+	// ReasonDeferred settles a sample stored in the dead-letter log for backfill. It is not a
+	// drop: it is counted in Stats.Deferred and collector_queue_samples_deferred_total.
+	ReasonDeferred = "deferred"
 )
 
 type verdict int
@@ -78,13 +102,16 @@ const (
 	retry verdict = iota
 	split
 	drop
+	deferral // a single sample refused as too old: store it for backfill
+	held     // a single sample refused as already held: count it delivered
 )
 
 // classify decides what to do with a failed Send, and the drop reason of what is still refused.
 // A 413 is split for size. A permanent refusal is split only when it is about timing (a 400
 // naming out-of-order, out-of-bounds or duplicate samples): the receiver refused the whole
 // request for some of its samples, and the others may be accepted alone. Any other permanent
-// refusal drops the batch without sending it again, as the remote-write specification asks.
+// refusal drops the batch without sending it again, as the remote-write specification asks. A
+// refusal as too old (TooOldError) is bisected too; what is still refused alone is deferred.
 func classify(err error) (verdict, string) {
 	var tl TooLargeError
 	if errors.As(err, &tl) && tl.TooLarge() {
@@ -97,6 +124,14 @@ func classify(err error) (verdict, string) {
 	reason := failureReason(err)
 	if reason == "" {
 		reason = ReasonPermanent
+	}
+	var to TooOldError
+	if errors.As(err, &to) && to.TooOld() {
+		return deferral, reason
+	}
+	var he HeldError
+	if errors.As(err, &he) && he.AlreadyHeld() {
+		return held, reason
 	}
 	var te TimingError
 	if errors.As(err, &te) && te.Timing() {

@@ -12,6 +12,9 @@ type metrics struct {
 	samplesSent      prometheus.Counter
 	samplesRetried   prometheus.Counter
 	samplesDropped   *prometheus.CounterVec
+	samplesDeferred  prometheus.Counter
+	deferErrors      prometheus.Counter
+	samplesHeld      prometheus.Counter
 	samplesFiltered  prometheus.Counter
 	recordsDelivered prometheus.Counter
 	requestDuration  prometheus.Histogram
@@ -56,6 +59,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "collector_queue_samples_dropped_total",
 			Help: "Samples deliberately dropped, by reason: the receiver's reason for a permanent refusal (http_400, http_409 ...), too_large, too_old, unknown_series.",
 		}, []string{"reason"}),
+		samplesDeferred: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_queue_samples_deferred_total",
+			Help: "Samples the receiver refused as too old for its head (409, out of bounds), stored in the dead-letter log for backfill; not dropped.",
+		}),
+		deferErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_queue_defer_errors_total",
+			Help: "Failed attempts to store samples refused as too old in the dead-letter log; they stay unsettled and are stored again.",
+		}),
+		samplesHeld: f.NewCounter(prometheus.CounterOpts{
+			Name: "collector_queue_samples_already_held_total",
+			Help: "Re-sent samples the receiver refused alone with 409 as out of order or duplicate: it holds them from an earlier request; counted as delivered.",
+		}),
 		samplesFiltered: f.NewCounter(prometheus.CounterOpts{
 			Name: "collector_queue_samples_filtered_total",
 			Help: "Samples skipped because they are outside the configured time range (replay).",

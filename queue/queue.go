@@ -53,6 +53,10 @@ type Stats struct {
 	// + what lies after Position. collector_queue_samples_sent_total counts every acknowledged
 	// request instead, re-sends included.
 	Delivered int64
+	// Deferred counts the samples of the records before Position that the receiver refused as
+	// too old for its head and that were stored in the dead-letter log for backfill; cumulative
+	// like Delivered. appended = Delivered + Deferred + Dropped + what lies after Position.
+	Deferred int64
 	// Dropped counts samples dropped deliberately, by reason, in the records before Position;
 	// cumulative like Delivered.
 	Dropped map[string]int64
@@ -99,6 +103,9 @@ type Queue struct {
 	// stopRun ends Run with a cause (a tracker violation); set by Run.
 	stopRun atomic.Pointer[context.CancelCauseFunc]
 
+	// deferrer keeps the samples refused as too old for backfill; nil with Options.NoCommit.
+	deferrer *deferrer
+
 	// skipFinalCommit makes Run return without committing, like a crash (tests).
 	skipFinalCommit bool
 }
@@ -125,6 +132,9 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, src Source, sende
 		failc:    make(chan struct{}, 1),
 	}
 	q.failing = newFailing(q.logger, q.metrics.failingShards, opts.Now)
+	if !opts.NoCommit {
+		q.deferrer = newDeferrer(src.Dir(), opts.Consumer)
+	}
 	q.metrics.shardsMin.Set(float64(opts.MinShards))
 	q.metrics.shardsMax.Set(float64(opts.MaxShards))
 	return q, nil
@@ -242,6 +252,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	if cause := context.Cause(ctx); errors.Is(cause, errSettle) {
 		runErr = errors.Join(runErr, cause)
 	}
+	if err := q.closeDeferrer(); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
 	if q.opts.NoCommit || q.skipFinalCommit {
 		return runErr
 	}
@@ -342,7 +355,9 @@ func (q *Queue) settle(seqs []uint64, reason string) {
 			(*stop)(err)
 		}
 	}
-	if reason != "" {
+	if reason == ReasonDeferred {
+		q.metrics.samplesDeferred.Add(float64(len(seqs)))
+	} else if reason != "" {
 		q.metrics.samplesDropped.WithLabelValues(reason).Add(float64(len(seqs)))
 		q.rates.dropped.Add(int64(len(seqs)))
 	}

@@ -99,9 +99,10 @@ func (s *shard) flush(ctx context.Context) bool {
 	return err == nil
 }
 
-// deliver sends b until it is acknowledged or dropped: it retries recoverable failures forever,
-// splits on 413 and on a 400 about timing (down to single samples; what is still refused is
-// dropped), and drops b on any other permanent refusal without sending it again. It returns
+// deliver sends b until it is acknowledged, deferred or dropped: it retries recoverable failures
+// forever, splits on 413, on a 400 about timing and on a refusal as too old (down to single
+// samples; what is still refused as too old is deferred, the rest dropped), and drops b on any
+// other permanent refusal without sending it again. It returns
 // ctx.Err() when cancelled; b is then left unsettled.
 func (s *shard) deliver(ctx context.Context, b batch) error {
 	q := s.q
@@ -113,12 +114,16 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 			s.scratch = old
 			q.settle(old, ReasonTooOld)
 		}
+		var err error
+		if b, err = s.deferOld(ctx, b); err != nil {
+			return err
+		}
 		n := b.samples()
 		if n == 0 {
 			return nil
 		}
 		start := time.Now()
-		err := q.sender.Send(ctx, b.series)
+		err = q.sender.Send(ctx, b.series)
 		q.observeSend(time.Since(start))
 		if err == nil {
 			s.setFailing("", nil, 0, false)
@@ -131,8 +136,16 @@ func (s *shard) deliver(ctx context.Context, b batch) error {
 		}
 		verdict, reason := classify(err)
 		switch verdict {
-		case split:
+		case split, deferral, held:
 			q.metrics.requestsFailed.WithLabelValues("split").Inc()
+			if n == 1 && verdict == deferral && q.deferrer != nil {
+				return s.deferSamples(ctx, b, maxTimestamp(b))
+			}
+			if n == 1 && verdict == held {
+				q.metrics.samplesHeld.Inc()
+				q.delivered(s.flatten(b), maxTimestamp(b))
+				return nil
+			}
 			if n == 1 {
 				s.logger.WithError(err).WithField("reason", reason).Warn("single sample refused; dropped")
 				q.settle(s.flatten(b), reason)

@@ -18,6 +18,7 @@ type recState struct {
 	// with a position describe exactly the records before it (a record re-sent after a crash is
 	// not counted twice).
 	delivered int64
+	deferred  int64
 	dropped   map[string]int64
 }
 
@@ -39,6 +40,7 @@ type tracker struct {
 	// delivered and dropped are cumulative (loaded from the position file) and cover exactly the
 	// records before pos; filtered, pending and records count this run.
 	delivered int64
+	deferred  int64
 	dropped   map[string]int64
 	// readDrops are samples dropped at read time, counted with the next record added.
 	readDrops map[string]int64
@@ -52,7 +54,7 @@ type tracker struct {
 }
 
 func newTracker(pos wal.Position, st wal.ConsumerState) *tracker {
-	return &tracker{pos: pos, delivered: st.Delivered, dropped: maps.Clone(st.Dropped)}
+	return &tracker{pos: pos, delivered: st.Delivered, deferred: st.Deferred, dropped: maps.Clone(st.Dropped)}
 }
 
 // add registers a record of n samples (already excluding those dropped or filtered at read time)
@@ -114,7 +116,8 @@ func (t *tracker) filter(n int) {
 	t.filtered += int64(n)
 }
 
-// settle marks samples as acknowledged (reason "") or dropped with reason. seqs holds the record of
+// settle marks samples as acknowledged (reason ""), deferred (ReasonDeferred: stored in the
+// dead-letter log) or dropped with reason. seqs holds the record of
 // each sample; runs of equal values are counted together. It returns the number of records that
 // became wholly delivered, and the number of runs it could not settle (a record it does not hold,
 // or more samples than the record has outstanding: a bug; the position cannot pass that record
@@ -159,9 +162,12 @@ func (t *tracker) settleLocked(seq uint64, n int, reason string) {
 	}
 	r := &live[lo]
 	r.outstanding -= n
-	if reason == "" {
+	switch reason {
+	case "":
 		r.delivered += int64(n)
-	} else {
+	case ReasonDeferred:
+		r.deferred += int64(n)
+	default:
 		if r.dropped == nil {
 			r.dropped = map[string]int64{}
 		}
@@ -176,6 +182,7 @@ func (t *tracker) advanceLocked() int {
 		r := &t.recs[t.head]
 		t.pos = r.end
 		t.delivered += r.delivered
+		t.deferred += r.deferred
 		t.dropped = addCounts(t.dropped, r.dropped)
 		*r = recState{}
 		t.head++
@@ -198,7 +205,7 @@ func (t *tracker) advanceLocked() int {
 func (t *tracker) state() (wal.ConsumerState, uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return wal.ConsumerState{Position: t.pos, Delivered: t.delivered, Dropped: maps.Clone(t.dropped)}, t.version
+	return wal.ConsumerState{Position: t.pos, Delivered: t.delivered, Deferred: t.deferred, Dropped: maps.Clone(t.dropped)}, t.version
 }
 
 // stats returns a snapshot for Stats.
@@ -208,6 +215,7 @@ func (t *tracker) stats() Stats {
 	return Stats{
 		Position:         t.pos,
 		Delivered:        t.delivered,
+		Deferred:         t.deferred,
 		Dropped:          maps.Clone(t.dropped),
 		Filtered:         t.filtered,
 		Pending:          t.pending,

@@ -64,6 +64,7 @@ type Error struct {
 	recoverable   bool          // see Recoverable
 	tooLarge      bool          // see TooLarge
 	timing        bool          // see Timing
+	tooOld        bool          // see TooOld
 	retryAfter    time.Duration // valid if hasRetryAfter
 	hasRetryAfter bool
 	err           error // underlying cause; nil for HTTP status errors
@@ -106,6 +107,18 @@ func (e *Error) Recoverable() bool { return e.recoverable }
 // request back, so the samples it did not name may be accepted in a smaller request. Any other
 // 400 is about the request as a whole and must not be sent again.
 func (e *Error) Timing() bool { return e.timing }
+
+// TooOld reports whether the receiver refused samples as too old for its head, so that they may
+// reach it only by backfill: a 409 (Thanos receive writes the valid samples of the request and
+// refuses the rest) unless its body names only out-of-order or duplicate samples (a re-send of
+// samples it holds), and a 400 whose body names out-of-bounds (not "too far in the future") or
+// too-old samples. Timing is true as well: the request is bisected down to the refused samples.
+func (e *Error) TooOld() bool { return e.tooOld }
+
+// AlreadyHeld reports whether the receiver refused with 409 naming only out-of-order or
+// duplicate samples: Thanos receive holds those series at or past their timestamps (written by
+// an earlier request); Timing is true as well.
+func (e *Error) AlreadyHeld() bool { return e.statusCode == http.StatusConflict && !e.tooOld }
 
 // RetryAfter returns the delay the server asked for with Retry-After (delta-seconds or an
 // HTTP-date in the future). It is set only on recoverable errors.
@@ -156,6 +169,12 @@ func statusError(endpoint string, resp *http.Response, excerpt []byte, secrets [
 		// Permanent: the specification forbids sending a refused request again. Only the
 		// samples a timing refusal does not name may be sent again, in smaller requests.
 		e.timing = isTimingRefusal(excerpt)
+		e.tooOld = e.timing && isTooOldRefusal(excerpt)
+	case code == http.StatusConflict:
+		// Thanos receive: the valid samples of the request were written, the refused ones are
+		// named in the body. Bisected down to them; those refused as too old are deferred.
+		e.timing = true
+		e.tooOld = isTooOldRefusal(excerpt) || !isTimingRefusal(excerpt)
 	case retry.Has(code):
 		e.recoverable = true
 	case code >= 400 && code < 600:

@@ -43,6 +43,7 @@ func TestClassification(t *testing.T) {
 		recoverable bool
 		tooLarge    bool
 		timing      bool
+		tooOld      bool
 		reason      string
 		status      int
 		retryAfter  time.Duration // 0: not set
@@ -59,19 +60,25 @@ func TestClassification(t *testing.T) {
 		{name: "204", handler: respond(204, nil, ""), want: want{ok: true}},
 		{name: "400 permanent", handler: respond(400, nil, "snappy decode error"),
 			want: want{reason: "http_400", status: 400}},
-		{name: "409 permanent", handler: respond(409, nil, "out of bounds"),
-			want: want{reason: "http_409", status: 409}},
+		{name: "409 out of bounds is too old", handler: respond(409, nil, "store locally for endpoint 127.0.0.1:10901: add 3 samples: out of bounds"),
+			want: want{timing: true, tooOld: true, reason: "http_409", status: 409}},
+		{name: "409 without a known text is too old", handler: respond(409, nil, "conflict"),
+			want: want{timing: true, tooOld: true, reason: "http_409", status: 409}},
+		{name: "409 out of bounds beside out of order is too old", handler: respond(409, nil, "add 1 samples: out of order sample; add 2 samples: out of bounds"),
+			want: want{timing: true, tooOld: true, reason: "http_409", status: 409}},
 		{name: "400 out of order from Prometheus is timing", handler: respond(400, nil, "out of order sample\n"),
 			want: want{timing: true, reason: "http_400", status: 400}},
-		{name: "400 out of bounds is timing", handler: respond(400, nil, "out of bounds"),
+		{name: "400 out of bounds is timing and too old", handler: respond(400, nil, "out of bounds"),
+			want: want{timing: true, tooOld: true, reason: "http_400", status: 400}},
+		{name: "400 out of bounds in the future is not too old", handler: respond(400, nil, "out of bounds: timestamp is too far in the future"),
 			want: want{timing: true, reason: "http_400", status: 400}},
 		{name: "400 duplicate timestamp is timing", handler: respond(400, nil, "duplicate sample for timestamp 1700000000000; overrides not allowed: existing 1, new value 2"),
 			want: want{timing: true, reason: "http_400", status: 400}},
-		{name: "400 too old sample (remote-write 2.0 form) is timing", handler: respond(400, nil, `too old sample for series {__name__="up"}`),
-			want: want{timing: true, reason: "http_400", status: 400}},
+		{name: "400 too old sample (remote-write 2.0 form) is timing and too old", handler: respond(400, nil, `too old sample for series {__name__="up"}`),
+			want: want{timing: true, tooOld: true, reason: "http_400", status: 400}},
 		{name: "400 plain", handler: respond(400, nil, ""), want: want{reason: "http_400", status: 400}},
-		{name: "409 with a timing body stays a permanent 409", handler: respond(409, nil, "add 3 samples: out of order sample"),
-			want: want{reason: "http_409", status: 409}},
+		{name: "409 naming only out of order samples is bisected, not too old", handler: respond(409, nil, "add 3 samples: out of order sample"),
+			want: want{timing: true, reason: "http_409", status: 409}},
 		{name: "401 retried", handler: respond(401, map[string]string{"Retry-After": "3"}, "unauthorized"),
 			want: want{recoverable: true, reason: "http_401", status: 401, retryAfter: 3 * time.Second}},
 		{name: "403 retried", handler: respond(403, nil, "forbidden"), want: want{recoverable: true, reason: "http_403", status: 403}},
@@ -156,7 +163,7 @@ func TestClassification(t *testing.T) {
 				t.Fatalf("Send = %v (%T), want *Error", err, err)
 			}
 			got := want{
-				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), timing: e.Timing(), reason: e.Reason(), status: e.StatusCode(),
+				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), timing: e.Timing(), tooOld: e.TooOld(), reason: e.Reason(), status: e.StatusCode(),
 			}
 			got.retryAfter, _ = e.RetryAfter()
 			if ra, set := e.RetryAfter(); set != (ra > 0) {

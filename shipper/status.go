@@ -114,6 +114,26 @@ var timingMessages = [][]byte{
 	[]byte("too old sample"),
 }
 
+// tooOldMessages name refusals of samples older than the receiver's head accepts; futureMessage
+// is the out-of-bounds refusal of a sample too far in the future, which is not one.
+var (
+	tooOldMessages = [][]byte{[]byte("out of bounds"), []byte("too old sample")}
+	futureMessage  = []byte("too far in the future")
+)
+
+// isTooOldRefusal reports whether an error body names samples too old for the receiver's head.
+func isTooOldRefusal(body []byte) bool {
+	if bytes.Contains(body, futureMessage) {
+		return false
+	}
+	for _, m := range tooOldMessages {
+		if bytes.Contains(body, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // isTimingRefusal reports whether an error body names a refusal for timestamps.
 func isTimingRefusal(body []byte) bool {
 	for _, m := range timingMessages {

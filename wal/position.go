@@ -33,6 +33,9 @@ type ConsumerState struct {
 	Delivered int64 `json:"delivered_samples"`
 	// Dropped counts samples deliberately dropped, by reason, cumulative.
 	Dropped map[string]int64 `json:"dropped,omitempty"`
+	// Deferred counts samples the receiver refused as too old for its head, cumulative: they
+	// were stored in the consumer's dead-letter log (DeferredDir) for backfill, not dropped.
+	Deferred int64 `json:"deferred_samples,omitempty"`
 	// Updated is when the state was committed.
 	Updated time.Time `json:"updated"`
 }

@@ -1,0 +1,295 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// deferredDirName holds one dead-letter log per consumer: <wal>/deferred/<consumer>/.
+const (
+	deferredDirName  = "deferred"
+	deferredLock     = "lock"
+	backfillLock     = "backfill.lock"
+	deferredSegBytes = 8 << 20
+)
+
+// DeferredDir returns the dead-letter directory of consumer in the WAL directory walDir: the
+// samples the receiver refused as too old for its head, kept for backfill (FORMAT.md).
+func DeferredDir(walDir, consumer string) string {
+	return filepath.Join(walDir, deferredDirName, consumer)
+}
+
+// DeferredConsumers returns the consumers that have a dead-letter directory in walDir.
+func DeferredConsumers(walDir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(walDir, deferredDirName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list dead-letter logs in %s: %w", walDir, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// DeferredLog is the writer of one consumer's dead-letter log: a tsdb/wlog directory of Series
+// and Samples records. It holds the directory's lock while open, opens its segment lazily at the
+// first Append (wlog always starts a new segment, so a writer never appends to a segment that
+// existed before it) and seals it at Seal and Close. It is safe for concurrent use.
+type DeferredLog struct {
+	dir string
+
+	// mu guards every field below.
+	mu   sync.Mutex
+	lock *os.File
+	wl   *wlog.WL // nil while sealed
+	enc  record.Encoder
+	buf  []byte
+	refs []record.RefSeries
+	smpl []record.RefSample
+}
+
+// OpenDeferred opens the dead-letter log of consumer in walDir for appending, creating its
+// directory. It returns ErrLocked when another writer holds it.
+func OpenDeferred(walDir, consumer string) (*DeferredLog, error) {
+	if err := ValidateID(consumer); err != nil {
+		return nil, fmt.Errorf("consumer %q: %w", consumer, err)
+	}
+	dir := DeferredDir(walDir, consumer)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create dead-letter directory %s: %w", dir, err)
+	}
+	lock, err := acquireLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &DeferredLog{dir: dir, lock: lock}, nil
+}
+
+// Dir returns the dead-letter directory.
+func (d *DeferredLog) Dir() string { return d.dir }
+
+// Append writes series and their samples as one Series and one Samples record (refs local to
+// the call: FORMAT.md) and fsyncs them. When it returns nil the samples survive a crash; when it
+// returns an error nothing may be assumed stored and the caller keeps the samples unsettled.
+func (d *DeferredLog) Append(series []prompb.TimeSeries) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lock == nil {
+		return ErrClosed
+	}
+	if d.wl == nil {
+		wl, err := wlog.NewSize(nil, nil, d.dir, deferredSegBytes, compression.None)
+		if err != nil {
+			return fmt.Errorf("open dead-letter segment in %s: %w", d.dir, err)
+		}
+		d.wl = wl
+	}
+	d.refs, d.smpl = d.refs[:0], d.smpl[:0]
+	var b labels.ScratchBuilder
+	for i, ts := range series {
+		if len(ts.Samples) == 0 {
+			continue
+		}
+		b.Reset()
+		for _, l := range ts.Labels {
+			b.Add(l.Name, l.Value)
+		}
+		b.Sort()
+		ref := chunks.HeadSeriesRef(i + 1)
+		d.refs = append(d.refs, record.RefSeries{Ref: ref, Labels: b.Labels()})
+		for _, s := range ts.Samples {
+			d.smpl = append(d.smpl, record.RefSample{Ref: ref, T: s.Timestamp, V: s.Value})
+		}
+	}
+	if len(d.smpl) == 0 {
+		return nil
+	}
+	ser := d.enc.Series(d.refs, d.buf[:0])
+	smp := d.enc.Samples(d.smpl, ser[len(ser):])
+	d.buf = smp[:0]
+	if err := d.wl.Log(ser, smp); err != nil {
+		return d.failLocked(fmt.Errorf("write %d deferred samples in %s: %w", len(d.smpl), d.dir, err))
+	}
+	if err := d.wl.Sync(); err != nil {
+		return d.failLocked(fmt.Errorf("fsync %d deferred samples in %s: %w", len(d.smpl), d.dir, err))
+	}
+	return nil
+}
+
+// failLocked drops the segment after a failed write or fsync: the next Append starts a new one,
+// and the caller sends the samples again (a torn tail is skipped by readers).
+func (d *DeferredLog) failLocked(err error) error {
+	_ = d.wl.Close() // the write already failed; what it reports adds nothing
+	d.wl = nil
+	return err
+}
+
+// Seal closes the segment being written (fsynced): every segment of the directory is then
+// sealed and can be backfilled. The next Append starts a new segment.
+func (d *DeferredLog) Seal() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.wl == nil {
+		return nil
+	}
+	err := d.wl.Close()
+	d.wl = nil
+	if err != nil {
+		return fmt.Errorf("seal dead-letter segment in %s: %w", d.dir, err)
+	}
+	return nil
+}
+
+// Close seals the segment and releases the lock.
+func (d *DeferredLog) Close() error {
+	err := d.Seal()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lock != nil {
+		err = errors.Join(err, d.lock.Close())
+		d.lock = nil
+	}
+	return err
+}
+
+// DeferredSegments returns the sealed segments of the dead-letter directory dir, ascending: all
+// of them when no writer holds it, all but the newest (the one being written) when one does.
+func DeferredSegments(dir string) ([]int, error) {
+	segs, err := listSegments(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list dead-letter segments in %s: %w", dir, err)
+	}
+	lock, err := acquireLock(dir)
+	switch {
+	case errors.Is(err, ErrLocked):
+		if len(segs) > 0 {
+			segs = segs[:len(segs)-1]
+		}
+	case err != nil:
+		return nil, err
+	default:
+		// Listed under the lock: a writer opening from now on starts after these segments.
+		lock.Close()
+	}
+	return segs, nil
+}
+
+// LockBackfill takes the lock that keeps two backfills of the dead-letter directory dir apart.
+// It returns ErrLocked when another backfill holds it; Close the file to release it.
+func LockBackfill(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create dead-letter directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, backfillLock)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: backfill of %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// DeferredSample is one sample read back from a dead-letter log.
+type DeferredSample struct {
+	Labels labels.Labels
+	T      int64
+	V      float64
+}
+
+// ReadDeferred calls fn for every sample in the given segments of the dead-letter directory dir,
+// in write order. A segment whose tail is torn (a crash during an Append that therefore never
+// returned: its samples were sent again) is read up to the tear; the tear is reported in torn.
+// Corruption before the tail of a sealed segment is reported the same way: its remaining
+// samples cannot be read.
+func ReadDeferred(dir string, segs []int, fn func(DeferredSample) error) (torn []error, err error) {
+	var dec record.Decoder
+	series := map[chunks.HeadSeriesRef]labels.Labels{}
+	var refs []record.RefSeries
+	var samples []record.RefSample
+	for _, k := range segs {
+		f, err := wlog.OpenReadSegment(segmentName(dir, k))
+		if err != nil {
+			return torn, fmt.Errorf("open dead-letter segment %d in %s: %w", k, dir, err)
+		}
+		r := wlog.NewReader(f)
+		for r.Next() {
+			rec := r.Record()
+			switch dec.Type(rec) {
+			case record.Series:
+				refs, err = dec.Series(rec, refs[:0])
+				if err != nil {
+					break
+				}
+				clear(series)
+				for _, s := range refs {
+					series[s.Ref] = s.Labels
+				}
+			case record.Samples:
+				samples, err = dec.Samples(rec, samples[:0])
+				if err != nil {
+					break
+				}
+				for _, s := range samples {
+					lset, ok := series[s.Ref]
+					if !ok {
+						err = fmt.Errorf("sample of series ref %d without a series record", s.Ref)
+						break
+					}
+					if ferr := fn(DeferredSample{Labels: lset, T: s.T, V: s.V}); ferr != nil {
+						f.Close()
+						return torn, ferr
+					}
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = r.Err()
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, io.EOF) {
+			torn = append(torn, &CorruptionError{Dir: dir, Segment: k, Offset: r.Offset(), Err: err})
+		}
+	}
+	return torn, nil
+}
+
+// RemoveDeferred deletes the given segments of the dead-letter directory dir (after their
+// samples were backfilled) and fsyncs the directory.
+func RemoveDeferred(dir string, segs []int) error {
+	for _, k := range segs {
+		if err := os.Remove(segmentName(dir, k)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove dead-letter segment %d in %s: %w", k, dir, err)
+		}
+	}
+	return syncDir(dir)
+}
