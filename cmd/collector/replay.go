@@ -137,7 +137,7 @@ func replayAction(c *cli.Context) error {
 		sender = client
 	}
 	opts := replay.DefaultOptions()
-	opts.Name = name
+	opts.Name, opts.Prefix = name, agent.ReplayPrefix
 	opts.MinTime, opts.MaxTime = minT, maxT
 	opts.Undelivered, opts.From = c.Bool("undelivered"), c.String("consumer")
 	opts.Resume = c.Bool("resume")

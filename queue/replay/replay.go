@@ -21,9 +21,12 @@ import (
 // Options configure a Replay. Start from DefaultOptions.
 type Options struct {
 	// Name is the replay's own position (consumer) name: its lease on the WAL and where Resume
-	// continues. Required; collector gives it agent.ReplayPrefix, which no endpoint of an agent
-	// may use, so that a replay never moves an agent's position.
+	// continues. It starts with Prefix, so that a replay never moves an endpoint's position.
 	Name string
+	// Prefix starts the position names of replays (collector sets agent.ReplayPrefix, "replay-"),
+	// which no endpoint of an agent may use. Name must start with it; the other positions of a
+	// WAL are endpoints'. Required.
+	Prefix string
 	// MinTime and MaxTime, when not zero, limit the replay to samples in [MinTime, MaxTime]
 	// (milliseconds).
 	MinTime, MaxTime int64
@@ -134,8 +137,10 @@ func New(logger logrus.FieldLogger, sender queue.Sender, opts Options) (*Replay,
 		opts.Now = def.Now
 	}
 	switch {
-	case opts.Name == "":
-		return nil, errors.New("new replay: no name")
+	case opts.Prefix == "":
+		return nil, errors.New("new replay: no prefix")
+	case !strings.HasPrefix(opts.Name, opts.Prefix):
+		return nil, fmt.Errorf("new replay: name %q does not start with %q: it could move an endpoint's position", opts.Name, opts.Prefix)
 	case sender == nil && !opts.DryRun:
 		return nil, errors.New("new replay: no sender")
 	case opts.Resume && opts.Undelivered:
@@ -216,7 +221,7 @@ func (r *Replay) start(dir string) (wal.Position, error) {
 		}
 		var agents []string
 		for _, n := range names {
-			if !strings.HasPrefix(n, "replay") {
+			if !strings.HasPrefix(n, r.opts.Prefix) {
 				agents = append(agents, n)
 			}
 		}

@@ -161,7 +161,7 @@ var _ queue.Sender = (*sender)(nil)
 
 func testOptions(out io.Writer) Options {
 	o := DefaultOptions()
-	o.Name = "replay-hub"
+	o.Name, o.Prefix = "replay-hub", "replay-"
 	o.MaxSamplesPerSend = 100
 	o.Out = out
 	return o
@@ -194,6 +194,8 @@ func TestStart(t *testing.T) {
 		{name: "named endpoint", undelivered: true, from: "hub", extra: "other", want: tw.ends[4]},
 		{name: "two endpoints", undelivered: true, extra: "other", wantErr: "--undelivered: name the endpoint with --consumer (positions found: hub, other)"},
 		{name: "unknown endpoint", undelivered: true, from: "nope", wantErr: "--undelivered: "},
+		// Only the replay prefix is reserved: an endpoint may be called "replayer".
+		{name: "endpoint named like a replay", undelivered: true, from: "", extra: "replayer", wantErr: "positions found: hub, replayer)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.extra != "" {
@@ -389,5 +391,29 @@ func TestInterruptAndResume(t *testing.T) {
 	sameSet(t, tw.want(0, 60), s.set())
 	if want := fmt.Sprintf("cluster c1: sent %d samples, dropped 0 (0)", 600-st.Delivered); !strings.HasPrefix(out.String(), want) {
 		t.Errorf("summary %q, want %q...", out.String(), want)
+	}
+}
+
+// TestNewRefuses: a replay that could move an endpoint's position, or has nowhere to send, is
+// not made.
+func TestNewRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*Options)
+		sender queue.Sender
+		want   string
+	}{
+		{"endpoint's name", func(o *Options) { o.Name = "hub" }, &sender{}, `name "hub" does not start with "replay-"`},
+		{"no prefix", func(o *Options) { o.Prefix = "" }, &sender{}, "no prefix"},
+		{"no sender", func(*Options) {}, nil, "no sender"},
+		{"resume and undelivered", func(o *Options) { o.Resume, o.Undelivered = true, true }, &sender{}, "exclusive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions(nil)
+			tc.change(&opts)
+			if _, err := New(quietLogger(), tc.sender, opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
