@@ -139,7 +139,7 @@ func replayAction(c *cli.Context) error {
 	opts := replay.DefaultOptions()
 	opts.Name, opts.Prefix = name, agent.ReplayPrefix
 	opts.MinTime, opts.MaxTime = minT, maxT
-	opts.Undelivered, opts.From = c.Bool("undelivered"), c.String("consumer")
+	opts.Undelivered, opts.Endpoint = c.Bool("undelivered"), c.String("consumer")
 	opts.Resume = c.Bool("resume")
 	opts.DryRun = c.Bool("dry-run")
 	opts.FlushDeadline = c.Duration("flush-deadline")

@@ -30,10 +30,10 @@ type Options struct {
 	// MinTime and MaxTime, when not zero, limit the replay to samples in [MinTime, MaxTime]
 	// (milliseconds).
 	MinTime, MaxTime int64
-	// Undelivered starts a fresh replay at the position of the agent's endpoint From (the only
-	// endpoint position of the WAL when From is empty) instead of the oldest retained data.
+	// Undelivered starts a fresh replay at the position of the agent's endpoint Endpoint (the only
+	// endpoint position of the WAL when Endpoint is empty) instead of the oldest retained data.
 	Undelivered bool
-	From        string
+	Endpoint    string
 	// Resume continues from the replay's own position, and its counters, when the WAL has one
 	// (else it starts at the oldest retained data, with a warning).
 	Resume bool
@@ -72,7 +72,7 @@ func DefaultOptions() Options {
 // Target is the WAL of one cluster: its ID and directory.
 type Target struct{ ID, Dir string }
 
-// ConsumerError is returned by Run when Options.Undelivered names no endpoint (From) and the WAL
+// ConsumerError is returned by Run when Options.Undelivered names no Endpoint and the WAL
 // does not hold exactly one endpoint position to start from.
 type ConsumerError struct {
 	// Found are the endpoint positions of the WAL (replays' excluded).
@@ -114,7 +114,8 @@ func (e *InterruptedError) Error() string {
 	return fmt.Sprintf("replay interrupted at %v; continue with --resume", e.Position)
 }
 
-// Replay ships WALs to one endpoint. Run it once.
+// Replay ships WALs to one endpoint under one position name. Runs must not overlap: they would
+// share the position file.
 type Replay struct {
 	logger logrus.FieldLogger
 	sender queue.Sender
@@ -213,7 +214,7 @@ func (r *Replay) start(dir string) (wal.Position, error) {
 	if !r.opts.Undelivered {
 		return wal.Position{}, nil
 	}
-	consumer := r.opts.From
+	consumer := r.opts.Endpoint
 	if consumer == "" {
 		names, err := wal.Consumers(dir)
 		if err != nil {

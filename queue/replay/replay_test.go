@@ -207,7 +207,7 @@ func TestStart(t *testing.T) {
 				}()
 			}
 			opts := testOptions(nil)
-			opts.Undelivered, opts.From, opts.DryRun = tc.undelivered, tc.from, true
+			opts.Undelivered, opts.Endpoint, opts.DryRun = tc.undelivered, tc.from, true
 			r, err := New(quietLogger(), nil, opts)
 			if err != nil {
 				t.Fatal(err)
