@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -292,4 +294,72 @@ func RemoveDeferred(dir string, segs []int) error {
 		}
 	}
 	return syncDir(dir)
+}
+
+// backfillStateFile records a dead-letter directory's backfill progress.
+const backfillStateFile = "backfill.json"
+
+// BackfillState is the durable progress of the backfill of one dead-letter directory
+// (backfill.json, written tmp → fsync → rename → fsync dir). A pass plans Segments into Blocks,
+// built under the directory's blocks/ folder, uploads them one by one (Uploaded), and only when
+// every block is uploaded removes the segments, adds the samples to Backfilled and clears the
+// plan. A pass interrupted at any point resumes from here: uploaded blocks are skipped.
+type BackfillState struct {
+	// Segments are the dead-letter segments of the pass in progress; empty between passes.
+	Segments []int `json:"segments,omitempty"`
+	// Blocks are the pass' blocks.
+	Blocks []BackfillBlock `json:"blocks,omitempty"`
+	// Backfilled counts the samples (duplicates included) of the finished passes, cumulative;
+	// BlocksUploaded their blocks.
+	Backfilled     int64 `json:"backfilled_samples"`
+	BlocksUploaded int64 `json:"blocks_uploaded"`
+	// LastPass is when the last pass finished; LastError what stopped the last failed one.
+	LastPass  time.Time `json:"last_pass,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// BackfillBlock is one block of a backfill pass.
+type BackfillBlock struct {
+	ULID     string `json:"ulid"`
+	MinTime  int64  `json:"min_time"`
+	MaxTime  int64  `json:"max_time"`
+	Samples  int64  `json:"samples"`
+	Uploaded bool   `json:"uploaded"`
+}
+
+// Pending counts the samples of the pass in progress whose blocks are not uploaded yet.
+func (s BackfillState) Pending() (samples int64, blocks int) {
+	for _, b := range s.Blocks {
+		if !b.Uploaded {
+			samples += b.Samples
+			blocks++
+		}
+	}
+	return samples, blocks
+}
+
+// ReadBackfillState returns the backfill progress of the dead-letter directory dir; the zero
+// state when there is none yet.
+func ReadBackfillState(dir string) (BackfillState, error) {
+	var st BackfillState
+	data, err := os.ReadFile(filepath.Join(dir, backfillStateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read backfill state in %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return BackfillState{}, fmt.Errorf("decode backfill state in %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+// CommitBackfillState makes st the durable backfill progress of the dead-letter directory dir.
+func CommitBackfillState(dir string, st BackfillState) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode backfill state of %s: %w", dir, err)
+	}
+	return writeFileDurable(filepath.Join(dir, backfillStateFile), append(data, '\n'))
 }
