@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/collector-dev/collector/queue"
+	"github.com/collector-dev/collector/queue/backfill"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,8 @@ type Options struct {
 	// Reload is called by POST /-/reload; the cmd package re-reads flags and files and calls
 	// Agent.Reload. Nil: the endpoint answers 501.
 	Reload func() error
+	// Backfill, when set, uploads deferred samples as blocks on its own (backfill.go).
+	Backfill *BackfillOptions
 }
 
 // DefaultOptions returns the defaults of the agent, its WALs and its queues.
@@ -103,9 +106,10 @@ type cluster struct {
 }
 
 type endpointQueue struct {
-	name   string
-	queue  *queue.Queue
-	sender *trackingSender
+	name     string
+	queue    *queue.Queue
+	sender   *trackingSender
+	backfill *backfill.Backfiller // nil without Options.Backfill
 }
 
 // New opens a WAL per source of cfg, builds the sources, and a shipper client and a queue per
@@ -199,6 +203,9 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 			c.queues = append(c.queues, &endpointQueue{name: e.Name, queue: q, sender: ts})
 		}
 	}
+	if err := a.newBackfillers(reg); err != nil {
+		return a, err
+	}
 	return a, nil
 }
 
@@ -267,10 +274,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			}(c, eq)
 		}
 	}
-	scrapers.Add(1)
+	scrapers.Add(2)
 	go func() {
 		defer scrapers.Done()
 		a.truncateLoop(scrapeCtx)
+	}()
+	go func() {
+		defer scrapers.Done()
+		a.backfillLoop(scrapeCtx)
 	}()
 
 	select {

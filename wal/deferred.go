@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -362,4 +363,49 @@ func CommitBackfillState(dir string, st BackfillState) error {
 		return fmt.Errorf("encode backfill state of %s: %w", dir, err)
 	}
 	return writeFileDurable(filepath.Join(dir, backfillStateFile), append(data, '\n'))
+}
+
+// DeferredStatus describes one consumer's dead-letter log for `wal status`.
+type DeferredStatus struct {
+	// Segments and Samples are what waits for backfill (every segment, the one a running agent
+	// writes included; re-sent duplicates included); Oldest and Newest their time range.
+	Segments int       `json:"segments"`
+	Samples  int64     `json:"samples"`
+	Oldest   time.Time `json:"oldest,omitzero"`
+	Newest   time.Time `json:"newest,omitzero"`
+	// Backfill is the durable backfill progress.
+	Backfill BackfillState `json:"backfill"`
+	// Torn lists unreadable segment tails.
+	Torn []string `json:"torn,omitempty"`
+}
+
+// ReadDeferredStatus reads the dead-letter log of consumer in walDir, from the files alone. It
+// returns ok false when the consumer never deferred a sample.
+func ReadDeferredStatus(walDir, consumer string) (st DeferredStatus, ok bool, err error) {
+	dir := DeferredDir(walDir, consumer)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return st, false, nil
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return st, true, fmt.Errorf("list dead-letter segments in %s: %w", dir, err)
+	}
+	st.Segments = len(segs)
+	var oldest, newest int64 = math.MaxInt64, math.MinInt64
+	torn, err := ReadDeferred(dir, segs, func(s DeferredSample) error {
+		st.Samples++
+		oldest, newest = min(oldest, s.T), max(newest, s.T)
+		return nil
+	})
+	if err != nil {
+		return st, true, err
+	}
+	for _, t := range torn {
+		st.Torn = append(st.Torn, t.Error())
+	}
+	if st.Samples > 0 {
+		st.Oldest, st.Newest = time.UnixMilli(oldest).UTC(), time.UnixMilli(newest).UTC()
+	}
+	st.Backfill, err = ReadBackfillState(dir)
+	return st, true, err
 }

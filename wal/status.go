@@ -65,6 +65,11 @@ type ConsumerStatus struct {
 	Evicted   map[string]int64 `json:"evicted,omitempty"`
 	// Lost is what repairs and quarantines removed before this consumer delivered it, by reason.
 	Lost map[string]int64 `json:"lost,omitempty"`
+	// Deferred counts the samples refused as too old and kept for backfill (cumulative, as of
+	// the last commit); DeadLetter is the dead-letter log and its backfill progress, nil when the
+	// consumer never deferred a sample.
+	Deferred   int64           `json:"deferred_samples"`
+	DeadLetter *DeferredStatus `json:"dead_letter,omitempty"`
 }
 
 // ListClusters returns the cluster IDs that have a WAL below baseDir.
@@ -198,7 +203,12 @@ func ReadStatus(walDir string) (Status, error) {
 			cs.PositionError = err.Error()
 		} else {
 			cs.Position, cs.Updated = state.Position, state.Updated
-			cs.Delivered, cs.Dropped = state.Delivered, state.Dropped
+			cs.Delivered, cs.Dropped, cs.Deferred = state.Delivered, state.Dropped, state.Deferred
+		}
+		if dl, ok, err := ReadDeferredStatus(walDir, name); err != nil {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("dead-letter log of %s: %v", name, err))
+		} else if ok {
+			cs.DeadLetter = &dl
 		}
 		// Where the consumer's reader starts: the same function decides it.
 		pos := cs.Position

@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		runCommand(),
 		walCommand(),
 		replayCommand(),
+		backfillCommand(),
 		{
 			Name:  "version",
 			Usage: "print the version",

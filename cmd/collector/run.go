@@ -119,6 +119,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "sample-age-limit", Category: catQueue, Usage: "drop (and count) samples older than this at send time; 0 never drops", EnvVars: env("sample-age-limit")},
 		&cli.DurationFlag{Name: "flush-deadline", Category: catQueue, Value: qo.FlushDeadline, Usage: "how long shutdown keeps sending before it stops; it stops at once when the endpoint fails (the rest stays in the WAL)", EnvVars: env("flush-deadline")},
 	)
+	flags = append(flags, backfillRunFlags()...)
 	return showDefaults(flags)
 }
 
@@ -553,6 +554,11 @@ func buildOptions(c flagGetter) (agent.Options, error) {
 	o.Queue.MaxBackoff = c.Duration("max-backoff")
 	o.Queue.SampleAgeLimit = c.Duration("sample-age-limit")
 	o.Queue.FlushDeadline = c.Duration("flush-deadline")
+	bo, err := backfillRunOptions(c)
+	if err != nil {
+		return o, err
+	}
+	o.Backfill = bo
 	if o.Queue.Capacity < o.Queue.MaxSamplesPerSend {
 		o.Queue.Capacity = 2 * o.Queue.MaxSamplesPerSend // two requests' worth, as the default
 	}

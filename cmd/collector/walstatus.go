@@ -192,6 +192,7 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 		}
 	}
 	tw.Flush()
+	printDeferredTable(w, sts, now)
 	for _, st := range sts {
 		for _, c := range st.Corruption {
 			fmt.Fprintf(w, "warning: cluster %s: %s\n", st.ClusterID, c)

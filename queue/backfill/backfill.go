@@ -28,6 +28,9 @@ var (
 	ErrBucketConfig = errors.New("invalid objstore configuration")
 )
 
+// Bucket is the object storage the blocks are uploaded to.
+type Bucket = objstore.Bucket
+
 // stagingDir is where a pass builds its blocks, inside the dead-letter directory.
 const stagingDir = "blocks"
 

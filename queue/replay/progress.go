@@ -63,3 +63,18 @@ func (p *progress) finish(done int64) {
 		fmt.Fprintf(p.w, "\r%s\n", p.line(done))
 	}
 }
+
+// Progress is the same display for other long commands (collector backfill): a line redrawn in
+// place on a terminal, a log line every 10 seconds otherwise.
+type Progress struct{ p *progress }
+
+// NewProgress returns a display of total samples on w (log when w is not a terminal).
+func NewProgress(w io.Writer, log logrus.FieldLogger, total int64, clock func() time.Time) *Progress {
+	return &Progress{p: newProgress(w, log, total, clock)}
+}
+
+// Update shows done samples of the total.
+func (p *Progress) Update(done int64) { p.p.update(done) }
+
+// Finish ends the line on a terminal.
+func (p *Progress) Finish(done int64) { p.p.finish(done) }
