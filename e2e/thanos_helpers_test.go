@@ -33,12 +33,6 @@ const (
 	// thanosTenantLabel is the label receive adds to every series of a tenant (its default
 	// --receive.tenant-label-name).
 	thanosTenantLabel = "tenant_id"
-	// thanosOOOWindow is the receivers' --tsdb.out-of-order.time-window. A collector sends again,
-	// after a crash, every record after its last committed position; without a window Thanos
-	// receive refuses the re-sent samples older than a series' newest one (409), which the
-	// collector counts as dropped although the hub holds them. With it the hub keeps one copy of
-	// each sample (queries merge exact duplicates), as receiverConfig does for Prometheus.
-	thanosOOOWindow = "30m"
 	// thanosBuildTimeout bounds the build of the binary when the tests have to do it.
 	thanosBuildTimeout = 15 * time.Minute
 )
@@ -84,7 +78,9 @@ func buildThanos() (string, error) {
 	defer os.Remove(tmp)
 	fmt.Fprintf(os.Stderr, "e2e: %s is missing: building thanos %s (first time: about 5 minutes)\n", bin, version)
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,slicelabels", "-o", tmp, "github.com/thanos-io/thanos/cmd/thanos")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,slicelabels",
+		"-ldflags", "-X github.com/prometheus/common/version.Version="+strings.TrimPrefix(version, "v"),
+		"-o", tmp, "github.com/thanos-io/thanos/cmd/thanos")
 	cmd.Dir = filepath.Join(root, "tools", "thanos")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	done := make(chan struct{})
@@ -247,6 +243,11 @@ type receiveOptions struct {
 	hashring []*thanosProc
 	// replicationFactor is --receive.replication-factor of a router (1 when zero).
 	replicationFactor int
+	// oooWindow, when set, is the receiver's --tsdb.out-of-order.time-window (Thanos' default: no
+	// window). Without one, a sample older than its series' newest one is refused (409): a record
+	// the collector sends again after a SIGKILL although the hub acknowledged it before, or a
+	// backlog older than the head after the receiver flushed it (it does at every start and stop).
+	oooWindow string
 }
 
 // startReceive starts a `thanos receive` named name and waits until it is ready. Without
@@ -272,7 +273,9 @@ func startReceive(t testing.TB, tails *logTails, name string, opts receiveOption
 			"--receive.capnproto-address=" + p.addr("capnp"),
 			"--tsdb.path=" + filepath.Join(p.dir, "data"),
 			fmt.Sprintf("--label=%s=%q", thanosReplicaLabel, name),
-			"--tsdb.out-of-order.time-window=" + thanosOOOWindow,
+		}
+		if opts.oooWindow != "" {
+			args = append(args, "--tsdb.out-of-order.time-window="+opts.oooWindow)
 		}
 		if hashringFile != "" {
 			args = append(args,
