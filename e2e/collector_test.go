@@ -140,6 +140,15 @@ type walStatus struct {
 			Delivered          int64            `json:"delivered_samples"`
 			Dropped            map[string]int64 `json:"dropped"`
 			Evicted            map[string]int64 `json:"evicted"`
+			Deferred           int64            `json:"deferred_samples"`
+			DeadLetter         *struct {
+				Samples  int64 `json:"samples"`
+				Backfill struct {
+					Backfilled int64  `json:"backfilled_samples"`
+					Blocks     int64  `json:"blocks_uploaded"`
+					LastError  string `json:"last_error"`
+				} `json:"backfill"`
+			} `json:"dead_letter"`
 		} `json:"consumers"`
 		Corruption []string `json:"corruption"`
 	} `json:"clusters"`

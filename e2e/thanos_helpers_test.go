@@ -248,6 +248,8 @@ type receiveOptions struct {
 	// the collector sends again after a SIGKILL although the hub acknowledged it before, or a
 	// backlog older than the head after the receiver flushed it (it does at every start and stop).
 	oooWindow string
+	// args are added to the receiver's arguments (e.g. the hidden --tsdb.min-block-duration).
+	args []string
 }
 
 // startReceive starts a `thanos receive` named name and waits until it is ready. Without
@@ -277,6 +279,7 @@ func startReceive(t testing.TB, tails *logTails, name string, opts receiveOption
 		if opts.oooWindow != "" {
 			args = append(args, "--tsdb.out-of-order.time-window="+opts.oooWindow)
 		}
+		args = append(args, opts.args...)
 		if hashringFile != "" {
 			args = append(args,
 				"--receive.hashrings-file="+hashringFile,
