@@ -25,6 +25,23 @@
 // then bisects the request down to single samples, so that only the re-sent samples the receiver
 // already holds are refused (and counted as "http_400"), never an undelivered one beside them.
 //
+// Deferral. A sample the receiver refuses because it is too old for its head is deferred, not
+// dropped: the error's TooOld() (shipper: a 409 unless its body names only out-of-order or
+// duplicate samples, a 400 naming out-of-bounds or too-old samples) makes the shard bisect the
+// request like a timing 400 (Thanos wrote the valid samples of a 409'd request: sending them again
+// is harmless), and a single sample still refused so is stored in the consumer's dead-letter log
+// (wal.DeferredLog, <wal>/deferred/<consumer>/, fsynced) and only then settled as deferred: the
+// position never passes a refused sample before it is durable (a failed store is retried with
+// backoff, the samples unsettled). Samples at or before the newest timestamp refused so are
+// deferred without a request (the head's lower bound only moves forward). A single sample a 409
+// refuses only as out of order or duplicate (AlreadyHeld) is held by the receiver already, written
+// by an earlier request, and counts as delivered (collector_queue_samples_already_held_total).
+// Deferred samples are counted in Stats.Deferred, the position file and
+// collector_queue_samples_deferred_total; package queue/backfill delivers them as TSDB blocks into
+// the hub's bucket (SealDeferred seals the segment being written for it). With NoCommit (a
+// replay) there is no dead-letter log and such samples are dropped with the error's reason.
+// appended = Delivered + Deferred + Dropped + what lies after the position.
+//
 // Order. Each series is routed to one shard (ref modulo the shard count). A shard has one
 // bounded channel and at most one request in flight, and it retries a failed request (or the
 // halves of a split one, left first) before it sends anything else, so the samples of a series
@@ -53,16 +70,14 @@
 //
 // Drops. Nothing leaves the queue unaccounted. A sample is dropped, and counted in
 // collector_queue_samples_dropped_total{reason} and in the position file, only when:
-//   - the receiver refused its request with 409 (Thanos receive: out of order, out of bounds,
-//     duplicate or too old samples; it wrote the rest of the request, and the whole request is
-//     counted): "http_409";
 //   - the receiver refused its request with a 400 about the request (Timing() false): the
 //     batch is dropped without being sent again, as the remote-write specification asks:
 //     "http_400";
-//   - the receiver refused it alone with a 400 about timing (Timing() true: out of order, out of
-//     bounds, duplicate sample for timestamp, too old). Such a 400 (Prometheus' receiver, which
-//     rolls the whole request back, against samples re-sent after a crash) is bisected down to
-//     single samples, so that only the samples it refuses themselves are dropped: "http_400";
+//   - the receiver refused it alone with a 400 about timing that is not about its age (Timing()
+//     true, TooOld() false: out of order, duplicate sample for timestamp). Such a 400 (Prometheus'
+//     receiver, which rolls the whole request back, against samples re-sent after a crash) is
+//     bisected down to single samples, so that only the samples it refuses themselves are
+//     dropped: "http_400";
 //   - the receiver refused its request with another 4xx or 5xx left out of the shipper's retry
 //     set (--to-upload-retry-on-status): the error's Reason(), "http_<status>", else
 //     "permanent";

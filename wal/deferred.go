@@ -53,24 +53,27 @@ func DeferredConsumers(walDir string) ([]string, error) {
 }
 
 // DeferredLog is the writer of one consumer's dead-letter log: a tsdb/wlog directory of Series
-// and Samples records. It holds the directory's lock while open, opens its segment lazily at the
-// first Append (wlog always starts a new segment, so a writer never appends to a segment that
-// existed before it) and seals it at Seal and Close. It is safe for concurrent use.
+// and Samples records. It opens a segment lazily at the first Append after OpenDeferred or Seal
+// (wlog always starts a new segment, so a writer never appends to a segment that existed before)
+// and holds the directory's lock from then until Seal or Close: a segment is sealed exactly when
+// no writer holds the lock or a newer segment exists (DeferredSegments). It is safe for
+// concurrent use.
 type DeferredLog struct {
 	dir string
 
 	// mu guards every field below.
-	mu   sync.Mutex
-	lock *os.File
-	wl   *wlog.WL // nil while sealed
-	enc  record.Encoder
-	buf  []byte
-	refs []record.RefSeries
-	smpl []record.RefSample
+	mu     sync.Mutex
+	closed bool
+	lock   *os.File // held while wl is open
+	wl     *wlog.WL // nil while sealed
+	enc    record.Encoder
+	buf    []byte
+	refs   []record.RefSeries
+	smpl   []record.RefSample
 }
 
-// OpenDeferred opens the dead-letter log of consumer in walDir for appending, creating its
-// directory. It returns ErrLocked when another writer holds it.
+// OpenDeferred returns the writer of the dead-letter log of consumer in walDir, creating its
+// directory. Nothing is locked or written until the first Append.
 func OpenDeferred(walDir, consumer string) (*DeferredLog, error) {
 	if err := ValidateID(consumer); err != nil {
 		return nil, fmt.Errorf("consumer %q: %w", consumer, err)
@@ -79,11 +82,7 @@ func OpenDeferred(walDir, consumer string) (*DeferredLog, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create dead-letter directory %s: %w", dir, err)
 	}
-	lock, err := acquireLock(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &DeferredLog{dir: dir, lock: lock}, nil
+	return &DeferredLog{dir: dir}, nil
 }
 
 // Dir returns the dead-letter directory.
@@ -91,19 +90,26 @@ func (d *DeferredLog) Dir() string { return d.dir }
 
 // Append writes series and their samples as one Series and one Samples record (refs local to
 // the call: FORMAT.md) and fsyncs them. When it returns nil the samples survive a crash; when it
-// returns an error nothing may be assumed stored and the caller keeps the samples unsettled.
+// returns an error nothing may be assumed stored and the caller keeps the samples unsettled. It
+// returns an error wrapping ErrLocked while another writer (or a backfill listing the segments)
+// holds the directory.
 func (d *DeferredLog) Append(series []prompb.TimeSeries) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lock == nil {
+	if d.closed {
 		return ErrClosed
 	}
 	if d.wl == nil {
+		lock, err := acquireLock(d.dir)
+		if err != nil {
+			return err
+		}
 		wl, err := wlog.NewSize(nil, nil, d.dir, deferredSegBytes, compression.None)
 		if err != nil {
+			lock.Close()
 			return fmt.Errorf("open dead-letter segment in %s: %w", d.dir, err)
 		}
-		d.wl = wl
+		d.lock, d.wl = lock, wl
 	}
 	d.refs, d.smpl = d.refs[:0], d.smpl[:0]
 	var b labels.ScratchBuilder
@@ -140,37 +146,38 @@ func (d *DeferredLog) Append(series []prompb.TimeSeries) error {
 // failLocked drops the segment after a failed write or fsync: the next Append starts a new one,
 // and the caller sends the samples again (a torn tail is skipped by readers).
 func (d *DeferredLog) failLocked(err error) error {
-	_ = d.wl.Close() // the write already failed; what it reports adds nothing
-	d.wl = nil
+	_ = d.sealLocked() // the write already failed; what closing reports adds nothing
 	return err
 }
 
-// Seal closes the segment being written (fsynced): every segment of the directory is then
-// sealed and can be backfilled. The next Append starts a new segment.
+// Seal closes the segment being written (fsynced) and releases the directory's lock: every
+// segment is then sealed and can be backfilled. The next Append starts a new segment.
 func (d *DeferredLog) Seal() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.sealLocked()
+}
+
+func (d *DeferredLog) sealLocked() error {
 	if d.wl == nil {
 		return nil
 	}
 	err := d.wl.Close()
 	d.wl = nil
+	err = errors.Join(err, d.lock.Close())
+	d.lock = nil
 	if err != nil {
 		return fmt.Errorf("seal dead-letter segment in %s: %w", d.dir, err)
 	}
 	return nil
 }
 
-// Close seals the segment and releases the lock.
+// Close seals the segment; the log takes no further Append.
 func (d *DeferredLog) Close() error {
-	err := d.Seal()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.lock != nil {
-		err = errors.Join(err, d.lock.Close())
-		d.lock = nil
-	}
-	return err
+	d.closed = true
+	return d.sealLocked()
 }
 
 // DeferredSegments returns the sealed segments of the dead-letter directory dir, ascending: all

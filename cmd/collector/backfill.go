@@ -28,7 +28,7 @@ const catBackfill = "Backfill (samples refused as too old)"
 func backfillRunFlags() []cli.Flag {
 	d := backfill.DefaultOptions()
 	return []cli.Flag{
-		&cli.StringFlag{Name: "backfill.objstore-config-file", Category: catBackfill, Usage: "objstore YAML of the hub's bucket (Thanos' --objstore.config-file format); when set, samples the receiver refused as too old are uploaded as blocks every --backfill.interval", DefaultText: "none: deferred samples wait for `collector backfill`", EnvVars: env("backfill.objstore-config-file"), TakesFile: true},
+		&cli.StringFlag{Name: "backfill.objstore-config-file", Category: catBackfill, Usage: "objstore YAML of the hub's bucket (Thanos' --objstore.config-file format); when set, samples the receiver refused as too old are uploaded as blocks every --backfill.interval", DefaultText: "none", EnvVars: env("backfill.objstore-config-file"), TakesFile: true},
 		sliceFlag("backfill.label", catBackfill, "external label k=v of the backfilled blocks (the receiver's, e.g. its tenant label tenant_id=...), repeatable or comma-separated"),
 		&cli.StringFlag{Name: "backfill.replica-label", Category: catBackfill, Value: d.ReplicaLabel, Usage: "external label set to a value unique to each block (keeps it out of other blocks' compaction groups); make it a --query.replica-label of Thanos query (empty: none)", EnvVars: env("backfill.replica-label")},
 		&cli.DurationFlag{Name: "backfill.interval", Category: catBackfill, Value: agent.DefaultBackfillInterval, Usage: "how often deferred samples are backfilled", EnvVars: env("backfill.interval")},
