@@ -44,6 +44,7 @@ func TestClassification(t *testing.T) {
 		tooLarge    bool
 		timing      bool
 		tooOld      bool
+		held        bool
 		reason      string
 		status      int
 		retryAfter  time.Duration // 0: not set
@@ -77,8 +78,8 @@ func TestClassification(t *testing.T) {
 		{name: "400 too old sample (remote-write 2.0 form) is timing and too old", handler: respond(400, nil, `too old sample for series {__name__="up"}`),
 			want: want{timing: true, tooOld: true, reason: "http_400", status: 400}},
 		{name: "400 plain", handler: respond(400, nil, ""), want: want{reason: "http_400", status: 400}},
-		{name: "409 naming only out of order samples is bisected, not too old", handler: respond(409, nil, "add 3 samples: out of order sample"),
-			want: want{timing: true, reason: "http_409", status: 409}},
+		{name: "409 naming only out of order samples is bisected, already held", handler: respond(409, nil, "add 3 samples: out of order sample"),
+			want: want{timing: true, held: true, reason: "http_409", status: 409}},
 		{name: "401 retried", handler: respond(401, map[string]string{"Retry-After": "3"}, "unauthorized"),
 			want: want{recoverable: true, reason: "http_401", status: 401, retryAfter: 3 * time.Second}},
 		{name: "403 retried", handler: respond(403, nil, "forbidden"), want: want{recoverable: true, reason: "http_403", status: 403}},
@@ -163,7 +164,7 @@ func TestClassification(t *testing.T) {
 				t.Fatalf("Send = %v (%T), want *Error", err, err)
 			}
 			got := want{
-				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), timing: e.Timing(), tooOld: e.TooOld(), reason: e.Reason(), status: e.StatusCode(),
+				recoverable: e.Recoverable(), tooLarge: e.TooLarge(), timing: e.Timing(), tooOld: e.TooOld(), held: e.AlreadyHeld(), reason: e.Reason(), status: e.StatusCode(),
 			}
 			got.retryAfter, _ = e.RetryAfter()
 			if ra, set := e.RetryAfter(); set != (ra > 0) {
