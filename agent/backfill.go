@@ -28,10 +28,15 @@ type BackfillOptions struct {
 }
 
 // newBackfillers gives every queue a Backfiller of its dead-letter log, with its metrics labelled
-// by cluster_id and endpoint.
+// by cluster_id and endpoint. Without Options.Backfill the metrics are exported at zero.
 func (a *Agent) newBackfillers(reg prometheus.Registerer) error {
 	bo := a.opts.Backfill
 	if bo == nil {
+		for _, c := range a.clusters {
+			for _, eq := range c.queues {
+				backfill.RegisterMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"cluster_id": c.id, "endpoint": eq.name}, reg))
+			}
+		}
 		return nil
 	}
 	if bo.Interval <= 0 {

@@ -113,7 +113,7 @@ func (s *source) serve(w http.ResponseWriter, r *http.Request) {
 const (
 	sinkOK         int32 = iota
 	sinkOutage           // 503 to everything
-	sinkRejectOnce       // 409 (permanent: the batch is dropped) to the next request, then ok
+	sinkRejectOnce       // 400 about the request (permanent: the batch is dropped) to the next request, then ok
 )
 
 // sink is the hub's Thanos receive: mTLS with the hub CA's certificate, client certificates of the
@@ -140,7 +140,8 @@ func newSink(t *testing.T, p *pki) *sink {
 			return
 		case sinkRejectOnce:
 			if s.mode.CompareAndSwap(sinkRejectOnce, sinkOK) {
-				http.Error(w, "conflict", http.StatusConflict)
+				// Not a 409: a 409 is bisected and its samples deferred or delivered, not dropped.
+				http.Error(w, "malformed request", http.StatusBadRequest)
 				return
 			}
 		}

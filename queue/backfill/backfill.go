@@ -101,6 +101,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
+// RegisterMetrics registers the backfill metrics at zero without a Backfiller: an agent that does
+// not backfill on its own exports them all the same, so that alerts comparing deferred with
+// backfilled samples see its zero.
+func RegisterMetrics(reg prometheus.Registerer) { newMetrics(reg) }
+
 // New returns a Backfiller uploading to bkt.
 func New(logger logrus.FieldLogger, reg prometheus.Registerer, bkt objstore.Bucket, opts Options) (*Backfiller, error) {
 	if bkt == nil {
