@@ -58,7 +58,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown-field.yaml", []string{"line 4", "intervall"}},
-		{"duplicate-id.yaml", []string{`sources[1]: id "a" is already used by sources[0]`}},
+		{"duplicate-id.yaml", []string{`line 4, column 5: sources[1]: id "a" is already used by the source at line 2`}},
 		{"bad-duration.yaml", []string{"line 4"}},
 		{"bad-values.yaml", []string{
 			`source "a"`, "from: url ftp://localhost:9090: scheme must be http or https",

@@ -12,7 +12,11 @@ import (
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/sigv4"
 )
 
 // The shipper's client is the queue's sender: checked here, where the two meet.
@@ -46,6 +50,19 @@ type EndpointConfig struct {
 	// and the class 5xx (--to-upload-retry-on-status). Any other 4xx or 5xx drops its batch,
 	// counted; 400, 409 and 413 cannot be listed. Default shipper.DefaultRetryOnStatus.
 	RetryOnStatus string `yaml:"retry_on_status"`
+
+	// Queue holds the queue_config settings of the endpoint's remote_write entry; nil fields keep
+	// the `collector run` flags' values (see QueueOptions).
+	Queue RemoteWriteQueueConfig `yaml:"-"`
+	// WriteRelabelConfigs are applied once per series before it is sent to this endpoint.
+	WriteRelabelConfigs []*relabel.Config `yaml:"-"`
+
+	// HTTPClientConfig, SigV4Config, AzureADConfig and ProtobufMessage: the contract with the
+	// HTTP client and remote-write 2.0 work (filled by RemoteWriteConfig.Endpoint).
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+	SigV4Config      *sigv4.SigV4Config      `yaml:"sigv4,omitempty"`
+	AzureADConfig    *azuread.AzureADConfig  `yaml:"azuread,omitempty"`
+	ProtobufMessage  string                  `yaml:"protobuf_message"`
 }
 
 // ReplayPrefix starts the position names of `collector replay`; no endpoint name may start with
@@ -93,6 +110,9 @@ func (e EndpointConfig) Validate() error {
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)
+	}
+	if err := validateRelabelConfigs("write_relabel_configs", e.WriteRelabelConfigs); err != nil {
+		return fmt.Errorf("endpoint %q: %w", e.Name, err)
 	}
 	if e.RetryOnStatus != "" {
 		if _, err := shipper.ParseStatusSet(e.RetryOnStatus); err != nil {
