@@ -32,60 +32,37 @@ func atNode(n *yaml.Node, err error) error {
 
 // decodeStrict decodes n into out (a pointer) and returns every error found, each with its
 // position: keys that name no field of out's type, anywhere in n (yaml's Node.Decode has no
-// strict mode), and decoding errors, located at the innermost node that does not decode.
+// strict mode), and decoding errors, each at the innermost node that does not decode alone.
 func decodeStrict(n *yaml.Node, out any) []error {
 	t := reflect.TypeOf(out).Elem()
 	errs := unknownKeys(n, t)
 	if err := n.Decode(out); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			for _, e := range te.Errors {
-				errs = append(errs, errors.New(e)) // "line N: ..." already
-			}
-		} else {
-			bad := locate(n, t)
-			errs = append(errs, atNode(bad, decodeError(bad, t, n, err)))
-		}
+		errs = append(errs, failures(n, t, err)...)
 	}
 	return errs
 }
 
-// decodeError is the error of decoding bad alone (err when bad is the whole node n).
-func decodeError(bad *yaml.Node, badType reflect.Type, n *yaml.Node, err error) error {
-	if bad == n {
-		return err
-	}
-	if bt := nodeType(n, badType, bad); bt != nil {
-		if e := bad.Decode(reflect.New(bt).Interface()); e != nil {
-			return e
-		}
-	}
-	return err
-}
-
-// nodeType finds the Go type that target decodes into below n of type t, nil if not found.
-func nodeType(n *yaml.Node, t reflect.Type, target *yaml.Node) reflect.Type {
+// failures returns the errors of the innermost nodes below n (of type t, failing with err) that
+// do not decode alone; err at n when every child decodes (a rule across keys).
+func failures(n *yaml.Node, t reflect.Type, err error) []error {
 	n, t = deref(n, t)
-	if n == target {
-		return t
-	}
+	var errs []error
 	for _, c := range children(n, t) {
-		if ct := nodeType(c.node, c.typ, target); ct != nil {
-			return ct
+		if cerr := c.node.Decode(reflect.New(c.typ).Interface()); cerr != nil {
+			errs = append(errs, failures(c.node, c.typ, cerr)...)
 		}
 	}
-	return nil
-}
-
-// locate returns the innermost node below n (of type t) that does not decode alone, or n.
-func locate(n *yaml.Node, t reflect.Type) *yaml.Node {
-	n, t = deref(n, t)
-	for _, c := range children(n, t) {
-		if c.node.Decode(reflect.New(c.typ).Interface()) != nil {
-			return locate(c.node, c.typ)
-		}
+	if len(errs) > 0 {
+		return errs
 	}
-	return n
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		for _, e := range te.Errors {
+			errs = append(errs, errors.New(e)) // "line N: ..." already
+		}
+		return errs
+	}
+	return []error{atNode(n, err)}
 }
 
 type child struct {

@@ -122,23 +122,26 @@ func (r RemoteWriteConfig) validate() error {
 	if err := r.HTTPClientConfig.Validate(); err != nil {
 		add("http client settings: %w", err)
 	}
-	var auths []string
-	for _, a := range []struct {
-		set  bool
-		name string
-	}{
-		{r.HTTPClientConfig.BasicAuth != nil, "basic_auth"},
-		{r.HTTPClientConfig.Authorization != nil, "authorization"},
-		{r.HTTPClientConfig.OAuth2 != nil, "oauth2"},
-		{r.SigV4Config != nil, "sigv4"},
-		{r.AzureADConfig != nil, "azuread"},
-	} {
-		if a.set {
-			auths = append(auths, a.name)
+	if r.SigV4Config != nil || r.AzureADConfig != nil {
+		// HTTPClientConfig.Validate checks basic_auth, authorization and oauth2 among themselves.
+		var auths []string
+		for _, a := range []struct {
+			set  bool
+			name string
+		}{
+			{r.HTTPClientConfig.BasicAuth != nil, "basic_auth"},
+			{r.HTTPClientConfig.Authorization != nil, "authorization"},
+			{r.HTTPClientConfig.OAuth2 != nil, "oauth2"},
+			{r.SigV4Config != nil, "sigv4"},
+			{r.AzureADConfig != nil, "azuread"},
+		} {
+			if a.set {
+				auths = append(auths, a.name)
+			}
 		}
-	}
-	if len(auths) > 1 {
-		add("at most one of basic_auth, authorization, oauth2, sigv4 or azuread: %s are set", strings.Join(auths, ", "))
+		if len(auths) > 1 {
+			add("at most one of basic_auth, authorization, oauth2, sigv4 or azuread: %s are set", strings.Join(auths, ", "))
+		}
 	}
 	if r.GoogleIAMConfig != nil {
 		add("google_iam is not supported by collector: use authorization, oauth2 or a token file")
