@@ -75,7 +75,7 @@ type RemoteWriteQueueConfig struct {
 	MaxBackoff        *model.Duration `yaml:"max_backoff"`
 	// RetryOnRateLimit is accepted; collector always retries a 429 (it is about the endpoint,
 	// never about the samples), so false is ignored with a warning.
-	RetryOnRateLimit *bool          `yaml:"retry_on_http_429"`
+	RetryOnRateLimit *bool           `yaml:"retry_on_http_429"`
 	SampleAgeLimit   *model.Duration `yaml:"sample_age_limit"`
 }
 
@@ -243,8 +243,10 @@ func (r RemoteWriteConfig) Endpoint() EndpointConfig {
 }
 
 // QueueOptions returns base (the options of the `collector run` flags) with the queue_config
-// settings of the endpoint and its write relabeling. When max_samples_per_send is raised without
-// capacity, capacity grows to two requests' worth, as the queue needs at least one.
+// settings of the endpoint and its write relabeling. When the file raises max_samples_per_send
+// over the flags' capacity without setting capacity, capacity grows to two requests' worth (the
+// queue needs at least one); likewise max_shards follows a raised min_shards and max_backoff a
+// raised min_backoff.
 func (e EndpointConfig) QueueOptions(base queue.Options) queue.Options {
 	o, q := base, e.Queue
 	setInt := func(dst *int, v *int) {
@@ -259,18 +261,18 @@ func (e EndpointConfig) QueueOptions(base queue.Options) queue.Options {
 	}
 	setInt(&o.MaxSamplesPerSend, q.MaxSamplesPerSend)
 	setInt(&o.Capacity, q.Capacity)
-	if q.Capacity == nil && o.Capacity < o.MaxSamplesPerSend {
+	if q.MaxSamplesPerSend != nil && q.Capacity == nil && o.Capacity < o.MaxSamplesPerSend {
 		o.Capacity = 2 * o.MaxSamplesPerSend
 	}
 	setInt(&o.MinShards, q.MinShards)
 	setInt(&o.MaxShards, q.MaxShards)
-	if q.MaxShards == nil && o.MaxShards < o.MinShards {
+	if q.MinShards != nil && q.MaxShards == nil && o.MaxShards < o.MinShards {
 		o.MaxShards = o.MinShards
 	}
 	setDur(&o.BatchSendDeadline, q.BatchSendDeadline)
 	setDur(&o.MinBackoff, q.MinBackoff)
 	setDur(&o.MaxBackoff, q.MaxBackoff)
-	if q.MaxBackoff == nil && o.MaxBackoff < o.MinBackoff {
+	if q.MinBackoff != nil && q.MaxBackoff == nil && o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
 	setDur(&o.SampleAgeLimit, q.SampleAgeLimit)
