@@ -63,6 +63,10 @@ type Config struct {
 	// Warnings are the settings of the file that are accepted and ignored, each with its line
 	// (LoadConfig). The cmd package logs them once.
 	Warnings []string `yaml:"-"`
+	// srcLines and rwLines are the lines of Sources and RemoteWrite in the file, rwWhat names
+	// the remote_write entries for messages (LoadConfig).
+	srcLines, rwLines []int
+	rwWhat            []string
 }
 
 // FlagValue is the value of one flag in the flags: section: a scalar, or a list of scalars for

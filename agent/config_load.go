@@ -103,6 +103,7 @@ func loadConfig(path string) (Config, []error) {
 		ids[s.ID] = n.Line
 		s.resolvePaths(dir)
 		c.Sources = append(c.Sources, s)
+		c.srcLines = append(c.srcLines, n.Line)
 	}
 	names := map[string]int{}
 	for i, n := range rwNodes {
@@ -130,10 +131,12 @@ func loadConfig(path string) (Config, []error) {
 			continue
 		}
 		names[e.Name] = n.Line
+		what = fmt.Sprintf("remote_write[%d] (%s)", i, e.Name)
 		for _, w := range r.Warnings() {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("line %d: %s: %s", n.Line, what, w))
 		}
 		c.RemoteWrite = append(c.RemoteWrite, r)
+		c.rwLines, c.rwWhat = append(c.rwLines, n.Line), append(c.rwWhat, what)
 		c.Endpoints = append(c.Endpoints, e)
 	}
 	return c, errs
