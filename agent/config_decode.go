@@ -110,6 +110,9 @@ func deref(n *yaml.Node, t reflect.Type) (*yaml.Node, reflect.Type) {
 // decodes into (fields inlined with ",inline" included).
 func unknownKeys(n *yaml.Node, t reflect.Type) []error {
 	n, t = deref(n, t)
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return nil // decodes itself from the node (FlagValue), and says what it does not take
+	}
 	var errs []error
 	if n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct {
 		fields := yamlFields(t)
