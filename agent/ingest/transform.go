@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"errors"
@@ -87,6 +87,12 @@ type TransformConfig struct {
 	// RelabelConfigs are applied to a series' labels as read, before the transforms, and
 	// MetricRelabelConfigs after them (SourceConfig). Validated rules only.
 	RelabelConfigs, MetricRelabelConfigs []*relabel.Config
+}
+
+// DefaultElideLabels returns the labels dropped from every series when a source does not say:
+// RHACM metrics-collector's default.
+func DefaultElideLabels() []string {
+	return []string{"prometheus", "prometheus_replica", "managed_cluster"}
 }
 
 // DefaultTransformConfig returns the seeds' defaults: the RHACM elide list, a 24h age limit, and
