@@ -489,10 +489,10 @@ func (s SourceConfig) validate() error {
 	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
 		add("auth: cert_file and key_file go together")
 	}
-	if err := validateRelabelConfigs("relabel_configs", s.RelabelConfigs); err != nil {
+	if err := ingest.ValidateRelabelConfigs("relabel_configs", s.RelabelConfigs); err != nil {
 		errs = append(errs, err)
 	}
-	if err := validateRelabelConfigs("metric_relabel_configs", s.MetricRelabelConfigs); err != nil {
+	if err := ingest.ValidateRelabelConfigs("metric_relabel_configs", s.MetricRelabelConfigs); err != nil {
 		errs = append(errs, err)
 	}
 	names := map[string]bool{}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/storage/remote/azuread"
 	"github.com/prometheus/sigv4"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/queue"
 )
 
@@ -111,7 +112,7 @@ func (r RemoteWriteConfig) validate() error {
 			}
 		}
 	}
-	if err := validateRelabelConfigs("write_relabel_configs", r.WriteRelabelConfigs); err != nil {
+	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", r.WriteRelabelConfigs); err != nil {
 		errs = append(errs, err)
 	}
 	switch r.ProtobufMessage {

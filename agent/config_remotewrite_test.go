@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/prometheus/config"
 
 	"github.com/collector-dev/collector/queue"
+	"github.com/collector-dev/collector/wal"
 )
 
 // TestPastedRemoteWrite: the remote_write block of a Prometheus configuration, with every key
@@ -170,5 +175,58 @@ remote_write:
 	}
 	if t.Failed() {
 		t.Logf("errors:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// TestRunRemoteWriteEntries: the agent built from a file's remote_write entries ships each
+// endpoint as its entry says: the endpoint whose write_relabel_configs drop every series gets no
+// request and counts the drops in its position, the other endpoint gets the samples.
+func TestRunRemoteWriteEntries(t *testing.T) {
+	src := newFederateServer(t)
+	dropped := newWriteReceiver(t, http.StatusNoContent)
+	kept := newWriteReceiver(t, http.StatusNoContent)
+	path := filepath.Join(t.TempDir(), "collector.yaml")
+	body := fmt.Sprintf(`sources:
+  - {id: c1, from: %q, interval: 1s}
+remote_write:
+  - name: filtered
+    url: %s/api/v1/write
+    write_relabel_configs:
+      - {source_labels: [__name__], regex: up, action: drop}
+    queue_config: {max_samples_per_send: 10, capacity: 20}
+  - name: all
+    url: %s/api/v1/write
+`, src.URL, dropped.URL, kept.URL)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(t)
+	a, err := New(discardLogger(), prometheus.NewRegistry(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	pos := func(ep string) wal.ConsumerState {
+		st, _ := wal.ReadPosition(filepath.Join(opts.WALDir, "c1"), ep)
+		return st
+	}
+	waitFor(t, "samples delivered to all and dropped by the rules of filtered", 10*time.Second, func() bool {
+		return pos("all").Delivered > 0 && pos("filtered").Dropped["write_relabel"] > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := dropped.requests.Load(); n != 0 {
+		t.Errorf("the endpoint whose rules drop every series got %d requests", n)
+	}
+	if st := pos("filtered"); st.Delivered != 0 {
+		t.Errorf("filtered: %d samples delivered", st.Delivered)
 	}
 }

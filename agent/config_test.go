@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -268,5 +270,20 @@ func TestSecretRedacted(t *testing.T) {
 	var back SourceConfig
 	if err := yaml.Unmarshal([]byte("auth: {token: abc}\nanonymize_salt: s\n"), &back); err != nil || back.Auth.Token != "abc" || back.AnonymizeSalt != "s" {
 		t.Fatalf("decode secrets: %v %+v", err, back)
+	}
+}
+
+// TestSourceRelabelValidation: rules that Prometheus refuses are refused with the list's name.
+func TestSourceRelabelValidation(t *testing.T) {
+	var bad []*relabel.Config
+	if err := yaml.Unmarshal([]byte("- {action: replace, regex: x}\n"), &bad); err != nil {
+		t.Fatal(err)
+	}
+	s := SourceConfig{ID: "a", From: "http://x", MetricRelabelConfigs: bad, RelabelConfigs: []*relabel.Config{nil}}
+	err := s.Validate()
+	for _, want := range []string{"metric_relabel_configs[0]: relabel configuration for replace action requires 'target_label' value", "relabel_configs[0]: empty rule"} {
+		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("Validate: %v, want %q", err, want)
+		}
 	}
 }

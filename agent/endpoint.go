@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
@@ -111,7 +112,7 @@ func (e EndpointConfig) Validate() error {
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)
 	}
-	if err := validateRelabelConfigs("write_relabel_configs", e.WriteRelabelConfigs); err != nil {
+	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", e.WriteRelabelConfigs); err != nil {
 		return fmt.Errorf("endpoint %q: %w", e.Name, err)
 	}
 	if e.RetryOnStatus != "" {

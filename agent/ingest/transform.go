@@ -180,8 +180,8 @@ func (c TransformConfig) Validate() error {
 	if c.MaxAge < 0 || c.FutureTolerance < 0 {
 		return errors.New("max age and future tolerance must not be negative")
 	}
-	return errors.Join(validateRelabelConfigs("relabel_configs", c.RelabelConfigs),
-		validateRelabelConfigs("metric_relabel_configs", c.MetricRelabelConfigs))
+	return errors.Join(ValidateRelabelConfigs("relabel_configs", c.RelabelConfigs),
+		ValidateRelabelConfigs("metric_relabel_configs", c.MetricRelabelConfigs))
 }
 
 // rawLabel is one label of a parsed series, before transforms. Its strings may alias the

@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"errors"
@@ -19,9 +19,9 @@ const (
 	DropMetricRelabel = "metric_relabel"
 )
 
-// validateRelabelConfigs checks rules as Prometheus 3 does (UTF-8 label names, its default) and
+// ValidateRelabelConfigs checks rules as Prometheus 3 does (UTF-8 label names, its default) and
 // sets their validation scheme, which relabeling needs. key names the list in errors.
-func validateRelabelConfigs(key string, cfgs []*relabel.Config) error {
+func ValidateRelabelConfigs(key string, cfgs []*relabel.Config) error {
 	var errs []error
 	for i, c := range cfgs {
 		if c == nil {

@@ -1,22 +1,15 @@
-package agent
+package ingest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/collector-dev/collector/wal"
 )
 
 // relabelRules decodes rules as the config file does, and validates them.
@@ -26,7 +19,7 @@ func relabelRules(t *testing.T, key, y string) []*relabel.Config {
 	if err := yaml.Unmarshal([]byte(y), &cfgs); err != nil {
 		t.Fatal(err)
 	}
-	if err := validateRelabelConfigs(key, cfgs); err != nil {
+	if err := ValidateRelabelConfigs(key, cfgs); err != nil {
 		t.Fatal(err)
 	}
 	return cfgs
@@ -84,73 +77,5 @@ node_load1{job="a",prometheus="openshift-monitoring/k8s",instance="x"} 0.5 %[1]d
 		if got := testutil.ToFloat64(ing.metrics.dropped.WithLabelValues(reason)); got != want {
 			t.Errorf("collector_scrape_samples_dropped_total{reason=%q} = %v, want %v", reason, got, want)
 		}
-	}
-}
-
-// TestSourceRelabelValidation: rules that Prometheus refuses are refused with the list's name.
-func TestSourceRelabelValidation(t *testing.T) {
-	var bad []*relabel.Config
-	if err := yaml.Unmarshal([]byte("- {action: replace, regex: x}\n"), &bad); err != nil {
-		t.Fatal(err)
-	}
-	s := SourceConfig{ID: "a", From: "http://x", MetricRelabelConfigs: bad, RelabelConfigs: []*relabel.Config{nil}}
-	err := s.Validate()
-	for _, want := range []string{"metric_relabel_configs[0]: relabel configuration for replace action requires 'target_label' value", "relabel_configs[0]: empty rule"} {
-		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
-			t.Errorf("Validate: %v, want %q", err, want)
-		}
-	}
-}
-
-// TestRunRemoteWriteEntries: the agent built from a file's remote_write entries ships each
-// endpoint as its entry says: the endpoint whose write_relabel_configs drop every series gets no
-// request and counts the drops in its position, the other endpoint gets the samples.
-func TestRunRemoteWriteEntries(t *testing.T) {
-	src := newFederateServer(t)
-	dropped := newWriteReceiver(t, http.StatusNoContent)
-	kept := newWriteReceiver(t, http.StatusNoContent)
-	path := filepath.Join(t.TempDir(), "collector.yaml")
-	body := fmt.Sprintf(`sources:
-  - {id: c1, from: %q, interval: 1s}
-remote_write:
-  - name: filtered
-    url: %s/api/v1/write
-    write_relabel_configs:
-      - {source_labels: [__name__], regex: up, action: drop}
-    queue_config: {max_samples_per_send: 10, capacity: 20}
-  - name: all
-    url: %s/api/v1/write
-`, src.URL, dropped.URL, kept.URL)
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := testOptions(t)
-	a, err := New(discardLogger(), prometheus.NewRegistry(), cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	pos := func(ep string) wal.ConsumerState {
-		st, _ := wal.ReadPosition(filepath.Join(opts.WALDir, "c1"), ep)
-		return st
-	}
-	waitFor(t, "samples delivered to all and dropped by the rules of filtered", 10*time.Second, func() bool {
-		return pos("all").Delivered > 0 && pos("filtered").Dropped["write_relabel"] > 0
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if n := dropped.requests.Load(); n != 0 {
-		t.Errorf("the endpoint whose rules drop every series got %d requests", n)
-	}
-	if st := pos("filtered"); st.Delivered != 0 {
-		t.Errorf("filtered: %d samples delivered", st.Delivered)
 	}
 }
