@@ -233,7 +233,7 @@ func (r RemoteWriteConfig) Endpoint() EndpointConfig {
 		AzureADConfig:       r.AzureADConfig,
 		ProtobufMessage:     r.ProtobufMessage,
 	}
-	// The settings the shipper of this branch reads; h-http's shipper takes HTTPClientConfig.
+	// The flat TLS and token settings that shipper.Options take (a subset of HTTPClientConfig).
 	tls := r.HTTPClientConfig.TLSConfig
 	e.CAFile, e.CertFile, e.KeyFile, e.InsecureSkipVerify = tls.CAFile, tls.CertFile, tls.KeyFile, tls.InsecureSkipVerify
 	e.BearerTokenFile = r.HTTPClientConfig.BearerTokenFile

@@ -58,8 +58,8 @@ type EndpointConfig struct {
 	// WriteRelabelConfigs are applied once per series before it is sent to this endpoint.
 	WriteRelabelConfigs []*relabel.Config `yaml:"-"`
 
-	// HTTPClientConfig, SigV4Config, AzureADConfig and ProtobufMessage: the contract with the
-	// HTTP client and remote-write 2.0 work (filled by RemoteWriteConfig.Endpoint).
+	// HTTPClientConfig (Prometheus' http_config), SigV4Config, AzureADConfig and ProtobufMessage
+	// come from the endpoint's remote_write entry (RemoteWriteConfig.Endpoint).
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
 	SigV4Config      *sigv4.SigV4Config      `yaml:"sigv4,omitempty"`
 	AzureADConfig    *azuread.AzureADConfig  `yaml:"azuread,omitempty"`
