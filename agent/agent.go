@@ -336,8 +336,8 @@ func (a *Agent) TruncateNow() {
 
 // Reload applies cfg to the running sources without touching the WALs: matchers (and match
 // files), allowlists, labels, renames, rules, the schedule, tokens and certificates of the
-// sources. The endpoints re-read their token and certificate files by themselves (see
-// shipper.Options.ReloadInterval); adding, removing or changing sources or endpoints needs a
+// sources. The endpoints re-read their credential and certificate files by themselves (see
+// shipper.Options.HTTPClientConfig); adding, removing or changing sources or endpoints needs a
 // restart and is refused. Every source's new configuration is resolved (files read) before any
 // is applied: on error nothing changes and the error says why.
 func (a *Agent) Reload(cfg Config) error {

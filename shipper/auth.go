@@ -19,23 +19,26 @@ import (
 	"github.com/prometheus/sigv4"
 )
 
-// ValidateAuth checks the HTTP settings of an endpoint as Prometheus checks a remote_write entry:
-// hc on its own (config.HTTPClientConfig.Validate, which also turns bearer_token and
-// bearer_token_file into authorization, and fills authorization's default type), s and a on
-// their own, and at most one of basic_auth, authorization, oauth2, sigv4 and azuread. It reads no
-// file. s and a may be nil.
+// ValidateAuth checks HTTP settings as Prometheus checks a remote_write entry: hc on its own
+// (config.HTTPClientConfig.Validate, which also turns bearer_token and bearer_token_file into
+// authorization and fills authorization's default type, and its tls_config), s and a on their
+// own, and at most one of basic_auth, authorization, oauth2, sigv4 and azuread. It reads no file.
+// s and a may be nil (a source has neither). New wraps its error in ErrInvalidOptions.
 func ValidateAuth(hc *config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.AzureADConfig) error {
 	if err := hc.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		return err
+	}
+	if err := hc.TLSConfig.Validate(); err != nil {
+		return fmt.Errorf("tls_config: %w", err)
 	}
 	if s != nil {
 		if err := s.Validate(); err != nil {
-			return fmt.Errorf("%w: sigv4: %w", ErrInvalidOptions, err)
+			return fmt.Errorf("sigv4: %w", err)
 		}
 	}
 	if a != nil {
 		if err := a.Validate(); err != nil {
-			return fmt.Errorf("%w: azuread: %w", ErrInvalidOptions, err)
+			return fmt.Errorf("azuread: %w", err)
 		}
 	}
 	var kinds []string
@@ -54,7 +57,7 @@ func ValidateAuth(hc *config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.
 		}
 	}
 	if len(kinds) > 1 {
-		return fmt.Errorf("%w: at most one of basic_auth, authorization, oauth2, sigv4 and azuread may be set, got %s", ErrInvalidOptions, strings.Join(kinds, ", "))
+		return fmt.Errorf("at most one of basic_auth, authorization, oauth2, sigv4 and azuread may be set, got %s", strings.Join(kinds, ", "))
 	}
 	return nil
 }

@@ -141,7 +141,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 	}
 	hc := opts.HTTPClientConfig // Validate fills it in: the caller's copy stays as it was
 	if err := ValidateAuth(&hc, opts.SigV4Config, opts.AzureADConfig); err != nil {
-		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
+		return nil, fmt.Errorf("configure remote write to %s: %w: %w", endpoint, ErrInvalidOptions, err)
 	}
 	if u.User != nil && hasAuth(&hc, opts.SigV4Config, opts.AzureADConfig) {
 		// The configured authorization would be ignored (the URL's basic auth is set first):
