@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/config"
+	"github.com/prometheus/sigv4"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -180,5 +181,39 @@ func TestTenantHeader(t *testing.T) {
 				t.Fatalf("%s = %q, want %q", tc.wantHeader, got, tc.tenant)
 			}
 		})
+	}
+}
+
+// TestSigV4SignsRequests: with sigv4, requests are signed for AWS (Amazon Managed Service for
+// Prometheus) as by Prometheus' remote_write, and the secret key is never sent.
+func TestSigV4SignsRequests(t *testing.T) {
+	dir := t.TempDir()
+	// Keep the AWS SDK away from the user's files.
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	srv, ch := newRecordingServer(t, http.StatusOK)
+	opts := DefaultOptions()
+	opts.SigV4Config = &sigv4.SigV4Config{Region: "eu-west-1", AccessKey: "AKIDTEST", SecretKey: "sigv4-secret-key"}
+	c := newTestClient(t, srv.URL+"/workspaces/ws-1/api/v1/remote_write", opts)
+	if err := c.Send(context.Background(), testSeries()); err != nil {
+		t.Fatal(err)
+	}
+	r := next(t, ch)
+	if r.err != nil || len(r.req.Timeseries) == 0 {
+		t.Fatalf("signed request not decoded: %v", r.err)
+	}
+	got := r.header.Get("Authorization")
+	if !strings.HasPrefix(got, "AWS4-HMAC-SHA256 Credential=AKIDTEST/") || !strings.Contains(got, "/eu-west-1/aps/aws4_request") {
+		t.Fatalf("Authorization = %q, want an AWS SigV4 signature for aps in eu-west-1", got)
+	}
+	if r.header.Get("X-Amz-Date") == "" {
+		t.Fatal("no X-Amz-Date header")
+	}
+	for name, vals := range r.header {
+		for _, v := range vals {
+			if strings.Contains(v, "sigv4-secret-key") {
+				t.Fatalf("header %s carries the secret key", name)
+			}
+		}
 	}
 }
