@@ -3,7 +3,9 @@ package shipper
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,5 +217,32 @@ func TestSigV4SignsRequests(t *testing.T) {
 				t.Fatalf("header %s carries the secret key", name)
 			}
 		}
+	}
+}
+
+// TestOAuth2ClientCredentials: with oauth2, the client fetches a token with its client
+// credentials (the secret from a file) and sends it as a bearer token.
+func TestOAuth2ClientCredentials(t *testing.T) {
+	type tokenRequest struct{ user, secret, grant string }
+	asked := make(chan tokenRequest, 4)
+	tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, secret, _ := r.BasicAuth()
+		_ = r.ParseForm()
+		asked <- tokenRequest{user, secret, r.Form.Get("grant_type")}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"access-1","token_type":"Bearer","expires_in":3600}`)
+	}))
+	t.Cleanup(tokenSrv.Close)
+	secretFile := filepath.Join(t.TempDir(), "client-secret")
+	writeFile(t, secretFile, "client-s3cret\n")
+	srv, ch := newRecordingServer(t, http.StatusOK)
+	opts := DefaultOptions()
+	opts.HTTPClientConfig.OAuth2 = &config.OAuth2{ClientID: "collector", ClientSecretFile: secretFile, TokenURL: tokenSrv.URL}
+	c := newTestClient(t, srv.URL, opts)
+	if got := authorization(t, c, ch); got != "Bearer access-1" {
+		t.Fatalf("Authorization = %q, want the fetched token", got)
+	}
+	if got := <-asked; got != (tokenRequest{"collector", "client-s3cret", "client_credentials"}) {
+		t.Fatalf("token request %+v", got)
 	}
 }
