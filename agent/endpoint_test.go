@@ -13,6 +13,7 @@ import (
 
 	"github.com/collector-dev/collector/shipper"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -164,5 +165,25 @@ bearer_token: t
 			}
 			tc.check(t, e)
 		})
+	}
+}
+
+// TestReloadSeesCredentialChange: a reload that changes only an endpoint's inline credentials
+// (which marshal as <secret>) is a change, refused like any other, not silently ignored.
+func TestReloadSeesCredentialChange(t *testing.T) {
+	ep := func(cred string) EndpointConfig {
+		return EndpointConfig{Name: "hub", URL: "https://hub/api/v1/receive",
+			HTTPClientConfig: config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: config.Secret(cred)}}}
+	}
+	a := &Agent{endpoints: []EndpointConfig{ep("one")}}
+	if err := a.sameEndpoints([]EndpointConfig{ep("one")}); err != nil {
+		t.Fatalf("same endpoints refused: %v", err)
+	}
+	err := a.sameEndpoints([]EndpointConfig{ep("two")})
+	if err == nil || !strings.Contains(err.Error(), "changes hub") {
+		t.Fatalf("changed credentials: %v, want the change refused", err)
+	}
+	if strings.Contains(err.Error(), "one") || strings.Contains(err.Error(), "two") {
+		t.Fatalf("error leaks the credentials: %v", err)
 	}
 }
