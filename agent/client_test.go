@@ -321,3 +321,33 @@ func TestClientRedirects(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceUserinfoAndAuthorization: a source URL with userinfo is sent as basic auth, which
+// would win over a configured authorization: the two together are refused, naming neither
+// password.
+func TestSourceUserinfoAndAuthorization(t *testing.T) {
+	withToken := config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: "tok"}}
+	for _, tc := range []struct {
+		name    string
+		cfg     SourceConfig
+		wantErr string
+	}{
+		{"userinfo alone", SourceConfig{ID: "c1", From: "https://u:pw-1@prom:9091"}, ""},
+		{"token alone", SourceConfig{ID: "c1", From: "https://prom:9091", HTTPClientConfig: withToken}, ""},
+		{"userinfo and token", SourceConfig{ID: "c1", From: "https://u:pw-1@prom:9091", HTTPClientConfig: withToken}, "from: url https://prom:9091 has userinfo"},
+		{"query userinfo and token", SourceConfig{ID: "c1", From: "https://prom:9091", FromQuery: "https://u:pw-1@q", HTTPClientConfig: withToken}, "from_query: url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "pw-1") {
+				t.Fatalf("Validate = %v, want %q without the password", err, tc.wantErr)
+			}
+		})
+	}
+}

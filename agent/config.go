@@ -503,6 +503,14 @@ func (s SourceConfig) validate() error {
 	hc := s.HTTPClientConfig // ValidateAuth fills defaults in: check a copy
 	if err := shipper.ValidateAuth(&hc, nil, nil); err != nil {
 		add("http config: %w", err)
+	} else if hc.BasicAuth != nil || hc.Authorization != nil || hc.OAuth2 != nil {
+		// The URL's basic auth would win over the configured authorization on every request:
+		// say so instead of silently ignoring one of the two.
+		for _, u := range []struct{ key, raw string }{{"from", s.From}, {"from_query", s.FromQuery}} {
+			if pu, err := url.Parse(u.raw); err == nil && pu.User != nil {
+				add("%s: url %s has userinfo (basic auth) and another authorization is set: give one of them", u.key, redactURL(pu))
+			}
+		}
 	}
 	names := map[string]bool{}
 	for i, r := range s.RecordingRules {
