@@ -116,13 +116,11 @@ func loadConfig(path string) (Config, []error) {
 		if r.Name != "" {
 			what += " (" + r.Name + ")"
 		}
-		if err := r.validate(); err != nil {
-			errs = append(errs, linesAt(n, what, err)...)
-			continue
-		}
 		r.HTTPClientConfig.SetDirectory(dir)
 		e := r.Endpoint()
-		if err := e.Validate(); err != nil {
+		ev := e
+		ev.WriteRelabelConfigs = nil // r.validate checks them, and every one of them
+		if err := errors.Join(r.validate(), ev.Validate()); err != nil {
 			errs = append(errs, linesAt(n, what, err)...)
 			continue
 		}

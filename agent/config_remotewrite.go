@@ -95,14 +95,13 @@ func defaultRemoteWriteConfig() RemoteWriteConfig {
 	return RemoteWriteConfig{RemoteTimeout: model.Duration(30 * time.Second), HTTPClientConfig: hc}
 }
 
-// validate checks what Prometheus checks of an entry, and what collector refuses. Errors do not
-// name the entry: the caller does.
+// validate checks what Prometheus checks of an entry and collector refuses, beyond what
+// EndpointConfig.Validate checks of the endpoint it becomes (url, credentials), which stops at
+// the first error: the relabel rules are checked here too.
+// Errors do not name the entry: the caller does.
 func (r RemoteWriteConfig) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if r.URL == "" {
-		add("url is required")
-	}
 	// Headers set by collector; Prometheus refuses them too.
 	reserved := []string{"authorization", "content-encoding", "content-type", "user-agent", "x-prometheus-remote-write-version"}
 	for h := range r.Headers {
@@ -112,37 +111,13 @@ func (r RemoteWriteConfig) validate() error {
 			}
 		}
 	}
-	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", r.WriteRelabelConfigs); err != nil {
-		errs = append(errs, err)
-	}
 	switch r.ProtobufMessage {
 	case "", ProtobufMessageV1, ProtobufMessageV2:
 	default:
 		add("protobuf_message %q: want %s or %s", r.ProtobufMessage, ProtobufMessageV1, ProtobufMessageV2)
 	}
-	if err := r.HTTPClientConfig.Validate(); err != nil {
-		add("http client settings: %w", err)
-	}
-	if r.SigV4Config != nil || r.AzureADConfig != nil {
-		// HTTPClientConfig.Validate checks basic_auth, authorization and oauth2 among themselves.
-		var auths []string
-		for _, a := range []struct {
-			set  bool
-			name string
-		}{
-			{r.HTTPClientConfig.BasicAuth != nil, "basic_auth"},
-			{r.HTTPClientConfig.Authorization != nil, "authorization"},
-			{r.HTTPClientConfig.OAuth2 != nil, "oauth2"},
-			{r.SigV4Config != nil, "sigv4"},
-			{r.AzureADConfig != nil, "azuread"},
-		} {
-			if a.set {
-				auths = append(auths, a.name)
-			}
-		}
-		if len(auths) > 1 {
-			add("at most one of basic_auth, authorization, oauth2, sigv4 or azuread: %s are set", strings.Join(auths, ", "))
-		}
+	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", r.WriteRelabelConfigs); err != nil {
+		errs = append(errs, err)
 	}
 	if r.GoogleIAMConfig != nil {
 		add("google_iam is not supported by collector: use authorization, oauth2 or a token file")
@@ -232,13 +207,6 @@ func (r RemoteWriteConfig) Endpoint() EndpointConfig {
 		SigV4Config:         r.SigV4Config,
 		AzureADConfig:       r.AzureADConfig,
 		ProtobufMessage:     r.ProtobufMessage,
-	}
-	// The flat TLS and token settings that shipper.Options take (a subset of HTTPClientConfig).
-	tls := r.HTTPClientConfig.TLSConfig
-	e.CAFile, e.CertFile, e.KeyFile, e.InsecureSkipVerify = tls.CAFile, tls.CertFile, tls.KeyFile, tls.InsecureSkipVerify
-	e.BearerTokenFile = r.HTTPClientConfig.BearerTokenFile
-	if a := r.HTTPClientConfig.Authorization; a != nil && a.CredentialsFile != "" {
-		e.BearerTokenFile = a.CredentialsFile
 	}
 	return e.WithDefaults()
 }
