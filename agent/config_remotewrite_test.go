@@ -230,3 +230,31 @@ remote_write:
 		t.Errorf("filtered: %d samples delivered", st.Delivered)
 	}
 }
+
+// TestReloadSameRemoteWrite: reloading an unchanged file whose remote_write entries have
+// write_relabel_configs and queue_config is not a change; changing a rule or a queue setting is.
+func TestReloadSameRemoteWrite(t *testing.T) {
+	dir := t.TempDir()
+	load := func(regex, shards string) []EndpointConfig {
+		t.Helper()
+		p := filepath.Join(dir, "c.yaml")
+		body := fmt.Sprintf("remote_write:\n  - url: http://hub/w\n    write_relabel_configs: [{source_labels: [__name__], regex: %q, action: drop}]\n    queue_config: {max_shards: %s}\n", regex, shards)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Endpoints
+	}
+	a := &Agent{endpoints: load("go_.*", "5")}
+	if err := a.sameEndpoints(load("go_.*", "5")); err != nil {
+		t.Fatalf("unchanged file refused: %v", err)
+	}
+	for _, eps := range [][]EndpointConfig{load("up", "5"), load("go_.*", "6")} {
+		if err := a.sameEndpoints(eps); err == nil || !strings.Contains(err.Error(), "changes hub") {
+			t.Errorf("changed entry: %v, want the change refused", err)
+		}
+	}
+}
