@@ -99,8 +99,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		runCommand(),
 		walCommand(),
 		replayCommand(),
-		backfillCommand(),
 		checkCommand(),
+		backfillCommand(),
 		{
 			Name:  "version",
 			Usage: "print the version",
