@@ -24,9 +24,9 @@
 // declares it again with the sample (wal/FORMAT.md, "Series across truncation").
 //
 // Invariant 1 (a scrape is appended whole or not at all): any error (a read error of the body,
-// including the caller's size limit, a parse error anywhere, a truncated last line) rolls the
-// appender back and returns an *IngestError with a Reason (parse, read, too_large, content_type,
-// wal) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
+// including the caller's size limit, IngestOptions.SampleLimit, a parse error anywhere, a
+// truncated last line, a failed commit) rolls the appender back and returns an *IngestError with
+// a Reason (parse, read, too_large, content_type, wal, disk_full) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
 // series to the cache; a failed wal.Appender.Commit (reasons wal, disk_full) comes after the
 // cache took the scrape's new series, and they stay there: their refs are held in the WAL, which
 // writes their Series records with the first commit that succeeds (a failed Commit leaves them
