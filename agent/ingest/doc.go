@@ -99,8 +99,8 @@
 //
 // Protobuf decoding must build every label of every sample before anything can be looked up, so
 // it cannot use the raw-bytes cache; the text format at steady state costs one pass over bytes
-// that are read anyway. Protobuf bodies are still ingested (via textparse, holding the body in
-// memory up to the caller's size limit), for a server that ignores the Accept header.
+// that are read anyway. Protobuf bodies are still ingested (via textparse, one metric family at a
+// time, as above), for a server that ignores the Accept header.
 //
 // Memory (BenchmarkIngestMemory; the heap per known series is quoted in the README's Performance
 // table): the cache's share is about 70 bytes per known series (cache-bytes/series), the rest is
