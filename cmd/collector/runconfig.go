@@ -280,7 +280,7 @@ func flagText(c flagGetter, name string) string {
 }
 
 // endpointsFromFlags builds an endpoint per --to-upload URL with the shared TLS and auth flags.
-// Two URLs on one host get distinct names (host, host-2, ...).
+// Two URLs on one host get distinct names (agent.DefaultNames: host, host-2, ...).
 func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, error) {
 	if (c.String("to-upload-cert") == "") != (c.String("to-upload-key") == "") {
 		return nil, usagef("--to-upload-cert and --to-upload-key go together")
@@ -289,24 +289,20 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 		return nil, usagef("--to-upload-retry-on-status: %v", err)
 	}
 	var eps []agent.EndpointConfig
-	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
-		e := agent.EndpointConfig{
+		eps = append(eps, agent.EndpointConfig{
 			URL:              u,
 			HTTPClientConfig: uploadHTTPConfig(c),
 			Tenant:           c.String("to-upload-tenant"),
 			Timeout:          c.Duration("to-upload-timeout"),
 			RetryOnStatus:    c.String("to-upload-retry-on-status"),
-		}.WithDefaults()
-		base := e.Name
-		if n := seen[base]; n > 0 {
-			e.Name = fmt.Sprintf("%s-%d", base, n+1)
-		}
-		seen[base]++
+		})
+	}
+	eps = agent.DefaultNames(eps)
+	for _, e := range eps {
 		if err := e.Validate(); err != nil {
 			return nil, usagef("--%s: %v", flag, err)
 		}
-		eps = append(eps, e)
 	}
 	if c.Duration("to-upload-timeout") <= 0 {
 		return nil, usagef("--to-upload-timeout %v: want a positive duration", c.Duration("to-upload-timeout"))
