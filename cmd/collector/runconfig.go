@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -177,8 +176,8 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		return s, usagef("--evaluate-interval %v: want at least 1s", s.EvaluateInterval)
 	}
 	for _, m := range s.Matchers {
-		if err := (agent.SourceConfig{ID: "x", From: "http://x", Matchers: []string{m}}).Validate(); err != nil {
-			return s, usagef("--match %q: %v", m, errors.Unwrap(err))
+		if err := agent.ValidateMatcher(m); err != nil {
+			return s, usagef("--match %q: %v", m, err)
 		}
 	}
 	return s, nil
