@@ -1,7 +1,8 @@
 // Package ingest is the hot path from a federate response (or recording-rule results) to one
 // WAL scrape: it parses the body as it streams, applies the seeds' label transforms
 // (TransformConfig), and appends the whole body in one wal.Appender.Commit, or nothing
-// (Ingester). It owns the text parser, the protobuf path, the series cache and the anonymization.
+// (Ingester). It owns the text parser, the protobuf path, a source's relabeling, the series cache
+// and the anonymization.
 //
 // It imports wal and nothing else internal. It must not import agent: the agent builds its
 // TransformConfig from a source's configuration and maps IngestError reasons onto the scrape
