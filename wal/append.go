@@ -48,11 +48,12 @@ func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
 	a.beginLocked()
-	for _, ref := range w.byHash[h] {
-		if ms := w.series.get(ref); ms != nil && labels.Equal(ms.lset, lset) {
-			ms.used = w.epoch
-			return ref
-		}
+	if ref := w.byHash.find(h, func(ref SeriesRef) bool {
+		ms := w.series.get(ref)
+		return ms != nil && labels.Equal(ms.lset, lset)
+	}); ref != 0 {
+		w.series.get(ref).used = w.epoch
+		return ref
 	}
 	ref := w.nextRef
 	w.addSeries(ref, lset, w.cur, false)

@@ -113,19 +113,7 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 	if ms == nil {
 		return
 	}
-	h := ms.lset.Hash()
-	refs := w.byHash[h]
-	for i, r := range refs {
-		if r == ref {
-			refs = append(refs[:i], refs[i+1:]...)
-			break
-		}
-	}
-	if len(refs) == 0 {
-		delete(w.byHash, h)
-	} else {
-		w.byHash[h] = refs
-	}
+	w.byHash.remove(ms.lset.Hash(), ref)
 	w.series.del(ref)
 }
 
@@ -133,11 +121,5 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 // it holds less than half of its peak (Go maps never shrink).
 func (w *WAL) compactSeriesLocked() {
 	w.series.compact()
-	if w.hashes > 2*len(w.byHash)+windowSlack {
-		m := make(map[uint64][]SeriesRef, len(w.byHash))
-		for h, refs := range w.byHash {
-			m[h] = refs
-		}
-		w.byHash, w.hashes = m, len(m)
-	}
+	w.byHash.compact()
 }
