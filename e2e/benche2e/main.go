@@ -50,6 +50,7 @@ type config struct {
 	workDir    string
 	pprofDir   string
 	gzip       bool
+	gzipLevel  int
 	extraArgs  string
 	coldLimit  time.Duration
 }
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&c.workDir, "workdir", "", "directory for WALs, configurations and logs (default: a temporary directory, removed at the end)")
 	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and a heap profile at its end of each agent there")
 	flag.BoolVar(&c.gzip, "source-gzip", true, "the source gzips its body when the request accepts it")
+	flag.IntVar(&c.gzipLevel, "source-gzip-level", 6, "gzip level of the source (6: the default level of Prometheus' compression handler)")
 	flag.StringVar(&c.extraArgs, "collector-args", "", "more collector flags, separated by spaces")
 	flag.DurationVar(&c.coldLimit, "cold-timeout", 10*time.Minute, "how long the first scrape may take to be delivered")
 	flag.Parse()
@@ -96,7 +98,11 @@ func run(c config) error {
 	}
 	fmt.Printf("benche2e: %d series every %s, steady state %s, source gzip %v, GOMEMLIMIT=%q, %d CPUs\n",
 		c.series, c.interval, c.duration, c.gzip, os.Getenv("GOMEMLIMIT"), runtime.NumCPU())
-	src := newSource(c.series, c.interval, c.gzip)
+	src := newSource(c.series, c.interval, c.gzip, c.gzipLevel)
+	srcCtx, stopSrc := context.WithCancel(ctx)
+	defer stopSrc()
+	go src.run(srcCtx)
+	src.body(time.Now().Truncate(c.interval).UnixMilli()) // rendered before the first agent starts
 	srcURL, closeSrc, err := serve(src)
 	if err != nil {
 		return err

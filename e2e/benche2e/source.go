@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -18,10 +19,12 @@ import (
 // default level, as Prometheus' compression handler does). Time is cut into slots of one
 // scrape interval; every response in a slot holds the same body, with the slot's start as the
 // samples' timestamp and values that move from slot to slot. The body of a slot is rendered
-// once, on the first request, and the next slot's right after, ahead of its first request.
+// once, ahead of time by run (at the start of each slot, the next slot's), or on the first
+// request if run was late.
 type source struct {
 	interval time.Duration
 	gzip     bool // serve gzip to requests that accept it
+	level    int  // gzip level
 	series   []genSeries
 
 	mu       sync.Mutex
@@ -51,10 +54,10 @@ type genFamily struct {
 	labels func(j int) map[string]string // labels of the j-th series, without job and instance
 }
 
-func newSource(n int, interval time.Duration, gz bool) *source {
+func newSource(n int, interval time.Duration, gz bool, level int) *source {
 	fams := genFamilies()
 	per := n / len(fams)
-	s := &source{interval: interval, gzip: gz, series: make([]genSeries, 0, per*len(fams)), bodies: map[int64]*slotBody{}, served: map[int64]bool{}}
+	s := &source{interval: interval, gzip: gz, level: level, series: make([]genSeries, 0, per*len(fams)), bodies: map[int64]*slotBody{}, served: map[int64]bool{}}
 	for fi, f := range fams {
 		for j := range per {
 			ls := f.labels(j)
@@ -178,7 +181,10 @@ func (s *source) body(ts int64) *slotBody {
 	b.plain = s.render(ts)
 	start := time.Now()
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
+	zw, err := gzip.NewWriterLevel(&gz, s.level)
+	if err != nil {
+		zw = gzip.NewWriter(&gz)
+	}
 	zw.Write(b.plain)
 	zw.Close()
 	b.gz = gz.Bytes()
@@ -188,6 +194,22 @@ func (s *source) body(ts int64) *slotBody {
 	s.mu.Unlock()
 	close(b.ready)
 	return b
+}
+
+// run renders the body of the current slot and, at the start of every slot, the next slot's,
+// so that no request waits for a render, until ctx is done.
+func (s *source) run(ctx context.Context) {
+	for {
+		now := time.Now()
+		ts := now.Truncate(s.interval)
+		s.body(ts.UnixMilli())
+		s.body(ts.Add(s.interval).UnixMilli())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(ts.Add(s.interval))):
+		}
+	}
 }
 
 // render makes the plain text body of the slot starting at ts (ms).
@@ -220,7 +242,6 @@ func (s *source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ts := time.Now().Truncate(s.interval).UnixMilli()
 	b := s.body(ts)
-	go s.body(ts + s.interval.Milliseconds())
 	s.mu.Lock()
 	s.inFlight++
 	s.mu.Unlock()
