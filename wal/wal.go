@@ -75,7 +75,8 @@ type WAL struct {
 	cur     int // segment being written
 	dirty   bool
 	enc     record.Encoder
-	recBuf  []byte
+	recBuf  []byte // the Samples record of a commit
+	serRec  []byte // one Series record of a commit
 	serBuf  []record.RefSeries
 	keep    []record.RefSample
 	undo    []undoEntry
