@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,9 +20,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/config"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -158,7 +161,7 @@ func TestScrapeAppends(t *testing.T) {
 		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
 			payload := federateLines(3)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/federate" || r.Header.Get("Accept") != FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
+				if r.URL.Path != "/federate" || r.Header.Get("Accept") != ingest.FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
 					r.Header.Get("User-Agent") != "collector" {
 					http.Error(w, "bad request "+r.URL.String(), http.StatusBadRequest)
 					return
@@ -396,7 +399,7 @@ func TestScrapeTransportErrorsAndTimeout(t *testing.T) {
 		defer srv.Close()
 		tf := filepath.Join(t.TempDir(), "token")
 		writeTestFile(t, tf, "tok")
-		ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: AuthConfig{TokenFile: tf}})
+		ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tokenFileCfg(tf)})
 		os.Remove(tf)
 		ts.runCycle(t)
 		if ts.failures(reasonAuth) != 1 {
@@ -504,7 +507,7 @@ func TestScrapeTokenRotation(t *testing.T) {
 	defer srv.Close()
 	tf := filepath.Join(t.TempDir(), "token")
 	writeTestFile(t, tf, "sha256~first")
-	ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: AuthConfig{TokenFile: tf}})
+	ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tokenFileCfg(tf)})
 	ts.runCycle(t)
 	writeTestFile(t, tf, "sha256~second-token")
 	ts.runCycle(t)
@@ -527,7 +530,7 @@ func TestLimitReader(t *testing.T) {
 		t.Run(fmt.Sprintf("%d/%d", tc.n, tc.limit), func(t *testing.T) {
 			lr := &limitedBody{r: strings.NewReader(strings.Repeat("x", tc.n)), limit: int64(tc.limit)}
 			b, err := io.ReadAll(lr)
-			if tc.wantErr != errors.Is(err, ErrTooLarge) || tc.wantErr != errors.Is(lr.err, ErrTooLarge) {
+			if tc.wantErr != errors.Is(err, ingest.ErrTooLarge) || tc.wantErr != errors.Is(lr.err, ingest.ErrTooLarge) {
 				t.Fatalf("err %v (recorded %v)", err, lr.err)
 			}
 			if !tc.wantErr && len(b) != tc.n {
@@ -546,16 +549,16 @@ func TestScrapeMTLS(t *testing.T) {
 	}))
 	for _, tc := range []struct {
 		name    string
-		auth    AuthConfig
+		tls     config.TLSConfig
 		samples int
 		reason  string
 	}{
-		{"verified mTLS", AuthConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 2, ""},
-		{"unknown CA", AuthConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
-		{"no CA file is not insecure", AuthConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+		{"verified mTLS", config.TLSConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 2, ""},
+		{"unknown CA", config.TLSConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+		{"no CA file is not insecure", config.TLSConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: tc.auth})
+			ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tlsCfg(tc.tls)})
 			ts.runCycle(t)
 			got, _ := readSourceWAL(t, ts.w)
 			if len(got) != tc.samples {
@@ -566,6 +569,43 @@ func TestScrapeMTLS(t *testing.T) {
 			}
 			if tc.reason != "" && !strings.Contains(ts.Status().LastError.Error(), "certificate signed by unknown authority") {
 				t.Fatalf("error %v", ts.Status().LastError)
+			}
+		})
+	}
+}
+
+// TestIngestErrorReasons: each reason of an ingest.IngestError is counted under its scrape
+// failure reason; a WAL without room (a real one, its reserve larger than any disk) under
+// disk_full.
+func TestIngestErrorReasons(t *testing.T) {
+	opts := wal.DefaultOptions()
+	opts.ReserveBytes = 1 << 62 // more than any file system has free
+	w, err := wal.Open(discardLogger(), prometheus.NewRegistry(), t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ing, err := ingest.NewIngester(discardLogger(), prometheus.NewRegistry(), w, ingest.TransformConfig{}, ingest.DefaultIngestOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, diskFull := ing.Ingest(strings.NewReader(fmt.Sprintf("a{x=\"1\"} 1 %d\n", time.Now().UnixMilli())), promTextType)
+	u := &url.URL{Scheme: "http", Host: "prometheus:9090", Path: "/federate"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"disk full", diskFull, reasonDiskFull},
+		{"parse", &ingest.IngestError{Reason: ingest.ReasonParse, Err: errors.New("x")}, reasonParse},
+		{"read", &ingest.IngestError{Reason: ingest.ReasonRead, Err: io.ErrUnexpectedEOF}, reasonTruncated},
+		{"too large", &ingest.IngestError{Reason: ingest.ReasonTooLarge, Err: ingest.ErrTooLarge}, reasonTooLarge},
+		{"content type", &ingest.IngestError{Reason: ingest.ReasonContentType, Err: errors.New("x")}, reasonContentType},
+		{"wal", &ingest.IngestError{Reason: ingest.ReasonWAL, Err: errors.New("x")}, reasonAppend},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reasonOf(ingestError(u, tc.err)); got != tc.want {
+				t.Fatalf("scrape failure reason of %v = %q, want %q", tc.err, got, tc.want)
 			}
 		})
 	}

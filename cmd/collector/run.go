@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/collector-dev/collector/agent"
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/util/compression"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -65,7 +67,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
-		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: agent.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
+		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: ingest.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
 		&cli.StringFlag{Name: "from-token", Category: catSource, Usage: "bearer token for the source", EnvVars: env("from-token")},
 		&cli.StringFlag{Name: "from-token-file", Category: catSource, Usage: "file holding the source's bearer token, re-read when it changes", EnvVars: env("from-token-file"), TakesFile: true},
@@ -389,14 +391,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
 		Anonymize:         anonymize,
-		Auth: agent.AuthConfig{
-			Token:              agent.Secret(c.String("from-token")),
-			TokenFile:          c.String("from-token-file"),
-			CAFile:             c.String("from-ca-file"),
-			CertFile:           c.String("from-cert-file"),
-			KeyFile:            c.String("from-key-file"),
-			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
-		},
+		HTTPClientConfig:  sourceHTTPConfig(c),
 	}
 	if al := c.StringSlice("allowlist"); len(al) > 0 {
 		s.Allowlist = al[0]
@@ -416,11 +411,11 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 	if s.WorkerNumber <= 0 {
 		return s, usagef("--worker-number %d: want a positive number", s.WorkerNumber)
 	}
-	if s.Auth.Token != "" && s.Auth.TokenFile != "" {
+	if c.String("from-token") != "" && c.String("from-token-file") != "" {
 		// The seed ignored --from-token then; say so instead of guessing.
 		return s, usagef("--from-token and --from-token-file are exclusive")
 	}
-	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
+	if (c.String("from-cert-file") == "") != (c.String("from-key-file") == "") {
 		return s, usagef("--from-cert-file and --from-key-file go together")
 	}
 	if len(s.Anonymize) > 0 && s.AnonymizeSalt == "" && s.AnonymizeSaltFile == "" {
@@ -442,7 +437,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		return s, err
 	}
 	for _, kv := range kvs {
-		lp, err := agent.ParseLabelPair(kv)
+		lp, err := ingest.ParseLabelPair(kv)
 		if err != nil {
 			return s, usagef("--label %q: %v", kv, err)
 		}
@@ -456,7 +451,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		return s, err
 	}
 	for _, r := range renames {
-		old, nw, err := agent.ParseRename(r)
+		old, nw, err := ingest.ParseRename(r)
 		if err != nil {
 			return s, usagef("--rename %q: %v", r, err)
 		}
@@ -598,15 +593,11 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
 		e := agent.EndpointConfig{
-			URL:                u,
-			CAFile:             c.String("to-upload-ca"),
-			CertFile:           c.String("to-upload-cert"),
-			KeyFile:            c.String("to-upload-key"),
-			InsecureSkipVerify: c.Bool("to-upload-insecure-skip-verify"),
-			BearerTokenFile:    c.String("to-upload-token-file"),
-			Tenant:             c.String("to-upload-tenant"),
-			Timeout:            c.Duration("to-upload-timeout"),
-			RetryOnStatus:      c.String("to-upload-retry-on-status"),
+			URL:              u,
+			HTTPClientConfig: uploadHTTPConfig(c),
+			Tenant:           c.String("to-upload-tenant"),
+			Timeout:          c.Duration("to-upload-timeout"),
+			RetryOnStatus:    c.String("to-upload-retry-on-status"),
 		}.WithDefaults()
 		base := e.Name
 		if n := seen[base]; n > 0 {
@@ -622,4 +613,42 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 		return nil, usagef("--to-upload-timeout %v: want a positive duration", c.Duration("to-upload-timeout"))
 	}
 	return eps, nil
+}
+
+// sourceHTTPConfig maps the --from-* connection flags onto Prometheus' http_config: a literal
+// --from-token becomes authorization.credentials (a config.Secret, redacted when printed),
+// --from-token-file authorization.credentials_file (re-read at every request). No proxy and no
+// redirects, as the seed (the source is in-cluster).
+func sourceHTTPConfig(c flagGetter) config.HTTPClientConfig {
+	hc := config.HTTPClientConfig{
+		TLSConfig: config.TLSConfig{
+			CAFile:             c.String("from-ca-file"),
+			CertFile:           c.String("from-cert-file"),
+			KeyFile:            c.String("from-key-file"),
+			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
+		},
+	}
+	if tok, file := c.String("from-token"), c.String("from-token-file"); tok != "" || file != "" {
+		hc.Authorization = &config.Authorization{Type: "Bearer", Credentials: config.Secret(tok), CredentialsFile: file}
+	}
+	return hc
+}
+
+// uploadHTTPConfig maps the --to-upload-* connection flags onto Prometheus' http_config of every
+// --to-upload endpoint. The proxy comes from the environment (HTTPS_PROXY, NO_PROXY), as the
+// seeds' default transport did; HTTP/1.1 as Prometheus' remote_write.
+func uploadHTTPConfig(c flagGetter) config.HTTPClientConfig {
+	hc := config.HTTPClientConfig{
+		TLSConfig: config.TLSConfig{
+			CAFile:             c.String("to-upload-ca"),
+			CertFile:           c.String("to-upload-cert"),
+			KeyFile:            c.String("to-upload-key"),
+			InsecureSkipVerify: c.Bool("to-upload-insecure-skip-verify"),
+		},
+		ProxyConfig: config.ProxyConfig{ProxyFromEnvironment: true},
+	}
+	if file := c.String("to-upload-token-file"); file != "" {
+		hc.Authorization = &config.Authorization{Type: "Bearer", CredentialsFile: file}
+	}
+	return hc
 }
