@@ -95,11 +95,18 @@ func (a *Appender) Commit() (AppendStats, error) {
 			return st, fmt.Errorf("reopen wal %s after a failed write: %w", w.dir, err)
 		}
 	}
-	// Sized once: grown by appends they would leave their halves behind as garbage.
-	keep, undo, ser := slices.Grow(w.keep[:0], len(a.samples)), slices.Grow(w.undo[:0], len(a.samples)), w.serBuf[:0]
+	// keep is a.samples itself until a sample is skipped; only then are the kept ones copied
+	// (into w.keep, which never aliases an Appender's buffer). undo is sized once: grown by
+	// appends it would leave its halves behind as garbage.
+	keep, copied := a.samples, false
+	undo, ser := slices.Grow(w.undo[:0], len(a.samples)), w.serBuf[:0]
 	cur0 := int32(w.cur)
-	for _, s := range a.samples {
+	for i, s := range a.samples {
 		ms := w.series.get(s.Ref)
+		skip := ms == nil || s.T <= ms.lastT
+		if skip && !copied {
+			keep, copied = append(w.keep[:0], a.samples[:i]...), true
+		}
 		if ms == nil {
 			st.UnknownSeries++
 			continue
@@ -122,9 +129,14 @@ func (a *Appender) Commit() (AppendStats, error) {
 			ms.written = true // undone below if the write fails
 			ser = append(ser, record.RefSeries{Ref: s.Ref, Labels: ms.lset})
 		}
-		keep = append(keep, s)
+		if copied {
+			keep = append(keep, s)
+		}
 	}
-	w.keep, w.undo, w.serBuf = keep, undo, ser
+	if copied {
+		w.keep = keep
+	}
+	w.undo, w.serBuf = undo, ser
 	w.countSkipped(st)
 	if len(keep) == 0 {
 		return st, nil
