@@ -14,6 +14,8 @@
 // of /proc/PID/stat) between the two, divided by the samples received between them, is the
 // figure; peak RSS is VmHWM of /proc/PID/status at the end of steady state.
 //
+// The agents inherit the environment, GOMEMLIMIT included (the harness ignores it for itself).
+//
 // With -outage the receiver then answers 503 for that long and the harness waits for the
 // backlog to drain, reporting RSS and VmHWM at the end of the drain.
 //
@@ -26,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +36,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -71,6 +75,9 @@ func main() {
 	flag.StringVar(&c.extraArgs, "collector-args", "", "more collector flags, separated by spaces")
 	flag.DurationVar(&c.coldLimit, "cold-timeout", 10*time.Minute, "how long the first scrape may take to be delivered")
 	flag.Parse()
+	// GOMEMLIMIT in the environment is meant for the agents, which inherit it; the harness holds
+	// the bodies of a million series and is not measured.
+	debug.SetMemoryLimit(math.MaxInt64)
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "benche2e:", err)
 		os.Exit(1)
