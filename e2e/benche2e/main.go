@@ -452,8 +452,12 @@ func stopProcess(cmd *exec.Cmd, done chan error) {
 // printTable prints the results as a Markdown table, with the ratios of the first agent to
 // the others.
 func printTable(w io.Writer, c config, rs []result) {
-	fmt.Fprintf(w, "| %d series / %s | CPU-s per 1M samples | peak RSS MiB | bytes/sample on the wire | cold start CPU-s |\n", c.series, c.interval)
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	drain, drainSep := "", ""
+	if c.outage > 0 {
+		drain, drainSep = fmt.Sprintf(" after a %s outage: peak RSS MiB | RSS MiB at the end of the drain |", c.outage), "---|---|"
+	}
+	fmt.Fprintf(w, "| %d series / %s | CPU-s per 1M samples | peak RSS MiB | bytes/sample on the wire | cold start CPU-s |%s\n", c.series, c.interval, drain)
+	fmt.Fprintln(w, "|---|---|---|---|---|"+drainSep)
 	for _, r := range rs {
 		name := r.agent
 		if r.v2 {
@@ -462,12 +466,20 @@ func printTable(w io.Writer, c config, rs []result) {
 		if r.behind {
 			name += " (behind)"
 		}
-		fmt.Fprintf(w, "| %s | %.3f | %.0f | %.2f | %.1f |\n", name, r.cpuPerMillion(), mib(r.peakRSS), r.bytesPerSample(), r.coldCPU)
+		fmt.Fprintf(w, "| %s | %.3f | %.0f | %.2f | %.1f |", name, r.cpuPerMillion(), mib(r.peakRSS), r.bytesPerSample(), r.coldCPU)
+		if c.outage > 0 {
+			fmt.Fprintf(w, " %.0f | %.0f |", mib(r.drainPeakRSS), mib(r.drainEndRSS))
+		}
+		fmt.Fprintln(w)
 	}
 	for _, r := range rs[min(1, len(rs)):] {
 		a := rs[0]
-		fmt.Fprintf(w, "| ratio %s/%s | %.2f | %.2f | %.2f | %.2f |\n", a.agent, r.agent,
+		fmt.Fprintf(w, "| ratio %s/%s | %.2f | %.2f | %.2f | %.2f |", a.agent, r.agent,
 			ratio(a.cpuPerMillion(), r.cpuPerMillion()), ratio(mib(a.peakRSS), mib(r.peakRSS)), ratio(a.bytesPerSample(), r.bytesPerSample()), ratio(a.coldCPU, r.coldCPU))
+		if c.outage > 0 {
+			fmt.Fprintf(w, " %.2f | %.2f |", ratio(mib(a.drainPeakRSS), mib(r.drainPeakRSS)), ratio(mib(a.drainEndRSS), mib(r.drainEndRSS)))
+		}
+		fmt.Fprintln(w)
 	}
 }
 
