@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage/remote/azuread"
 	"github.com/prometheus/sigv4"
@@ -52,6 +54,15 @@ type EndpointConfig struct {
 	// and the class 5xx (--to-upload-retry-on-status). Any other 4xx or 5xx drops its batch,
 	// counted; 400, 409 and 413 cannot be listed. Default shipper.DefaultRetryOnStatus.
 	RetryOnStatus string `yaml:"retry_on_status"`
+
+	// Queue holds the queue_config settings of the endpoint's remote_write entry; nil fields keep
+	// the `collector run` flags' values (see QueueOptions).
+	Queue RemoteWriteQueueConfig `yaml:"-"`
+	// WriteRelabelConfigs are applied once per series before it is sent to this endpoint.
+	WriteRelabelConfigs []*relabel.Config `yaml:"-"`
+	// ProtobufMessage is the remote_write entry's protobuf_message: ProtobufMessageV1 (the
+	// default) or ProtobufMessageV2.
+	ProtobufMessage string `yaml:"protobuf_message"`
 }
 
 // ReplayPrefix starts the position names of `collector replay`; no endpoint name may start with
@@ -96,6 +107,9 @@ func (e EndpointConfig) Validate() error {
 	}
 	if strings.HasPrefix(e.Name, ReplayPrefix) {
 		return fmt.Errorf("endpoint name %q: names starting with %q are reserved for the positions of collector replay: give the endpoint another name", e.Name, ReplayPrefix)
+	}
+	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", e.WriteRelabelConfigs); err != nil {
+		return fmt.Errorf("endpoint %q: %w", e.Name, err)
 	}
 	if e.RetryOnStatus != "" {
 		if _, err := shipper.ParseStatusSet(e.RetryOnStatus); err != nil {
