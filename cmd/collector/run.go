@@ -66,6 +66,7 @@ func runFlags() []cli.Flag {
 		sliceFlag("uwl-allowlist", catSource, "user-workload allowlist "+agent.UWLAllowlistSpec+": the "+agent.UWLAllowlistKey+" of a ConfigMap in an application namespace, merged after --allowlist with namespace=NAMESPACE added to each entry (default: the ConfigMap's namespace), repeatable"),
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
+		&cli.StringFlag{Name: "from-compression", Category: catSource, Value: agent.CompressionGzip, Usage: "what federate requests accept: gzip, or none (saves the source's gzip and the collector's inflate; about ten times the bytes on the network)", EnvVars: env("from-compression")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
 		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: ingest.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
@@ -390,6 +391,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		Interval:          c.Duration("interval"),
 		Timeout:           c.Duration("scrape-timeout"),
 		LimitBytes:        c.Int64("limit-bytes"),
+		Compression:       c.String("from-compression"),
 		WorkerNumber:      c.Int("worker-number"),
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
@@ -410,6 +412,9 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 	}
 	if s.LimitBytes <= 0 {
 		return s, usagef("--limit-bytes %d: want a positive number", s.LimitBytes)
+	}
+	if s.Compression != agent.CompressionGzip && s.Compression != agent.CompressionNone {
+		return s, usagef("--from-compression %q: want %s or %s", s.Compression, agent.CompressionGzip, agent.CompressionNone)
 	}
 	if s.WorkerNumber <= 0 {
 		return s, usagef("--worker-number %d: want a positive number", s.WorkerNumber)
