@@ -422,7 +422,7 @@ func (s SourceConfig) validate() error {
 		}
 	}
 	for _, m := range s.Matchers {
-		if err := validateMatcher(m); err != nil {
+		if err := ValidateMatcher(m); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -528,7 +528,7 @@ func ReadMatchFile(path string) ([]string, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if err := validateMatcher(line); err != nil {
+		if err := ValidateMatcher(line); err != nil {
 			return nil, fmt.Errorf("match file %s line %d: %w", path, i+1, err)
 		}
 		out = append(out, line)
@@ -536,9 +536,10 @@ func ReadMatchFile(path string) ([]string, error) {
 	return out, nil
 }
 
-// validateMatcher checks a match[] selector as Prometheus parses it, and that it does not select
-// everything (at least one matcher must not match the empty string, as PromQL requires).
-func validateMatcher(m string) error {
+// ValidateMatcher checks a match[] selector as Prometheus parses it, and that it does not select
+// everything (at least one matcher must not match the empty string, as PromQL requires). Every
+// selector of a source, a match file, an allowlist or a collect rule passes it.
+func ValidateMatcher(m string) error {
 	ms, err := parser.NewParser(parser.Options{}).ParseMetricSelector(m)
 	if err != nil {
 		return fmt.Errorf("matcher %q: %w", m, err)

@@ -84,6 +84,28 @@ func (e EndpointConfig) WithDefaults() EndpointConfig {
 	return e
 }
 
+// DefaultNames gives each endpoint without a name its default (WithDefaults: its host), and
+// tells apart the endpoints it named on one host: host, host-2, host-3, ... (the --to-upload
+// endpoints, which have no names, may share a host). Endpoints with names keep them.
+func DefaultNames(eps []EndpointConfig) []EndpointConfig {
+	out := make([]EndpointConfig, 0, len(eps))
+	seen := map[string]int{}
+	for _, e := range eps {
+		if e.Name != "" {
+			out = append(out, e)
+			continue
+		}
+		e = e.WithDefaults()
+		base := e.Name
+		if n := seen[base]; n > 0 {
+			e.Name = fmt.Sprintf("%s-%d", base, n+1)
+		}
+		seen[base]++
+		out = append(out, e)
+	}
+	return out
+}
+
 // Validate checks the endpoint without touching files (the shipper loads them).
 func (e EndpointConfig) Validate() error {
 	if e.URL == "" {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -185,5 +186,26 @@ func TestReloadSeesCredentialChange(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "one") || strings.Contains(err.Error(), "two") {
 		t.Fatalf("error leaks the credentials: %v", err)
+	}
+}
+
+// TestDefaultNames: unnamed endpoints are named after their host, those on one host told apart in
+// order; named ones keep their names.
+func TestDefaultNames(t *testing.T) {
+	eps := DefaultNames([]EndpointConfig{
+		{URL: "https://hub.example.com/api/v1/receive"},
+		{URL: "http://10.0.0.1:19291/api/v1/receive"},
+		{URL: "https://hub.example.com/other"},
+		{Name: "mine", URL: "https://hub.example.com/x"},
+		{URL: "https://hub.example.com/third"},
+		{URL: "http://[::1]:9090/w"},
+	})
+	var got []string
+	for _, e := range eps {
+		got = append(got, e.Name)
+	}
+	want := []string{"hub.example.com", "10.0.0.1_19291", "hub.example.com-2", "mine", "hub.example.com-3", "__1_9090"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("names %q, want %q", got, want)
 	}
 }
