@@ -85,6 +85,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		Interval:          c.Duration("interval"),
 		Timeout:           c.Duration("scrape-timeout"),
 		LimitBytes:        c.Int64("limit-bytes"),
+		Compression:       c.String("from-compression"),
 		WorkerNumber:      c.Int("worker-number"),
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
@@ -105,6 +106,9 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 	}
 	if s.LimitBytes <= 0 {
 		return s, usagef("--limit-bytes %d: want a positive number", s.LimitBytes)
+	}
+	if s.Compression != agent.CompressionGzip && s.Compression != agent.CompressionNone {
+		return s, usagef("--from-compression %q: want %s or %s", s.Compression, agent.CompressionGzip, agent.CompressionNone)
 	}
 	if s.WorkerNumber <= 0 {
 		return s, usagef("--worker-number %d: want a positive number", s.WorkerNumber)

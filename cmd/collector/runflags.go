@@ -53,6 +53,7 @@ func runFlags() []cli.Flag {
 		sliceFlag("uwl-allowlist", catSource, "user-workload allowlist "+agent.UWLAllowlistSpec+": the "+agent.UWLAllowlistKey+" of a ConfigMap in an application namespace, merged after --allowlist with namespace=NAMESPACE added to each entry (default: the ConfigMap's namespace), repeatable"),
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
+		&cli.StringFlag{Name: "from-compression", Category: catSource, Value: agent.CompressionGzip, Usage: "what federate requests accept: gzip, or none (saves the source's gzip and the collector's inflate; about ten times the bytes on the network)", EnvVars: env("from-compression")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
 		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: ingest.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
