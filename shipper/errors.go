@@ -38,6 +38,17 @@ var (
 	// ErrInvalidRetryStatus is returned by ParseStatusSet for a list that is empty, malformed or
 	// holds a status that is never retried (400, 409, 413).
 	ErrInvalidRetryStatus = errors.New("invalid retry status")
+	// ErrInvalidProtocol is returned by ParseProtocol and New for a protocol that is not auto,
+	// v1, v2 or one of Prometheus' protobuf_message names.
+	ErrInvalidProtocol = errors.New("invalid remote-write protocol")
+	// ErrNotConfirmed is wrapped by the *Error that Send returns when a remote-write 2.0 request
+	// got a 2xx without any X-Prometheus-Remote-Write-*-Written header: a 1.x receiver that
+	// ignored the Content-Type and wrote nothing. Recoverable; ProtocolAuto falls back to 1.0.
+	ErrNotConfirmed = errors.New("2xx without written counts to a remote-write 2.0 request")
+	// ErrPartialWrite is wrapped by the *Error that Send returns when a 2xx to a remote-write 2.0
+	// request counts fewer samples or histograms written than the request held, or an unreadable
+	// count. Recoverable: the batch stays queued rather than count unconfirmed samples as sent.
+	ErrPartialWrite = errors.New("2xx with fewer samples written than sent")
 
 	// errNoCertificates is logged while reloading a CA file that holds no certificate.
 	errNoCertificates = errors.New("no PEM certificates found")
