@@ -12,7 +12,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build test test-unit test-e2e bench lint fuzz deps clean
+.PHONY: all build test test-unit test-e2e bench lint fuzz deps clean thanos
 
 all: lint build test
 
@@ -30,8 +30,9 @@ deps:
 
 # prometheus3 builds Prometheus 3 (cmd/prometheus of the version tools/prometheus3/go.mod pins, its
 # own module so that its dependencies stay out of collector's) into .cache/bin, once per version:
-# the end-to-end tests use it as a remote-write 2.0 receiver. Without the builtinassets tag: the
-# API is all the tests need, not the web UI.
+# the end-to-end tests use it as a remote-write 2.0 receiver. Tagged remove_all_sd (no service
+# discovery but file and http: the receiver scrapes nothing) and without builtinassets (the API is
+# all the tests need, not the web UI).
 PROMETHEUS3_VERSION := $(shell sed -n 's,^require github.com/prometheus/prometheus ,,p' tools/prometheus3/go.mod)
 PROMETHEUS3         := .cache/bin/prometheus-$(PROMETHEUS3_VERSION)
 
@@ -40,17 +41,27 @@ prometheus3: $(PROMETHEUS3)
 
 $(PROMETHEUS3): tools/prometheus3/go.mod tools/prometheus3/go.sum
 	@mkdir -p $(@D)
-	cd tools/prometheus3 && CGO_ENABLED=0 $(GO) build -trimpath -o ../../$@.tmp github.com/prometheus/prometheus/cmd/prometheus
+	cd tools/prometheus3 && CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd -o ../../$@.tmp github.com/prometheus/prometheus/cmd/prometheus
 	mv $@.tmp $@
 
-test: deps prometheus3 lint
+test: deps lint thanos prometheus3
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# thanos builds the Thanos binary the end-to-end tests run as the hub, pinned by tools/thanos/go.mod,
+# into .cache/bin/thanos-VERSION (ignored by git). The first build takes about 3 minutes on 2 cores;
+# later runs reuse it. The e2e tests build it the same way when it is missing.
+THANOS_VERSION := $(shell awk '$$1 == "github.com/thanos-io/thanos" { print $$2 }' tools/thanos/go.mod)
+THANOS         := .cache/bin/thanos-$(THANOS_VERSION)
+thanos: $(THANOS)
+$(THANOS): tools/thanos/go.mod tools/thanos/go.sum
+	@echo "building thanos $(THANOS_VERSION) (first time: about 3 minutes)"
+	cd tools/thanos && CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,slicelabels -o ../../$(THANOS) github.com/thanos-io/thanos/cmd/thanos
 
 # test-unit runs everything but the end-to-end suite (deploy tests still need promtool).
 test-unit: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /e2e)
 
-test-e2e: deps prometheus3 build
+test-e2e: deps build thanos prometheus3
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 bench:
@@ -71,7 +82,7 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin .cache
 
 .PHONY: demo demo-outage
 # demo runs a source Prometheus, a receiver Prometheus and collector between them (Ctrl-C stops all).

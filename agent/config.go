@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -43,7 +44,7 @@ const (
 // DefaultElideLabels returns the labels dropped from every series when a source does not say
 // (SourceConfig.Elide nil): RHACM metrics-collector's default.
 func DefaultElideLabels() []string {
-	return []string{"prometheus", "prometheus_replica", "managed_cluster"}
+	return ingest.DefaultElideLabels()
 }
 
 // Config is the agent's configuration file: the sources to federate, the endpoints to ship to,

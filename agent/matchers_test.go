@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -215,7 +216,8 @@ func TestFederateManyMatchersPrometheus(t *testing.T) {
 	if ok := testutil.ToFloat64(ts.metrics.requests.WithLabelValues(requestTypeFederate, "200")); ok < 400 {
 		t.Errorf("%v successful requests, want the 100 001 matchers in more than 400", ok)
 	}
-	if got, _ := readWAL(t, ts.w.Dir()); !strings.Contains(strings.Join(got, "\n"), `up{`) {
+	got, _ := readSourceWAL(t, ts.w)
+	if !slices.ContainsFunc(got, func(s sourceSample) bool { return strings.HasPrefix(s.Series, `{__name__="up"`) }) {
 		t.Errorf("up missing: %v", got)
 	}
 }

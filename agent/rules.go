@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/sirupsen/logrus"
+
+	"github.com/collector-dev/collector/agent/ingest"
 )
 
 const (
@@ -183,7 +185,7 @@ func (s *Source) instantQuery(ctx context.Context, st *sourceState, query string
 // ruleSamples converts an instant-query result to samples named name: a vector gives one sample
 // per element (labels with empty values dropped, as the seed; __name__ replaced), a scalar one
 // sample without labels. Other result types are errors.
-func ruleSamples(name string, qr *queryResponse) ([]RuleSample, error) {
+func ruleSamples(name string, qr *queryResponse) ([]ingest.RuleSample, error) {
 	if qr.Status != "success" {
 		return nil, fmt.Errorf("status %q: %s: %s", qr.Status, qr.ErrorType, qr.Error)
 	}
@@ -193,7 +195,7 @@ func ruleSamples(name string, qr *queryResponse) ([]RuleSample, error) {
 		if err := json.Unmarshal(qr.Data.Result, &vec); err != nil {
 			return nil, fmt.Errorf("decode vector: %w", err)
 		}
-		out := make([]RuleSample, 0, len(vec))
+		out := make([]ingest.RuleSample, 0, len(vec))
 		b := labels.NewScratchBuilder(8)
 		for i, vs := range vec {
 			if vs.Histogram != nil {
@@ -210,7 +212,7 @@ func ruleSamples(name string, qr *queryResponse) ([]RuleSample, error) {
 				}
 			}
 			b.Sort()
-			out = append(out, RuleSample{Name: name, Labels: b.Labels(), T: t, V: v})
+			out = append(out, ingest.RuleSample{Name: name, Labels: b.Labels(), T: t, V: v})
 		}
 		return out, nil
 	case "scalar":
@@ -222,7 +224,7 @@ func ruleSamples(name string, qr *queryResponse) ([]RuleSample, error) {
 		if err != nil {
 			return nil, fmt.Errorf("scalar: %w", err)
 		}
-		return []RuleSample{{Name: name, Labels: labels.EmptyLabels(), T: t, V: v}}, nil
+		return []ingest.RuleSample{{Name: name, Labels: labels.EmptyLabels(), T: t, V: v}}, nil
 	default:
 		return nil, fmt.Errorf("result type %q is not supported (want vector or scalar)", qr.Data.ResultType)
 	}

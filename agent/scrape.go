@@ -15,7 +15,7 @@ package agent
 //
 // Each request's response is one scrape: streamed (never read whole) through a size limit on the
 // decompressed bytes (limit_bytes, default 1 GiB = RHACM's scrapeSizeLimitBytes; the seeds' 200
-// KiB failed real clusters) into Ingester.Ingest, which appends it in one WAL commit or not at
+// KiB failed real clusters) into ingest.Ingester.Ingest, which appends it in one WAL commit or not at
 // all. A scrape that fails appends nothing, is counted in collector_scrape_failures_total{reason}
 // (transport, timeout, status, content_type, too_large, truncated, parse, auth, append) and
 // logged once with the source's cluster_id, the reason and the error (which names the line for a
@@ -56,6 +56,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/collector-dev/collector/agent/ingest"
 )
 
 // Reasons of a failed scrape, the values of the reason label of
@@ -182,7 +184,7 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 	if err != nil {
 		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", redactURL(st.federate), err)}
 	}
-	req.Header.Set("Accept", FederateAccept)
+	req.Header.Set("Accept", ingest.FederateAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
 	req.Header.Set("User-Agent", s.agent)
 	resp, err := st.client.Do(req)
@@ -306,7 +308,7 @@ func classifyBodyError(ctx context.Context, what string, u *url.URL, err error, 
 	switch {
 	case errors.As(err, &se):
 		return &scrapeError{Reason: se.Reason, Err: fmt.Errorf("%s %s: %w", what, redactURL(u), se.Err)}
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ingest.ErrTooLarge):
 		return &scrapeError{Reason: reasonTooLarge, Err: fmt.Errorf("%s %s: decompressed body exceeds the limit of %d bytes (limit_bytes, --limit-bytes)", what, redactURL(u), limit)}
 	case isTimeout(ctx, err):
 		return &scrapeError{Reason: reasonTimeout, Err: fmt.Errorf("%s %s: read body: %w", what, redactURL(u), err)}
@@ -317,18 +319,18 @@ func classifyBodyError(ctx context.Context, what string, u *url.URL, err error, 
 // ingestError classifies an error of Ingest whose body read fine.
 func ingestError(u *url.URL, err error) error {
 	reason := reasonAppend
-	var ie *IngestError
+	var ie *ingest.IngestError
 	if errors.As(err, &ie) {
 		switch ie.Reason {
-		case ReasonParse:
+		case ingest.ReasonParse:
 			reason = reasonParse
-		case ReasonRead:
+		case ingest.ReasonRead:
 			reason = reasonTruncated
-		case ReasonTooLarge:
+		case ingest.ReasonTooLarge:
 			reason = reasonTooLarge
-		case ReasonContentType:
+		case ingest.ReasonContentType:
 			reason = reasonContentType
-		case ReasonDiskFull:
+		case ingest.ReasonDiskFull:
 			reason = reasonDiskFull
 		}
 	}
@@ -370,7 +372,7 @@ func decodedBody(resp *http.Response) (io.Reader, error) {
 	}
 }
 
-// limitedBody reads at most limit bytes from r, then fails with ErrTooLarge (the Ingester's
+// limitedBody reads at most limit bytes from r, then fails with ingest.ErrTooLarge (the Ingester's
 // sentinel). It records the
 // first error other than io.EOF, so that a failed body is told from a failed parse.
 type limitedBody struct {
@@ -391,7 +393,7 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	l.n += int64(n)
 	if l.n > l.limit {
 		l.n = l.limit
-		l.err = ErrTooLarge
+		l.err = ingest.ErrTooLarge
 		return 0, l.err
 	}
 	if err != nil && err != io.EOF {

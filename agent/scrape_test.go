@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -158,7 +160,7 @@ func TestScrapeAppends(t *testing.T) {
 		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
 			payload := federateLines(3)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/federate" || r.Header.Get("Accept") != FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
+				if r.URL.Path != "/federate" || r.Header.Get("Accept") != ingest.FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
 					r.Header.Get("User-Agent") != "collector" {
 					http.Error(w, "bad request "+r.URL.String(), http.StatusBadRequest)
 					return
@@ -527,7 +529,7 @@ func TestLimitReader(t *testing.T) {
 		t.Run(fmt.Sprintf("%d/%d", tc.n, tc.limit), func(t *testing.T) {
 			lr := &limitedBody{r: strings.NewReader(strings.Repeat("x", tc.n)), limit: int64(tc.limit)}
 			b, err := io.ReadAll(lr)
-			if tc.wantErr != errors.Is(err, ErrTooLarge) || tc.wantErr != errors.Is(lr.err, ErrTooLarge) {
+			if tc.wantErr != errors.Is(err, ingest.ErrTooLarge) || tc.wantErr != errors.Is(lr.err, ingest.ErrTooLarge) {
 				t.Fatalf("err %v (recorded %v)", err, lr.err)
 			}
 			if !tc.wantErr && len(b) != tc.n {
@@ -566,6 +568,43 @@ func TestScrapeMTLS(t *testing.T) {
 			}
 			if tc.reason != "" && !strings.Contains(ts.Status().LastError.Error(), "certificate signed by unknown authority") {
 				t.Fatalf("error %v", ts.Status().LastError)
+			}
+		})
+	}
+}
+
+// TestIngestErrorReasons: each reason of an ingest.IngestError is counted under its scrape
+// failure reason; a WAL without room (a real one, its reserve larger than any disk) under
+// disk_full.
+func TestIngestErrorReasons(t *testing.T) {
+	opts := wal.DefaultOptions()
+	opts.ReserveBytes = 1 << 62 // more than any file system has free
+	w, err := wal.Open(discardLogger(), prometheus.NewRegistry(), t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ing, err := ingest.NewIngester(discardLogger(), prometheus.NewRegistry(), w, ingest.TransformConfig{}, ingest.DefaultIngestOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, diskFull := ing.Ingest(strings.NewReader(fmt.Sprintf("a{x=\"1\"} 1 %d\n", time.Now().UnixMilli())), promTextType)
+	u := &url.URL{Scheme: "http", Host: "prometheus:9090", Path: "/federate"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"disk full", diskFull, reasonDiskFull},
+		{"parse", &ingest.IngestError{Reason: ingest.ReasonParse, Err: errors.New("x")}, reasonParse},
+		{"read", &ingest.IngestError{Reason: ingest.ReasonRead, Err: io.ErrUnexpectedEOF}, reasonTruncated},
+		{"too large", &ingest.IngestError{Reason: ingest.ReasonTooLarge, Err: ingest.ErrTooLarge}, reasonTooLarge},
+		{"content type", &ingest.IngestError{Reason: ingest.ReasonContentType, Err: errors.New("x")}, reasonContentType},
+		{"wal", &ingest.IngestError{Reason: ingest.ReasonWAL, Err: errors.New("x")}, reasonAppend},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reasonOf(ingestError(u, tc.err)); got != tc.want {
+				t.Fatalf("scrape failure reason of %v = %q, want %q", tc.err, got, tc.want)
 			}
 		})
 	}

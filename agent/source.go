@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -34,8 +35,8 @@ func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d
 
 // SourceOptions are the settings of a Source that are not part of its configuration.
 type SourceOptions struct {
-	// Ingest configures the source's Ingester. Default DefaultIngestOptions().
-	Ingest IngestOptions
+	// Ingest configures the source's Ingester. Default ingest.DefaultIngestOptions().
+	Ingest ingest.IngestOptions
 	// Clock is the time source. Default the system clock.
 	Clock Clock
 	// UserAgent is sent with every request to the source. Default "collector".
@@ -44,7 +45,7 @@ type SourceOptions struct {
 
 // DefaultSourceOptions returns the defaults documented on SourceOptions.
 func DefaultSourceOptions() SourceOptions {
-	return SourceOptions{Ingest: DefaultIngestOptions(), Clock: systemClock{}, UserAgent: defaultUserAgent}
+	return SourceOptions{Ingest: ingest.DefaultIngestOptions(), Clock: systemClock{}, UserAgent: defaultUserAgent}
 }
 
 // SourceStatus is what /readyz and the logs need to know about a source.
@@ -60,14 +61,14 @@ type SourceStatus struct {
 	LastError error
 }
 
-// ingester is what a Source needs of an Ingester: the seam of the tests.
+// ingester is what a Source needs of an ingest.Ingester: the seam of the tests.
 type ingester interface {
-	Ingest(body io.Reader, contentType string) (IngestResult, error)
-	IngestSamples(samples []RuleSample) (IngestResult, error)
-	SetConfig(cfg TransformConfig) error
+	Ingest(body io.Reader, contentType string) (ingest.IngestResult, error)
+	IngestSamples(samples []ingest.RuleSample) (ingest.IngestResult, error)
+	SetConfig(cfg ingest.TransformConfig) error
 }
 
-var _ ingester = (*Ingester)(nil)
+var _ ingester = (*ingest.Ingester)(nil)
 
 // Source federates one Prometheus into one WAL: every interval (the first at once) the matchers
 // are spread over the workers, each worker's response is one all-or-nothing WAL commit, and the
@@ -124,7 +125,7 @@ type sourceState struct {
 	// select the cluster's type (the clusterType label).
 	collect   []CollectRule
 	client    *sourceClient
-	transform TransformConfig
+	transform ingest.TransformConfig
 	warnings  []string // logged once when the state is installed
 }
 
@@ -144,7 +145,7 @@ func NewSource(logger logrus.FieldLogger, reg prometheus.Registerer, cfg SourceC
 	if err != nil {
 		return nil, err
 	}
-	ing, err := NewIngester(logger, reg, w, st.transform, opts.Ingest)
+	ing, err := ingest.NewIngester(logger, reg, w, st.transform, opts.Ingest)
 	if err != nil {
 		st.client.Close()
 		return nil, fmt.Errorf("source %s: %w", cfg.ID, err)
@@ -468,14 +469,14 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 			return fail(fmt.Errorf("anonymize salt file %s is empty", cfg.AnonymizeSaltFile))
 		}
 	}
-	tc := DefaultTransformConfig()
+	tc := ingest.DefaultTransformConfig()
 	names := make([]string, 0, len(cfg.Labels))
 	for k := range cfg.Labels {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		tc.Labels = append(tc.Labels, LabelPair{Name: k, Value: cfg.Labels[k]})
+		tc.Labels = append(tc.Labels, ingest.LabelPair{Name: k, Value: cfg.Labels[k]})
 	}
 	tc.Renames = renames
 	tc.Elide = cfg.Elide

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/collector-dev/collector/agent"
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -105,7 +105,7 @@ func flagClusterID(c flagGetter) (string, error) {
 	}
 	id := ""
 	for _, kv := range kvs {
-		lp, err := agent.ParseLabelPair(kv)
+		lp, err := ingest.ParseLabelPair(kv)
 		if err == nil && lp.Name == clusterIDLabel {
 			id = lp.Value // the last one wins, as for the labels themselves
 		}

@@ -14,7 +14,7 @@ var benchFigure = regexp.MustCompile(`\d+(\.\d+)?\s?M samples/s|\d+(\.\d+)?\s(di
 
 // TestBenchmarkFiguresQuotedOnce keeps the benchmark figures in one place, the README's
 // Performance table, which the other documents link to (#performance): a figure repeated
-// elsewhere drifts when the table is updated. agent/doc.go is exempt: its table compares the
+// elsewhere drifts when the table is updated. agent/ingest/doc.go is exempt: its table compares the
 // ingest paths of one run, with the headline rate left to the README.
 func TestBenchmarkFiguresQuotedOnce(t *testing.T) {
 	root := filepath.Join("..", "..")

@@ -207,3 +207,17 @@ func TestReplay(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayUndeliveredNeedsConsumer: --undelivered without --consumer in a WAL of two endpoints
+// is a usage error (exit 2) naming them.
+func TestReplayUndeliveredNeedsConsumer(t *testing.T) {
+	t.Parallel()
+	base := filepath.Join(t.TempDir(), "wal")
+	tw := buildWAL(t, base, "c1", 2, 5)
+	tw.commitAgent(t, "hub", 2, nil)
+	tw.commitAgent(t, "other", 3, nil)
+	r := runCmd(t, nil, "replay", "--wal-dir", base, "--undelivered", "--dry-run")
+	if want := "collector: --undelivered: name the endpoint with --consumer (positions found: hub, other)\n"; r.code != 2 || r.stderr != want {
+		t.Errorf("exit %d stderr %q, want 2 and %q", r.code, r.stderr, want)
+	}
+}

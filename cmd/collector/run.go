@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/collector-dev/collector/agent"
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "interval", Category: catSource, Value: agent.DefaultInterval, Usage: "scrape period", EnvVars: env("interval")},
 		&cli.DurationFlag{Name: "scrape-timeout", Category: catSource, Usage: "timeout of one federate request", DefaultText: "90% of --interval", EnvVars: env("scrape-timeout")},
 		&cli.Int64Flag{Name: "limit-bytes", Category: catSource, Value: agent.DefaultLimitBytes, Usage: "maximum decompressed federate body; a larger scrape is rejected whole", EnvVars: env("limit-bytes")},
-		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: agent.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
+		&cli.IntFlag{Name: "sample-limit", Category: catGeneral, Value: ingest.DefaultIngestOptions().SampleLimit, Usage: "maximum samples in one scrape; a larger scrape is rejected whole (it is buffered until its commit)", EnvVars: env("sample-limit")},
 		&cli.IntFlag{Name: "worker-number", Category: catSource, Value: 1, Usage: "parallel federate requests the matchers are spread over", EnvVars: env("worker-number")},
 		&cli.StringFlag{Name: "from-token", Category: catSource, Usage: "bearer token for the source", EnvVars: env("from-token")},
 		&cli.StringFlag{Name: "from-token-file", Category: catSource, Usage: "file holding the source's bearer token, re-read when it changes", EnvVars: env("from-token-file"), TakesFile: true},
@@ -444,7 +445,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		return s, err
 	}
 	for _, kv := range kvs {
-		lp, err := agent.ParseLabelPair(kv)
+		lp, err := ingest.ParseLabelPair(kv)
 		if err != nil {
 			return s, usagef("--label %q: %v", kv, err)
 		}
@@ -458,7 +459,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		return s, err
 	}
 	for _, r := range renames {
-		old, nw, err := agent.ParseRename(r)
+		old, nw, err := ingest.ParseRename(r)
 		if err != nil {
 			return s, usagef("--rename %q: %v", r, err)
 		}

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/collector-dev/collector/agent"
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,7 +26,7 @@ func TestSampleLimitFlag(t *testing.T) {
 	if got := restartOnly(a, b); len(got) != 1 || got[0] != "--sample-limit" {
 		t.Fatalf("restartOnly = %v, want [--sample-limit]", got)
 	}
-	if d := agent.DefaultIngestOptions().SampleLimit; d <= 0 {
+	if d := ingest.DefaultIngestOptions().SampleLimit; d <= 0 {
 		t.Fatalf("default sample limit %d", d)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"errors"
@@ -83,6 +83,12 @@ type TransformConfig struct {
 	// FutureTolerance: timestamps later than now+FutureTolerance are clamped to now and counted.
 	// 0 clamps every future timestamp, as the seeds do. Default DefaultFutureTolerance.
 	FutureTolerance time.Duration
+}
+
+// DefaultElideLabels returns the labels dropped from every series when a source does not say:
+// RHACM metrics-collector's default.
+func DefaultElideLabels() []string {
+	return []string{"prometheus", "prometheus_replica", "managed_cluster"}
 }
 
 // DefaultTransformConfig returns the seeds' defaults: the RHACM elide list, a 24h age limit, and

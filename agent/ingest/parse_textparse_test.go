@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // TestIngestProtobuf: a delimited-protobuf body (a server ignoring FederateAccept) appends the
 // same samples as its text form.
 func TestIngestProtobuf(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join("..", "testdata", "federate", "openshift-sample.txt"))
+	text, err := os.ReadFile(filepath.Join("..", "..", "testdata", "federate", "openshift-sample.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"bufio"
@@ -162,7 +162,7 @@ func TestTransformGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inputs = append(inputs, filepath.Join("..", "testdata", "federate", "openshift-sample.txt"))
+	inputs = append(inputs, filepath.Join("..", "..", "testdata", "federate", "openshift-sample.txt"))
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".txt")
 		t.Run(name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -488,8 +487,8 @@ func TestSampleLimitRejectsWholeScrape(t *testing.T) {
 	}
 }
 
-// TestIngestDiskFull: a scrape the WAL refuses for lack of space fails with ReasonDiskFull, and
-// the scrape loop counts it under reason disk_full.
+// TestIngestDiskFull: a scrape the WAL refuses for lack of space fails with ReasonDiskFull (the
+// scrape loop counts it under reason disk_full: agent's TestIngestErrorReasons).
 func TestIngestDiskFull(t *testing.T) {
 	now := time.UnixMilli(testNowMs)
 	opts := wal.DefaultOptions()
@@ -507,9 +506,5 @@ func TestIngestDiskFull(t *testing.T) {
 	var ie *IngestError
 	if !errors.As(err, &ie) || ie.Reason != ReasonDiskFull || !errors.Is(err, wal.ErrDiskFull) {
 		t.Fatalf("ingest on a full disk: %v, want an IngestError with reason %s", err, ReasonDiskFull)
-	}
-	u, _ := url.Parse("http://prometheus:9090/federate")
-	if got := reasonOf(ingestError(u, err)); got != reasonDiskFull {
-		t.Fatalf("scrape failure reason %q, want %q", got, reasonDiskFull)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package replay
 
 import (
 	"fmt"
@@ -19,19 +19,20 @@ type progress struct {
 	start   time.Time
 	lastLog time.Time
 	tty     bool
+	now     func() time.Time
 }
 
-func newProgress(w io.Writer, log logrus.FieldLogger, total int64) *progress {
+func newProgress(w io.Writer, log logrus.FieldLogger, total int64, clock func() time.Time) *progress {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	now := time.Now()
-	return &progress{w: w, log: log, total: total, start: now, lastLog: now, tty: tty}
+	now := clock()
+	return &progress{w: w, log: log, total: total, start: now, lastLog: now, tty: tty, now: clock}
 }
 
 func (p *progress) line(done int64) string {
-	el := time.Since(p.start).Seconds()
+	el := p.now().Sub(p.start).Seconds()
 	rate := 0.0
 	if el > 0 {
 		rate = float64(done) / el
@@ -51,8 +52,8 @@ func (p *progress) update(done int64) {
 		fmt.Fprintf(p.w, "\r%s   ", p.line(done))
 		return
 	}
-	if time.Since(p.lastLog) >= 10*time.Second {
-		p.lastLog = time.Now()
+	if now := p.now(); now.Sub(p.lastLog) >= 10*time.Second {
+		p.lastLog = now
 		p.log.Info("replay progress: " + p.line(done))
 	}
 }

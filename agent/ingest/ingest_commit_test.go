@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestIngestFailedCommitKeepsCachedSeriesUsable pins what agent/doc.go says of a failed Commit: the
+// TestIngestFailedCommitKeepsCachedSeriesUsable pins what doc.go says of a failed Commit: the
 // scrape leaves nothing in the WAL, its new series stay in the cache, and the next scrape that
 // commits declares them, so every sample of the WAL resolves.
 func TestIngestFailedCommitKeepsCachedSeriesUsable(t *testing.T) {
@@ -44,7 +44,7 @@ func TestIngestFailedCommitKeepsCachedSeriesUsable(t *testing.T) {
 		t.Fatalf("ingest with the segment gone: %v, want an IngestError with reason %s", err, ReasonWAL)
 	}
 	if n := ing.cache.len(); n != 1 {
-		t.Fatalf("cache holds %d series after the failed commit, want 1 (agent/doc.go)", n)
+		t.Fatalf("cache holds %d series after the failed commit, want 1 (doc.go)", n)
 	}
 	if err := os.Rename(seg+".away", seg); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package agent
+package ingest
 
 import (
 	"bufio"
@@ -205,7 +205,7 @@ func TestGenFederateFixture(t *testing.T) {
 	if err := genFederate(&buf, 200, 1, 1764320000000); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("..", "testdata", "federate", "openshift-sample.txt")
+	path := filepath.Join("..", "..", "testdata", "federate", "openshift-sample.txt")
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
