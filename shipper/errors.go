@@ -129,7 +129,9 @@ func (e *Error) TooLarge() bool { return e.tooLarge }
 // Reason is a short, stable, low-cardinality label for counters: "http_<code>" for 4xx and 5xx
 // (at most 200 values), "http_1xx", "http_3xx" or "http_other" for the rest, "network",
 // "timeout", "tls", "credentials", "too_large" and "encode" (a series the generated protobuf
-// code refused; not recoverable) for errors without a status.
+// code refused; not recoverable) for errors without a status; "not_confirmed" and
+// "partial_write" for a 2xx to a remote-write 2.0 request that does not confirm every sample
+// (ErrNotConfirmed, ErrPartialWrite; recoverable).
 func (e *Error) Reason() string { return e.reason }
 
 // StatusCode is the HTTP status code, 0 when no response was received.
