@@ -55,7 +55,8 @@ THANOS         := .cache/bin/thanos-$(THANOS_VERSION)
 thanos: $(THANOS)
 $(THANOS): tools/thanos/go.mod tools/thanos/go.sum
 	@echo "building thanos $(THANOS_VERSION) (first time: about 3 minutes)"
-	cd tools/thanos && CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,slicelabels -o ../../$(THANOS) github.com/thanos-io/thanos/cmd/thanos
+	cd tools/thanos && CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,slicelabels \
+		-ldflags "-X github.com/prometheus/common/version.Version=$(THANOS_VERSION:v%=%)" -o ../../$(THANOS) github.com/thanos-io/thanos/cmd/thanos
 
 # test-unit runs everything but the end-to-end suite (deploy tests still need promtool).
 test-unit: deps

@@ -2,11 +2,11 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"runtime"
 	"sort"
 	"strings"
@@ -336,8 +336,8 @@ func (a *Agent) TruncateNow() {
 
 // Reload applies cfg to the running sources without touching the WALs: matchers (and match
 // files), allowlists, labels, renames, rules, the schedule, tokens and certificates of the
-// sources. The endpoints re-read their token and certificate files by themselves (see
-// shipper.Options.ReloadInterval); adding, removing or changing sources or endpoints needs a
+// sources. The endpoints re-read their credential and certificate files by themselves (see
+// shipper.Options.HTTPClientConfig); adding, removing or changing sources or endpoints needs a
 // restart and is refused. Every source's new configuration is resolved (files read) before any
 // is applied: on error nothing changes and the error says why.
 func (a *Agent) Reload(cfg Config) error {
@@ -380,25 +380,22 @@ func (a *Agent) Reload(cfg Config) error {
 	return errors.Join(errs...)
 }
 
-// sameEndpoints refuses a reload that changes the endpoints.
+// sameEndpoints refuses a reload that changes the endpoints. They are compared by value, not by
+// a marshalled form, in which inline credentials would all read <secret>.
 func (a *Agent) sameEndpoints(eps []EndpointConfig) error {
-	key := func(e EndpointConfig) string {
-		b, _ := json.Marshal(e.WithDefaults())
-		return string(b)
-	}
-	running := map[string]string{}
+	running := map[string]EndpointConfig{}
 	for _, e := range a.endpoints {
-		running[e.Name] = key(e)
+		running[e.Name] = e.WithDefaults()
 	}
 	var changed []string
 	seen := map[string]bool{}
 	for _, e := range eps {
 		e = e.WithDefaults()
 		seen[e.Name] = true
-		switch k, ok := running[e.Name]; {
+		switch r, ok := running[e.Name]; {
 		case !ok:
 			changed = append(changed, "adds "+e.Name)
-		case k != key(e):
+		case !reflect.DeepEqual(r, e):
 			changed = append(changed, "changes "+e.Name)
 		}
 	}

@@ -361,7 +361,8 @@ flags:
   enable-pprof: true
 endpoints:
   - url: http://hub.example.com:19291/api/v1/receive
-    ca_file: ca.crt
+    tls_config:
+      ca_file: ca.crt
   - name: backup
     url: https://backup.example.com/receive
     bearer_token_file: /abs/token
@@ -373,10 +374,10 @@ endpoints:
 	if len(c.Sources) != 0 || len(c.Endpoints) != 2 {
 		t.Fatalf("decoded %+v", c)
 	}
-	if e := c.Endpoints[0]; e.Name != "hub.example.com_19291" || e.CAFile != filepath.Join(dir, "ca.crt") {
+	if e := c.Endpoints[0]; e.Name != "hub.example.com_19291" || e.HTTPClientConfig.TLSConfig.CAFile != filepath.Join(dir, "ca.crt") {
 		t.Errorf("endpoint 0: %+v", e)
 	}
-	if e := c.Endpoints[1]; e.Name != "backup" || e.BearerTokenFile != "/abs/token" || e.Headers["X-A"] != "b" {
+	if e := c.Endpoints[1]; e.Name != "backup" || e.HTTPClientConfig.BearerTokenFile != "/abs/token" || e.Headers["X-A"] != "b" {
 		t.Errorf("endpoint 1: %+v", e)
 	}
 	if v := c.Flags["interval"]; len(v.Values) != 1 || v.Values[0] != "1m" || v.Line != 3 {

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/config"
 )
 
 // testPKI is a CA with a server certificate for 127.0.0.1 and a client certificate, written as
@@ -110,6 +112,19 @@ func clientGet(t *testing.T, c *sourceClient, url string) (*http.Response, error
 	return resp, err
 }
 
+// tlsCfg is an http_config with the given TLS settings.
+func tlsCfg(tc config.TLSConfig) config.HTTPClientConfig {
+	return config.HTTPClientConfig{TLSConfig: tc}
+}
+
+// tokenFileCfg is an http_config with a bearer token from a file.
+func tokenFileCfg(path string) config.HTTPClientConfig {
+	return config.HTTPClientConfig{Authorization: &config.Authorization{CredentialsFile: path}}
+}
+
+// TestClientTokenRotation: the credentials file is re-read at every request (projected
+// service-account tokens rotate), whatever its length or mtime; a file that disappears is an
+// errAuth error (nothing sent) until it is back.
 func TestClientTokenRotation(t *testing.T) {
 	var mtx sync.Mutex
 	var got []string
@@ -121,8 +136,7 @@ func TestClientTokenRotation(t *testing.T) {
 	defer srv.Close()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	writeTestFile(t, tokenFile, "opaque-token-1\n") // not a JWT
-	now := time.Unix(1000, 0)
-	c, err := newSourceClient(AuthConfig{TokenFile: tokenFile}, func() time.Time { return now })
+	c, err := newSourceClient(tokenFileCfg(tokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,26 +144,24 @@ func TestClientTokenRotation(t *testing.T) {
 	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	// A rotated token of another length and mtime: picked up at the next request, same clock.
-	writeTestFile(t, tokenFile, "opaque-token-22")
-	if err := os.Chtimes(tokenFile, time.Now(), time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := clientGet(t, c, srv.URL); err != nil {
-		t.Fatal(err)
-	}
-	// Same length, same mtime: picked up once the cached token is older than tokenMaxAge.
+	// Same length, same mtime: picked up at the next request all the same.
 	fi, _ := os.Stat(tokenFile)
-	writeTestFile(t, tokenFile, "opaque-token-33")
+	writeTestFile(t, tokenFile, "opaque-token-2\n")
 	_ = os.Chtimes(tokenFile, fi.ModTime(), fi.ModTime())
 	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(tokenMaxAge)
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientGet(t, c, srv.URL); !errors.Is(err, errAuth) || strings.Contains(err.Error(), "opaque") {
+		t.Fatalf("request without token file: %v, want errAuth without the token", err)
+	}
+	writeTestFile(t, tokenFile, "opaque-token-33")
 	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"Bearer opaque-token-1", "Bearer opaque-token-22", "Bearer opaque-token-22", "Bearer opaque-token-33"}
+	want := []string{"Bearer opaque-token-1", "Bearer opaque-token-2", "Bearer opaque-token-33"}
 	mtx.Lock()
 	defer mtx.Unlock()
 	if strings.Join(got, ",") != strings.Join(want, ",") {
@@ -161,7 +173,7 @@ func TestClientStaticToken(t *testing.T) {
 	got := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Authorization") }))
 	defer srv.Close()
-	c, err := newSourceClient(AuthConfig{Token: "static"}, nil)
+	c, err := newSourceClient(config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: "static"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,36 +186,35 @@ func TestClientStaticToken(t *testing.T) {
 	}
 }
 
-func TestClientTokenErrors(t *testing.T) {
+func TestClientFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	writeTestFile(t, empty, " \n")
 	for _, tc := range []struct {
 		name string
-		auth AuthConfig
+		cfg  config.HTTPClientConfig
 		want string
 	}{
-		{"missing file", AuthConfig{TokenFile: filepath.Join(dir, "nope")}, "stat "},
-		{"empty file", AuthConfig{TokenFile: empty}, "empty"},
-		{"missing ca", AuthConfig{CAFile: filepath.Join(dir, "ca")}, "stat "},
-		{"ca without pem", AuthConfig{CAFile: empty}, "no PEM certificate"},
-		{"bad key pair", AuthConfig{CertFile: empty, KeyFile: empty}, "load client certificate"},
+		{"missing token file", tokenFileCfg(filepath.Join(dir, "nope")), "no such file"},
+		{"missing password file", config.HTTPClientConfig{BasicAuth: &config.BasicAuth{Username: "u", PasswordFile: filepath.Join(dir, "nope")}}, "no such file"},
+		{"missing ca", tlsCfg(config.TLSConfig{CAFile: filepath.Join(dir, "ca")}), "no such file"},
+		{"ca without pem", tlsCfg(config.TLSConfig{CAFile: empty}), "unable to use specified CA cert"},
+		{"bad key pair", tlsCfg(config.TLSConfig{CertFile: empty, KeyFile: empty}), "client cert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := newSourceClient(tc.auth, nil)
+			_, err := newSourceClient(tc.cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, errAuth) {
 				t.Fatalf("error %v, want %q and errAuth", err, tc.want)
 			}
 		})
 	}
-	// The token never reaches an error.
-	tf := filepath.Join(dir, "two-lines")
-	writeTestFile(t, tf, "s3cr3t\nmore")
-	if _, err := newSourceClient(AuthConfig{TokenFile: tf}, nil); err == nil || strings.Contains(err.Error(), "s3cr3t") {
-		t.Fatalf("error %v", err)
+	if _, err := newSourceClient(tlsCfg(config.TLSConfig{CertFile: empty})); err == nil || errors.Is(err, errAuth) {
+		t.Fatalf("certificate without key: %v, want a configuration error", err)
 	}
 }
 
+// TestClientTLS: verification is on by default (a missing CA file means the system roots, not
+// "skip") and off only with insecure_skip_verify.
 func TestClientTLS(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
@@ -212,17 +223,17 @@ func TestClientTLS(t *testing.T) {
 	srv := pki.mTLSServer(t, ok)
 	for _, tc := range []struct {
 		name    string
-		auth    AuthConfig
+		tls     config.TLSConfig
 		wantErr string
 	}{
-		{"mTLS", AuthConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, ""},
-		{"no client certificate", AuthConfig{CAFile: pki.caFile}, "certificate"},
-		{"unknown CA", AuthConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, "certificate signed by unknown authority"},
-		{"system roots without CA file", AuthConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, "certificate signed by unknown authority"},
-		{"explicit insecure", AuthConfig{InsecureSkipVerify: true, CertFile: pki.certFile, KeyFile: pki.keyFile}, ""},
+		{"mTLS", config.TLSConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, ""},
+		{"no client certificate", config.TLSConfig{CAFile: pki.caFile}, "certificate"},
+		{"unknown CA", config.TLSConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, "certificate signed by unknown authority"},
+		{"system roots without CA file", config.TLSConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, "certificate signed by unknown authority"},
+		{"explicit insecure", config.TLSConfig{InsecureSkipVerify: true, CertFile: pki.certFile, KeyFile: pki.keyFile}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := newSourceClient(tc.auth, nil)
+			c, err := newSourceClient(tlsCfg(tc.tls))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,25 +252,26 @@ func TestClientTLS(t *testing.T) {
 	}
 }
 
+// TestClientReloadsRotatedTLSFiles: CA, certificate and key rotated in place are used at the
+// next request, without a restart and whatever their mtime.
 func TestClientReloadsRotatedTLSFiles(t *testing.T) {
 	pki := newTestPKI(t, t.TempDir())
 	other := newTestPKI(t, t.TempDir())
 	srv := pki.mTLSServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	// Start with the other CA's files at the configured paths: verification fails.
 	dir := t.TempDir()
-	auth := AuthConfig{CAFile: filepath.Join(dir, "ca"), CertFile: filepath.Join(dir, "crt"), KeyFile: filepath.Join(dir, "key")}
+	tc := config.TLSConfig{CAFile: filepath.Join(dir, "ca"), CertFile: filepath.Join(dir, "crt"), KeyFile: filepath.Join(dir, "key")}
 	copyFile := func(from, to string) {
 		b, err := os.ReadFile(from)
 		if err != nil {
 			t.Fatal(err)
 		}
 		writeTestFile(t, to, string(b))
-		_ = os.Chtimes(to, time.Now(), time.Now().Add(time.Hour))
 	}
-	copyFile(other.caFile, auth.CAFile)
-	copyFile(other.certFile, auth.CertFile)
-	copyFile(other.keyFile, auth.KeyFile)
-	c, err := newSourceClient(auth, nil)
+	copyFile(other.caFile, tc.CAFile)
+	copyFile(other.certFile, tc.CertFile)
+	copyFile(other.keyFile, tc.KeyFile)
+	c, err := newSourceClient(tlsCfg(tc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,10 +279,75 @@ func TestClientReloadsRotatedTLSFiles(t *testing.T) {
 	if _, err := clientGet(t, c, srv.URL); err == nil {
 		t.Fatal("request with the wrong CA succeeded")
 	}
-	copyFile(pki.caFile, auth.CAFile)
-	copyFile(pki.certFile, auth.CertFile)
-	copyFile(pki.keyFile, auth.KeyFile)
+	copyFile(pki.caFile, tc.CAFile)
+	copyFile(pki.certFile, tc.CertFile)
+	copyFile(pki.keyFile, tc.KeyFile)
 	if _, err := clientGet(t, c, srv.URL); err != nil {
 		t.Fatalf("rotated files not picked up: %v", err)
+	}
+}
+
+// TestClientRedirects: a redirect is returned, not followed, unless follow_redirects; followed to
+// another host, it carries no credentials.
+func TestClientRedirects(t *testing.T) {
+	auth := make(chan string, 1)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { auth <- r.Header.Get("Authorization") }))
+	defer other.Close()
+	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) // another host name
+	srv := httptest.NewServer(http.RedirectHandler(otherURL, http.StatusFound))
+	defer srv.Close()
+	for _, follow := range []bool{false, true} {
+		cfg := config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: "s3cr3t"}, FollowRedirects: follow}
+		c, err := newSourceClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := clientGet(t, c, srv.URL)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !follow {
+			if resp.StatusCode != http.StatusFound {
+				t.Fatalf("follow_redirects false: status %d, want 302", resp.StatusCode)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("follow_redirects true: status %d, want 200", resp.StatusCode)
+		}
+		if got := <-auth; got != "" {
+			t.Fatalf("credentials sent to another host: %q", got)
+		}
+	}
+}
+
+// TestSourceUserinfoAndAuthorization: a source URL with userinfo is sent as basic auth, which
+// would win over a configured authorization: the two together are refused, naming neither
+// password.
+func TestSourceUserinfoAndAuthorization(t *testing.T) {
+	withToken := config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: "tok"}}
+	for _, tc := range []struct {
+		name    string
+		cfg     SourceConfig
+		wantErr string
+	}{
+		{"userinfo alone", SourceConfig{ID: "c1", From: "https://u:pw-1@prom:9091"}, ""},
+		{"token alone", SourceConfig{ID: "c1", From: "https://prom:9091", HTTPClientConfig: withToken}, ""},
+		{"userinfo and token", SourceConfig{ID: "c1", From: "https://u:pw-1@prom:9091", HTTPClientConfig: withToken}, "from: url https://prom:9091 has userinfo"},
+		{"query userinfo and token", SourceConfig{ID: "c1", From: "https://prom:9091", FromQuery: "https://u:pw-1@q", HTTPClientConfig: withToken}, "from_query: url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "pw-1") {
+				t.Fatalf("Validate = %v, want %q without the password", err, tc.wantErr)
+			}
+		})
 	}
 }

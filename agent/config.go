@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/collector-dev/collector/agent/ingest"
+	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -149,8 +151,12 @@ type SourceConfig struct {
 	// scrape and WAL commit. Default 1. More workers than matchers are clamped to the number of
 	// matchers (the seed refused to start; the matchers may come from files that change on reload).
 	WorkerNumber int `yaml:"worker_number"`
-	// Auth is how to authenticate to the source (federate and query alike).
-	Auth AuthConfig `yaml:"auth"`
+	// HTTPClientConfig is how to connect to the source (federate and query alike): Prometheus'
+	// http_config keys inline (tls_config, authorization, bearer_token_file, basic_auth, oauth2,
+	// proxy_url, follow_redirects, enable_http2, http_headers ...), see
+	// github.com/prometheus/common/config. Verification is on unless
+	// tls_config.insecure_skip_verify; TLS and credential files are re-read when they change.
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
 	// RecordingRules are instant queries evaluated every interval against FromQuery; each result
 	// series is stored under the rule's name.
 	RecordingRules []RecordingRule `yaml:"recording_rules"`
@@ -160,23 +166,6 @@ type SourceConfig struct {
 	// EvaluateInterval is the collect-rule evaluation period. Default DefaultEvaluateInterval, or
 	// Interval when that is shorter.
 	EvaluateInterval time.Duration `yaml:"evaluate_interval"`
-}
-
-// AuthConfig is the client side of the connection to a source.
-type AuthConfig struct {
-	// Token is a static bearer token.
-	Token Secret `yaml:"token"`
-	// TokenFile holds a bearer token in any format; it is re-read when it changes (projected
-	// service-account tokens rotate). Exclusive with Token.
-	TokenFile string `yaml:"token_file"`
-	// CAFile verifies the source's certificate; default the system roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a client certificate for mTLS; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// InsecureSkipVerify disables verification of the source's certificate. Only when set:
-	// a missing CAFile means the system roots, not "skip".
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // Secret is a string that prints, and marshals, as "<secret>": a SourceConfig can be logged or
@@ -296,7 +285,8 @@ func LoadConfig(path string) (Config, error) {
 
 // resolvePaths makes the relative file paths of s relative to dir.
 func (s *SourceConfig) resolvePaths(dir string) {
-	for _, p := range []*string{&s.MatchFile, &s.Allowlist, &s.AnonymizeSaltFile, &s.Auth.TokenFile, &s.Auth.CAFile, &s.Auth.CertFile, &s.Auth.KeyFile} {
+	s.HTTPClientConfig.SetDirectory(dir)
+	for _, p := range []*string{&s.MatchFile, &s.Allowlist, &s.AnonymizeSaltFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -510,11 +500,17 @@ func (s SourceConfig) validate() error {
 	if s.WorkerNumber < 0 {
 		add("worker_number %d is negative", s.WorkerNumber)
 	}
-	if s.Auth.Token != "" && s.Auth.TokenFile != "" {
-		add("auth: token and token_file are exclusive")
-	}
-	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
-		add("auth: cert_file and key_file go together")
+	hc := s.HTTPClientConfig // ValidateAuth fills defaults in: check a copy
+	if err := shipper.ValidateAuth(&hc, nil, nil); err != nil {
+		add("http config: %w", err)
+	} else if hc.BasicAuth != nil || hc.Authorization != nil || hc.OAuth2 != nil {
+		// The URL's basic auth would win over the configured authorization on every request:
+		// say so instead of silently ignoring one of the two.
+		for _, u := range []struct{ key, raw string }{{"from", s.From}, {"from_query", s.FromQuery}} {
+			if pu, err := url.Parse(u.raw); err == nil && pu.User != nil {
+				add("%s: url %s has userinfo (basic auth) and another authorization is set: give one of them", u.key, redactURL(pu))
+			}
+		}
 	}
 	names := map[string]bool{}
 	for i, r := range s.RecordingRules {

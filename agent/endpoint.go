@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -12,7 +11,10 @@ import (
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/sigv4"
 )
 
 // The shipper's client is the queue's sender: checked here, where the two meet.
@@ -27,14 +29,18 @@ type EndpointConfig struct {
 	Name string `yaml:"name"`
 	// URL is the remote-write URL, e.g. https://observatorium-api/api/metrics/v1/default/api/v1/receive.
 	URL string `yaml:"url"`
-	// CAFile, CertFile and KeyFile: TLS to the endpoint (--to-upload-ca, --to-upload-cert,
-	// --to-upload-key). Verification is on unless InsecureSkipVerify.
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	// BearerTokenFile is re-read when it changes.
-	BearerTokenFile string `yaml:"bearer_token_file"`
+	// HTTPClientConfig is Prometheus' http_config, keys inline as in a remote_write entry:
+	// tls_config (ca_file, cert_file, key_file re-read when they change, server_name,
+	// insecure_skip_verify, min_version), authorization, bearer_token_file, basic_auth, oauth2,
+	// proxy_url, http_headers, enable_http2 ... (--to-upload-ca, --to-upload-cert,
+	// --to-upload-key, --to-upload-token-file map onto it). Verification is on unless
+	// insecure_skip_verify. follow_redirects is ignored: a redirect is never followed.
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+	// SigV4Config signs the requests for AWS (Amazon Managed Service for Prometheus).
+	SigV4Config *sigv4.SigV4Config `yaml:"sigv4,omitempty"`
+	// AzureADConfig authenticates to Azure Monitor. At most one of basic_auth, authorization,
+	// oauth2, sigv4 and azuread is set.
+	AzureADConfig *azuread.AzureADConfig `yaml:"azuread,omitempty"`
 	// Tenant is sent in TenantHeader (default THANOS-TENANT) when set.
 	Tenant       string `yaml:"tenant"`
 	TenantHeader string `yaml:"tenant_header"`
@@ -62,11 +68,7 @@ const ReplayPrefix = "replay-"
 
 // resolvePaths makes the relative file paths of e relative to dir.
 func (e *EndpointConfig) resolvePaths(dir string) {
-	for _, p := range []*string{&e.CAFile, &e.CertFile, &e.KeyFile, &e.BearerTokenFile} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
-	}
+	e.HTTPClientConfig.SetDirectory(dir)
 }
 
 // WithDefaults fills Name from the URL when it is empty.
@@ -88,19 +90,20 @@ func (e EndpointConfig) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("endpoint %q: url %q is not an http(s) URL with a host", e.Name, redactRawURL(e.URL))
 	}
-	if u.User != nil && e.BearerTokenFile != "" {
-		// The bearer token would replace the URL's basic auth on every request: say so instead
-		// of silently ignoring one of the two.
-		return fmt.Errorf("endpoint %q: url %q has userinfo (basic auth) and a bearer token file is set: give one of them", e.Name, redactURL(u))
+	hc := e.HTTPClientConfig // Validate fills defaults in: check a copy
+	if err := shipper.ValidateAuth(&hc, e.SigV4Config, e.AzureADConfig); err != nil {
+		return fmt.Errorf("endpoint %q: %w", e.Name, err)
+	}
+	if u.User != nil && (hc.BasicAuth != nil || hc.Authorization != nil || hc.OAuth2 != nil || e.SigV4Config != nil || e.AzureADConfig != nil) {
+		// The URL's basic auth would win over the configured authorization on every request:
+		// say so instead of silently ignoring one of the two.
+		return fmt.Errorf("endpoint %q: url %q has userinfo (basic auth) and another authorization is set: give one of them", e.Name, redactURL(u))
 	}
 	if err := wal.ValidateID(e.Name); err != nil {
 		return fmt.Errorf("endpoint name %q: %w", e.Name, err)
 	}
 	if strings.HasPrefix(e.Name, ReplayPrefix) {
 		return fmt.Errorf("endpoint name %q: names starting with %q are reserved for the positions of collector replay: give the endpoint another name", e.Name, ReplayPrefix)
-	}
-	if (e.CertFile == "") != (e.KeyFile == "") {
-		return fmt.Errorf("endpoint %q: cert_file and key_file go together", e.Name)
 	}
 	if e.RetryOnStatus != "" {
 		if _, err := shipper.ParseStatusSet(e.RetryOnStatus); err != nil {
@@ -136,8 +139,9 @@ func (e EndpointConfig) protocol() (shipper.Protocol, error) {
 func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
 	o := shipper.DefaultOptions()
 	o.Version = version
-	o.TLS = shipper.TLSOptions{CAFile: e.CAFile, CertFile: e.CertFile, KeyFile: e.KeyFile, InsecureSkipVerify: e.InsecureSkipVerify}
-	o.BearerTokenFile = e.BearerTokenFile
+	o.HTTPClientConfig = e.HTTPClientConfig
+	o.SigV4Config = e.SigV4Config
+	o.AzureADConfig = e.AzureADConfig
 	o.Tenant = e.Tenant
 	if e.TenantHeader != "" {
 		o.TenantHeader = e.TenantHeader

@@ -13,6 +13,8 @@ import (
 
 	"github.com/collector-dev/collector/shipper"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestEndpointRetryOnStatus(t *testing.T) {
@@ -126,5 +128,99 @@ func TestRefusedEndpointRetried(t *testing.T) {
 	})
 	if _, metrics := get(t, h, http.MethodGet, "/metrics"); strings.Contains(metrics, "collector_queue_samples_dropped_total{") {
 		t.Fatalf("samples dropped:\n%s", metrics)
+	}
+}
+
+// TestEndpointHTTPConfig: an endpoint takes Prometheus' http_config keys inline, sigv4 and
+// azuread, with Prometheus' rule of at most one authorization, and hands them to the shipper.
+func TestEndpointHTTPConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, wantErr string
+		check               func(t *testing.T, e EndpointConfig)
+	}{
+		{name: "tls and credentials file", yaml: `
+url: https://hub/api/v1/receive
+tls_config: {ca_file: ca.crt, cert_file: tls.crt, key_file: tls.key, server_name: hub.example, min_version: TLS13}
+authorization: {credentials_file: token}
+`, check: func(t *testing.T, e EndpointConfig) {
+			o := e.ShipperOptions("v").HTTPClientConfig
+			if o.TLSConfig.CAFile != "/etc/c/ca.crt" || o.TLSConfig.ServerName != "hub.example" || o.Authorization.CredentialsFile != "/etc/c/token" {
+				t.Fatalf("shipper http config %+v", o)
+			}
+		}},
+		{name: "sigv4", yaml: `
+url: https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write
+sigv4: {region: eu-west-1}
+`, check: func(t *testing.T, e EndpointConfig) {
+			if o := e.ShipperOptions("v"); o.SigV4Config == nil || o.SigV4Config.Region != "eu-west-1" {
+				t.Fatalf("sigv4 not handed over: %+v", o.SigV4Config)
+			}
+		}},
+		{name: "azuread", yaml: `
+url: https://monitor.azure.example/dataCollectionRules/x/streams/y
+azuread: {cloud: AzurePublic, managed_identity: {client_id: 00000000-0000-0000-0000-000000000000}}
+`, check: func(t *testing.T, e EndpointConfig) {
+			if o := e.ShipperOptions("v"); o.AzureADConfig == nil || o.AzureADConfig.ManagedIdentity == nil {
+				t.Fatalf("azuread not handed over: %+v", o.AzureADConfig)
+			}
+		}},
+		{name: "sigv4 and basic auth", yaml: `
+url: https://hub/api/v1/receive
+sigv4: {region: eu-west-1}
+basic_auth: {username: u, password: p}
+`, wantErr: "at most one of basic_auth, authorization, oauth2, sigv4 and azuread may be set, got basic_auth, sigv4"},
+		{name: "azuread without a method", yaml: `
+url: https://hub/api/v1/receive
+azuread: {cloud: AzurePublic}
+`, wantErr: "must provide an Azure Managed Identity"},
+		{name: "userinfo and bearer token", yaml: `
+url: https://u:pw@hub/api/v1/receive
+bearer_token: t
+`, wantErr: "has userinfo (basic auth) and another authorization is set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e EndpointConfig
+			dec := yaml.NewDecoder(strings.NewReader(tc.yaml))
+			dec.KnownFields(true)
+			err := dec.Decode(&e) // azuread and tls_config check themselves when decoded
+			if err == nil {
+				e = e.WithDefaults()
+				e.resolvePaths("/etc/c")
+				err = e.Validate()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Validate = %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "pw@") {
+					t.Fatalf("error leaks the URL password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, e)
+		})
+	}
+}
+
+// TestReloadSeesCredentialChange: a reload that changes only an endpoint's inline credentials
+// (which marshal as <secret>) is a change, refused like any other, not silently ignored.
+func TestReloadSeesCredentialChange(t *testing.T) {
+	ep := func(cred string) EndpointConfig {
+		return EndpointConfig{Name: "hub", URL: "https://hub/api/v1/receive",
+			HTTPClientConfig: config.HTTPClientConfig{Authorization: &config.Authorization{Credentials: config.Secret(cred)}}}
+	}
+	a := &Agent{endpoints: []EndpointConfig{ep("one")}}
+	if err := a.sameEndpoints([]EndpointConfig{ep("one")}); err != nil {
+		t.Fatalf("same endpoints refused: %v", err)
+	}
+	err := a.sameEndpoints([]EndpointConfig{ep("two")})
+	if err == nil || !strings.Contains(err.Error(), "changes hub") {
+		t.Fatalf("changed credentials: %v, want the change refused", err)
+	}
+	if strings.Contains(err.Error(), "one") || strings.Contains(err.Error(), "two") {
+		t.Fatalf("error leaks the credentials: %v", err)
 	}
 }

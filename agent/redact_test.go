@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/sirupsen/logrus"
 )
 
@@ -84,10 +85,10 @@ func TestCredentialsNotLeaked(t *testing.T) {
 	withUser, _ := url.Parse(rcv.URL + "/w?apikey=" + rcvKey)
 	withUser.User = url.UserPassword("alice", rcvPass)
 	cfg := testConfig(src.URL + "/federate?apikey=" + srcKey)
-	cfg.Sources[0].Auth.Token = srcToken
+	cfg.Sources[0].HTTPClientConfig.Authorization = &config.Authorization{Credentials: config.Secret(srcToken)}
 	cfg.Endpoints = []EndpointConfig{
 		{Name: "userinfo", URL: withUser.String()},
-		{Name: "bearer", URL: rcv.URL + "/w?apikey=" + rcvKey, BearerTokenFile: tokenFile},
+		{Name: "bearer", URL: rcv.URL + "/w?apikey=" + rcvKey, HTTPClientConfig: config.HTTPClientConfig{BearerTokenFile: tokenFile}},
 	}
 	logs := &lockedBuffer{}
 	logger := logrus.New()

@@ -22,15 +22,15 @@ package agent
 // parse error). The request timeout (timeout) defaults to 90% of the interval, so that a hung
 // request ends before the next tick; the seeds used the whole interval.
 //
-// The client (sourceClient) verifies TLS unless insecure_skip_verify is set explicitly (the seed
-// skipped verification whenever no CA file was given), presents a client certificate for mTLS,
-// stats the CA, certificate and key files before each request and rebuilds its transport when
-// one changed, and sends a bearer token, static or from a file that is stat'ed before each
-// request and re-read when its mtime or size changed or after a minute (projected
-// service-account tokens rotate; any token format, not only JWTs). It asks for gzip and
-// decompresses itself, keeps connections alive, drains and closes every body, follows no
-// redirect (the token must not travel to another host) and uses no proxy (the source is
-// in-cluster, as in the seed).
+// The client (sourceClient) is built by prometheus/common/config from the source's http_config
+// (the seed flags map onto it): TLS verified unless insecure_skip_verify is set explicitly (the
+// seed skipped verification whenever no CA file was given), a client certificate for mTLS, CA,
+// certificate and key compared at every request and the connection rebuilt when one changed,
+// credentials files (a bearer token in any format, not only a JWT: projected service-account
+// tokens rotate) read at every request. It asks for gzip and decompresses itself, keeps
+// connections alive, drains and closes every body, follows no redirect unless follow_redirects
+// (and then never with the credentials to another host) and uses no proxy unless configured (the
+// source is in-cluster, as in the seed).
 //
 // Recording rules ({"name","query"}; from RHACM allowlists record/expr) are instant queries on
 // from_query (default: from with /federate replaced by /api/v1/query) at the cycle's start time,
@@ -79,7 +79,7 @@ const (
 	reasonTruncated = "truncated"
 	// reasonParse: a line of the body does not parse, or a series is invalid.
 	reasonParse = "parse"
-	// reasonAuth: the token file or a TLS file cannot be read.
+	// reasonAuth: a credential or TLS file cannot be read.
 	reasonAuth = "auth"
 	// reasonAppend: the WAL refused the scrape.
 	reasonAppend = "append"

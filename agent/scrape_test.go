@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/config"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
@@ -398,7 +399,7 @@ func TestScrapeTransportErrorsAndTimeout(t *testing.T) {
 		defer srv.Close()
 		tf := filepath.Join(t.TempDir(), "token")
 		writeTestFile(t, tf, "tok")
-		ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: AuthConfig{TokenFile: tf}})
+		ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tokenFileCfg(tf)})
 		os.Remove(tf)
 		ts.runCycle(t)
 		if ts.failures(reasonAuth) != 1 {
@@ -506,7 +507,7 @@ func TestScrapeTokenRotation(t *testing.T) {
 	defer srv.Close()
 	tf := filepath.Join(t.TempDir(), "token")
 	writeTestFile(t, tf, "sha256~first")
-	ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: AuthConfig{TokenFile: tf}})
+	ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tokenFileCfg(tf)})
 	ts.runCycle(t)
 	writeTestFile(t, tf, "sha256~second-token")
 	ts.runCycle(t)
@@ -548,16 +549,16 @@ func TestScrapeMTLS(t *testing.T) {
 	}))
 	for _, tc := range []struct {
 		name    string
-		auth    AuthConfig
+		tls     config.TLSConfig
 		samples int
 		reason  string
 	}{
-		{"verified mTLS", AuthConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 2, ""},
-		{"unknown CA", AuthConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
-		{"no CA file is not insecure", AuthConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+		{"verified mTLS", config.TLSConfig{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 2, ""},
+		{"unknown CA", config.TLSConfig{CAFile: other.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
+		{"no CA file is not insecure", config.TLSConfig{CertFile: pki.certFile, KeyFile: pki.keyFile}, 0, reasonTransport},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestSource(t, SourceConfig{From: srv.URL, Auth: tc.auth})
+			ts := newTestSource(t, SourceConfig{From: srv.URL, HTTPClientConfig: tlsCfg(tc.tls)})
 			ts.runCycle(t)
 			got, _ := readSourceWAL(t, ts.w)
 			if len(got) != tc.samples {

@@ -362,11 +362,7 @@ func (s *Source) installed(old, st *sourceState) {
 // secrets returns what must not appear in an error string made of a source's answer: the
 // credentials of the URLs and the bearer token.
 func (st *sourceState) secrets() []string {
-	out := append(urlSecrets(st.federate), urlSecrets(st.query)...)
-	if tok := st.client.token.current(); tok != "" {
-		out = append(out, tok)
-	}
-	return out
+	return append(append(urlSecrets(st.federate), urlSecrets(st.query)...), st.client.secrets()...)
 }
 
 // buildState resolves cfg: defaults, validation, match file, allowlist, salt file, URLs, client
@@ -487,7 +483,7 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 		return fail(fmt.Errorf("transforms: %w", err))
 	}
 	st.transform = tc
-	if st.client, err = newSourceClient(cfg.Auth, now); err != nil {
+	if st.client, err = newSourceClient(cfg.HTTPClientConfig); err != nil {
 		return fail(err)
 	}
 	return st, nil

@@ -266,7 +266,7 @@ func TestReload(t *testing.T) {
 		{"id change", func(c *SourceConfig) { c.ID = "c2" }, "id changed"},
 		{"bad matcher", func(c *SourceConfig) { c.Matchers = []string{"up{"} }, `matcher "up{"`},
 		{"missing match file", func(c *SourceConfig) { c.MatchFile = filepath.Join(t.TempDir(), "nope") }, "read match file"},
-		{"missing CA", func(c *SourceConfig) { c.Auth.CAFile = filepath.Join(t.TempDir(), "nope") }, "stat"},
+		{"missing CA", func(c *SourceConfig) { c.HTTPClientConfig.TLSConfig.CAFile = filepath.Join(t.TempDir(), "nope") }, "no such file"},
 		{"anonymize without salt file", func(c *SourceConfig) {
 			c.Anonymize, c.AnonymizeSaltFile = []string{"pod"}, filepath.Join(t.TempDir(), "nope")
 		}, "read anonymize salt file"},

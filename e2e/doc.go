@@ -38,6 +38,15 @@
 //   - TestCrashLoopSoak: SIGKILL every 1 to 5 s for about 100 s while the hub flaps (down, 503,
 //     401, slow) and series churn; `collector wal status` after every kill. Longer runs and other
 //     seeds: COLLECTOR_E2E_SOAK=10m, COLLECTOR_E2E_SOAK_SEED=n, COLLECTOR_E2E_SOAK_FAULTS=down,503.
+//   - TestThanosReceiveOutage: one `thanos receive` is the hub (tenant from --to-upload-tenant);
+//     SIGKILL and SIGTERM of collector while it is down; read back through `thanos query`.
+//   - TestThanosHashringReplication: three ingestors behind a router, replication factor 3: one
+//     ingestor SIGKILLed while collector writes, then two (quorum lost, 5xx); read back through
+//     `thanos query` deduplicating over the replicas.
+//
+// The Thanos tests run the binary tools/thanos/go.mod pins (`make thanos` builds it into
+// .cache/bin; a test that finds none builds it the same way, once): thanos_helpers_test.go starts
+// receivers, routers with a hashring, `thanos query` and `thanos store` over a filesystem bucket.
 //
 // The receivers run with an out-of-order window (receiverConfig says why): a re-sent request is
 // then accepted whole, as Thanos receive accepts its valid part, instead of being rolled back with

@@ -172,6 +172,15 @@ func accountScrapes(t testing.TB, src *federateSource, runs []runLog) scrapeAcco
 // its WAL was drained.
 func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string, runs []runLog) deliveryReport {
 	t.Helper()
+	return checkDeliveredFrom(t, src, runs, func(from, to int64) (seriesSet, error) {
+		return receiverSamples(rcvURL, clusterID, src, from, to)
+	})
+}
+
+// checkDeliveredFrom is checkDelivered with the hub read by read: every sample of the cluster
+// with timestamps in [from, to] (ms), keyed like the source's series (a Thanos query: thanos_helpers_test.go).
+func checkDeliveredFrom(t testing.TB, src *federateSource, runs []runLog, read func(from, to int64) (seriesSet, error)) deliveryReport {
+	t.Helper()
 	acc := accountScrapes(t, src, runs)
 	required, atRisk := acc.required, acc.atRisk
 	rep := deliveryReport{requests: acc.requests, required: acc.responses, allowance: acc.allowance,
@@ -198,7 +207,7 @@ func checkDelivered(t testing.TB, src *federateSource, rcvURL, clusterID string,
 		}
 	}
 
-	got, err := receiverSamples(rcvURL, clusterID, src, minT, maxT)
+	got, err := read(minT, maxT)
 	if err != nil {
 		t.Fatal(err)
 	}

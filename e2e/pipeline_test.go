@@ -35,6 +35,10 @@ type pipeline struct {
 	src   *federateSource
 	rcv   *promServer
 	col   *collector
+	// hub, when set, reads the cluster's samples in [from, to] (ms) at the hub instead of rcv (a
+	// Thanos query: thanos_helpers_test.go); report is what finish's oracle found.
+	hub    func(from, to int64) (seriesSet, error)
+	report deliveryReport
 }
 
 // pipelineOptions vary a pipeline.
@@ -171,7 +175,12 @@ func (p *pipeline) finish(b books) walContents {
 			p.t.Errorf("run %d: %d wal corruption repairs, fatal lines %q", i+1, r.corruptions, r.fatal)
 		}
 	}
-	rep := checkDelivered(p.t, p.src, p.rcv.URL(), p.id, runs)
+	read := p.hub
+	if read == nil {
+		read = func(from, to int64) (seriesSet, error) { return receiverSamples(p.rcv.URL(), p.id, p.src, from, to) }
+	}
+	rep := checkDeliveredFrom(p.t, p.src, runs, read)
+	p.report = rep
 	p.t.Logf("oracle: %s", rep)
 	wc, err := readWAL(p.col.dir())
 	if err != nil {

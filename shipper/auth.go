@@ -1,262 +1,167 @@
 package shipper
 
+// HTTP settings of an endpoint: Prometheus' http_config (github.com/prometheus/common/config),
+// plus SigV4 and Azure AD as Prometheus' remote_write offers them. TLS (CA, client certificate
+// and key re-read when they change, server name, minimum version), bearer tokens and credential
+// files, basic auth, OAuth2, proxies and http_headers are the library's: this file only checks
+// the combination, builds the round tripper and lists the secrets to redact.
+
 import (
-	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/sirupsen/logrus"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/sigv4"
 )
 
-// BasicAuth configures HTTP basic authorization. Set Password or PasswordFile, not both.
-type BasicAuth struct {
-	Username     string
-	Password     string
-	PasswordFile string // re-read when it changes; surrounding white space is trimmed
-}
-
-// watchedFile caches the content of a file that may be replaced at any time (a rotated secret
-// mounted from Kubernetes) and re-reads it at most once per interval. Safe for concurrent use.
-type watchedFile struct {
-	path     string
-	interval time.Duration // 0: re-read on every use
-	now      func() time.Time
-
-	mu      sync.Mutex
-	content []byte    // guarded by mu; last successful read
-	checked time.Time // guarded by mu; when the file was last read
-	loaded  bool      // guarded by mu; content holds a successful read
-}
-
-func newWatchedFile(path string, interval time.Duration, now func() time.Time) *watchedFile {
-	return &watchedFile{path: path, interval: interval, now: now}
-}
-
-// read returns the file content, re-reading it if the interval has passed. On a read error it
-// returns the previous content (nil if there never was one) together with the error.
-func (w *watchedFile) read() ([]byte, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	now := w.now()
-	if w.loaded && now.Sub(w.checked) < w.interval {
-		return w.content, nil
+// ValidateAuth checks HTTP settings as Prometheus checks a remote_write entry: hc on its own
+// (config.HTTPClientConfig.Validate, which also turns bearer_token and bearer_token_file into
+// authorization and fills authorization's default type, and its tls_config), s and a on their
+// own, and at most one of basic_auth, authorization, oauth2, sigv4 and azuread. It reads no file.
+// s and a may be nil (a source has neither). New wraps its error in ErrInvalidOptions.
+func ValidateAuth(hc *config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.AzureADConfig) error {
+	if err := hc.Validate(); err != nil {
+		return err
 	}
-	w.checked = now
-	data, err := os.ReadFile(w.path)
-	if err != nil {
-		return w.content, fmt.Errorf("read %s: %w", w.path, err)
+	if err := hc.TLSConfig.Validate(); err != nil {
+		return fmt.Errorf("tls_config: %w", err)
 	}
-	if !w.loaded || !bytes.Equal(data, w.content) {
-		w.content = data
-		w.loaded = true
-	}
-	return w.content, nil
-}
-
-// secret is a credential given inline or in a file. The file is re-read when it changes; while
-// it cannot be read (or is empty), the last good value is kept and a warning logged.
-type secret struct {
-	log  logrus.FieldLogger
-	file *watchedFile // nil for an inline secret
-
-	mu    sync.Mutex
-	value string // guarded by mu; trimmed content of the last good read
-	raw   []byte // guarded by mu; the bytes value was derived from
-}
-
-func newSecret(log logrus.FieldLogger, value, path string, interval time.Duration, now func() time.Time) (*secret, error) {
-	s := &secret{log: log, value: value}
-	if path == "" {
-		return s, nil
-	}
-	s.file = newWatchedFile(path, interval, now)
-	if _, err := s.get(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// get returns the current value, or ErrCredentials (wrapped with the file name) if none was ever
-// read successfully.
-func (s *secret) get() (string, error) {
-	if s.file == nil {
-		return s.value, nil
-	}
-	raw, err := s.file.read()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil && !bytes.Equal(raw, s.raw) {
-		v := strings.TrimSpace(string(raw))
-		if v == "" {
-			err = fmt.Errorf("%s is empty", s.file.path)
-		} else {
-			s.value, s.raw = v, raw
+	if s != nil {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("sigv4: %w", err)
 		}
 	}
-	if err != nil {
-		if s.value == "" {
-			return "", fmt.Errorf("%w: %w", ErrCredentials, err)
-		}
-		s.log.WithField("err", err).Warn("cannot reload credential file, keeping the previous value")
-	}
-	return s.value, nil
-}
-
-// current returns the last value without touching the file (for redaction).
-func (s *secret) current() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.value
-}
-
-// authenticator sets the Authorization header of each request.
-type authenticator struct {
-	bearer   *secret // nil unless bearer authorization is configured
-	username string
-	password *secret // nil unless basic authorization is configured
-}
-
-func newAuthenticator(log logrus.FieldLogger, opts *Options) (*authenticator, error) {
-	a := &authenticator{}
-	kinds := 0
-	var err error
-	if opts.BearerToken != "" || opts.BearerTokenFile != "" {
-		kinds++
-		if opts.BearerToken != "" && opts.BearerTokenFile != "" {
-			return nil, fmt.Errorf("%w: both BearerToken and BearerTokenFile are set", ErrInvalidOptions)
-		}
-		if a.bearer, err = newSecret(log, opts.BearerToken, opts.BearerTokenFile, opts.ReloadInterval, opts.Now); err != nil {
-			return nil, fmt.Errorf("load bearer token: %w", err)
+	if a != nil {
+		if err := a.Validate(); err != nil {
+			return fmt.Errorf("azuread: %w", err)
 		}
 	}
-	if ba := opts.BasicAuth; ba != nil {
-		kinds++
-		if ba.Password != "" && ba.PasswordFile != "" {
-			return nil, fmt.Errorf("%w: both BasicAuth.Password and BasicAuth.PasswordFile are set", ErrInvalidOptions)
-		}
-		if strings.Contains(ba.Username, ":") {
-			return nil, fmt.Errorf("%w: BasicAuth.Username contains ':'", ErrInvalidOptions)
-		}
-		a.username = ba.Username
-		if a.password, err = newSecret(log, ba.Password, ba.PasswordFile, opts.ReloadInterval, opts.Now); err != nil {
-			return nil, fmt.Errorf("load basic auth password: %w", err)
+	var kinds []string
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{
+		{"basic_auth", hc.BasicAuth != nil},
+		{"authorization", hc.Authorization != nil},
+		{"oauth2", hc.OAuth2 != nil},
+		{"sigv4", s != nil},
+		{"azuread", a != nil},
+	} {
+		if k.set {
+			kinds = append(kinds, k.name)
 		}
 	}
-	if kinds > 1 {
-		return nil, fmt.Errorf("%w: bearer token and basic auth are both set", ErrInvalidOptions)
-	}
-	return a, nil
-}
-
-// authorize sets the Authorization header, if any is configured.
-func (a *authenticator) authorize(h http.Header) error {
-	switch {
-	case a.bearer != nil:
-		tok, err := a.bearer.get()
-		if err != nil {
-			return err
-		}
-		h["Authorization"] = []string{"Bearer " + tok}
-	case a.password != nil:
-		pw, err := a.password.get()
-		if err != nil {
-			return err
-		}
-		h["Authorization"] = []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(a.username+":"+pw))}
+	if len(kinds) > 1 {
+		return fmt.Errorf("at most one of basic_auth, authorization, oauth2, sigv4 and azuread may be set, got %s", strings.Join(kinds, ", "))
 	}
 	return nil
 }
 
-// secrets lists the values that must never appear in an error string: the credentials and their
-// encoded header forms.
-func (a *authenticator) secrets() []string {
-	var out []string
-	if a.bearer != nil {
-		if v := a.bearer.current(); v != "" {
-			out = append(out, v)
+// hasAuth reports whether hc, s or a set an Authorization header (hc validated).
+func hasAuth(hc *config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.AzureADConfig) bool {
+	return hc.BasicAuth != nil || hc.Authorization != nil || hc.OAuth2 != nil || s != nil || a != nil
+}
+
+// CheckCredentialFiles reads the credential files of hc (authorization, basic_auth and oauth2
+// files) once, so that a missing or unreadable file is an error when a client is built rather
+// than a failing request: prometheus/common/config reads them only at requests. The TLS files are
+// read by config.NewRoundTripperFromConfig itself. The error wraps ErrCredentials and the
+// *fs.PathError of each file; it names the files, never their content.
+func CheckCredentialFiles(hc *config.HTTPClientConfig) error {
+	var files []string
+	if a := hc.Authorization; a != nil {
+		files = append(files, a.CredentialsFile)
+	}
+	if b := hc.BasicAuth; b != nil {
+		files = append(files, b.UsernameFile, b.PasswordFile)
+	}
+	if o := hc.OAuth2; o != nil {
+		files = append(files, o.ClientSecretFile, o.ClientCertificateKeyFile)
+	}
+	var errs []error
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f); err != nil {
+			errs = append(errs, err) // *fs.PathError: names the file, never its content
 		}
 	}
-	if a.password != nil {
-		if v := a.password.current(); v != "" {
-			out = append(out, base64.StdEncoding.EncodeToString([]byte(a.username+":"+v)), v)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	return nil
+}
+
+// newRoundTripper builds the transport of an endpoint from validated settings, as Prometheus'
+// remote-write client does: config.NewRoundTripperFromConfig, then SigV4 or Azure AD on top.
+// base is the round tripper of the library, which owns the connections.
+func newRoundTripper(name string, hc config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.AzureADConfig) (rt, base http.RoundTripper, err error) {
+	base, err = config.NewRoundTripperFromConfig(hc, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt = base
+	if s != nil {
+		if rt, err = sigv4.NewSigV4RoundTripper(s, rt); err != nil {
+			return nil, nil, fmt.Errorf("sigv4: %w", err)
+		}
+	}
+	if a != nil {
+		if rt, err = azuread.NewAzureADRoundTripper(a, rt); err != nil {
+			return nil, nil, fmt.Errorf("azuread: %w", err)
+		}
+	}
+	return rt, base, nil
+}
+
+// Secrets returns the credentials of hc as they are now (inline values, and the content of
+// their files read at the call; unreadable files are skipped) together with the encoded form a
+// server may echo (basic auth's base64). Callers redact them from quoted response bodies; it
+// reads files, so it is meant for error paths, not for every request.
+func Secrets(hc *config.HTTPClientConfig) []string {
+	var out []string
+	add := func(inline config.Secret, file string) string {
+		v := string(inline)
+		if file != "" {
+			if b, err := os.ReadFile(file); err == nil {
+				v = strings.TrimSpace(string(b))
+			}
+		}
+		if v != "" {
+			out = append(out, v)
+		}
+		return v
+	}
+	add(hc.BearerToken, hc.BearerTokenFile)
+	if a := hc.Authorization; a != nil {
+		add(a.Credentials, a.CredentialsFile)
+	}
+	if b := hc.BasicAuth; b != nil {
+		user := b.Username
+		if b.UsernameFile != "" {
+			if raw, err := os.ReadFile(b.UsernameFile); err == nil {
+				user = strings.TrimSpace(string(raw))
+			}
+		}
+		if pw := add(b.Password, b.PasswordFile); pw != "" {
+			out = append(out, base64.StdEncoding.EncodeToString([]byte(user+":"+pw)))
+		}
+	}
+	if o := hc.OAuth2; o != nil {
+		add(o.ClientSecret, o.ClientSecretFile)
+	}
+	if h := hc.HTTPHeaders; h != nil {
+		for _, v := range h.Headers {
+			for _, s := range v.Secrets {
+				add(s, "")
+			}
 		}
 	}
 	return out
-}
-
-// reservedHeaders are set by the client and cannot be overridden by Options.Headers.
-var reservedHeaders = []string{
-	"Authorization", "Content-Encoding", "Content-Length", "Content-Type", "Host",
-	"Retry-Attempt", "Transfer-Encoding", "User-Agent", "X-Prometheus-Remote-Write-Version",
-}
-
-// buildHeaders validates Options.Headers and returns the header set common to all requests.
-func buildHeaders(opts *Options) (http.Header, error) {
-	h := make(http.Header, len(opts.Headers)+6)
-	tenant := http.CanonicalHeaderKey(opts.TenantHeader)
-	for name, value := range opts.Headers {
-		if !validHeaderName(name) {
-			return nil, fmt.Errorf("%w: header name %q", ErrInvalidOptions, name)
-		}
-		if !validHeaderValue(value) {
-			return nil, fmt.Errorf("%w: value of header %q contains control characters", ErrInvalidOptions, name)
-		}
-		canon := http.CanonicalHeaderKey(name)
-		for _, r := range reservedHeaders {
-			if canon == r {
-				return nil, fmt.Errorf("header %q: %w", name, ErrReservedHeader)
-			}
-		}
-		if opts.Tenant != "" && canon == tenant {
-			return nil, fmt.Errorf("header %q (set by Options.Tenant): %w", name, ErrReservedHeader)
-		}
-		h.Set(canon, value)
-	}
-	if opts.Tenant != "" {
-		if !validHeaderName(opts.TenantHeader) {
-			return nil, fmt.Errorf("%w: tenant header name %q", ErrInvalidOptions, opts.TenantHeader)
-		}
-		if !validHeaderValue(opts.Tenant) {
-			return nil, fmt.Errorf("%w: tenant %q contains control characters", ErrInvalidOptions, opts.Tenant)
-		}
-		h.Set(tenant, opts.Tenant)
-	}
-	// Reserved headers last: nothing above can override them.
-	h.Set("Content-Encoding", "snappy")
-	h.Set("Content-Type", "application/x-protobuf")
-	h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	h.Set("User-Agent", "collector/"+opts.Version)
-	return h, nil
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters other than horizontal tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

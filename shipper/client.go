@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/sigv4"
 	"github.com/sirupsen/logrus"
 )
 
@@ -25,27 +28,29 @@ const maxDrain = 64 << 10
 const maxRedactWindow = 16 << 10
 
 // Options configures a Client. Start from DefaultOptions; zero values of Version, Timeout,
-// MaxIdleConnsPerHost, TenantHeader, Proxy and Now also mean the default.
+// TenantHeader and Now also mean the default.
 type Options struct {
 	// Version is sent as User-Agent: collector/<Version>.
 	Version string
 	// Timeout bounds one request: connecting, sending and reading the whole response.
 	Timeout time.Duration
-	// MaxIdleConnsPerHost is how many keep-alive connections are kept; size it to the number of
-	// shards that send concurrently.
-	MaxIdleConnsPerHost int
-	// EnableHTTP2 allows HTTP/2 over TLS. Off by default, as in Prometheus: one TCP connection
-	// per shard spreads the load better over receivers behind a load balancer.
-	EnableHTTP2 bool
 
-	// TLS applies to https endpoints.
-	TLS TLSOptions
-
-	// Authorization: at most one of bearer (inline or file) and BasicAuth. Files are re-read
-	// when they change (see ReloadInterval). Basic auth from URL userinfo also works.
-	BearerToken     string
-	BearerTokenFile string
-	BasicAuth       *BasicAuth
+	// HTTPClientConfig is Prometheus' http_config (github.com/prometheus/common/config): TLS
+	// (ca_file, cert_file and key_file re-read when they change, server_name, min_version,
+	// insecure_skip_verify), authorization (credentials or credentials_file, re-read at every
+	// request), basic_auth, oauth2, bearer_token(_file), proxy_url / no_proxy /
+	// proxy_from_environment / proxy_connect_header, http_headers and enable_http2 (HTTP/1.1
+	// only when false, its zero value, as in Prometheus' remote_write: one TCP connection per
+	// shard spreads the load over receivers behind a load balancer). follow_redirects is
+	// ignored: a redirect is never followed, it would resend the body elsewhere. Basic auth from
+	// URL userinfo also works, when none of the authorization options is set.
+	HTTPClientConfig config.HTTPClientConfig
+	// SigV4Config signs requests for AWS (Amazon Managed Service for Prometheus), as
+	// remote_write's sigv4. Exclusive with every other authorization.
+	SigV4Config *sigv4.SigV4Config
+	// AzureADConfig authenticates to Azure Monitor, as remote_write's azuread. Exclusive with
+	// every other authorization.
+	AzureADConfig *azuread.AzureADConfig
 
 	// Headers are added to every request. Headers the protocol owns (Content-Type,
 	// Content-Encoding, User-Agent, X-Prometheus-Remote-Write-Version, Authorization ...) are
@@ -55,14 +60,8 @@ type Options struct {
 	Tenant       string
 	TenantHeader string
 
-	// ReloadInterval is how often credential and certificate files are checked for changes;
-	// 0 checks them on every use.
-	ReloadInterval time.Duration
-	// Proxy selects the proxy of a request; nil means http.ProxyFromEnvironment (HTTPS_PROXY,
-	// HTTP_PROXY, NO_PROXY, read once per process).
-	Proxy func(*http.Request) (*url.URL, error)
-	// Now is the clock for Retry-After dates, file reload intervals and the last-success
-	// timestamp; nil means time.Now.
+	// Now is the clock for Retry-After dates and the last-success timestamp; nil means
+	// time.Now.
 	Now func() time.Time
 
 	// RetryOnStatus are the statuses reported as Recoverable; any other 4xx or 5xx is a
@@ -74,20 +73,17 @@ type Options struct {
 	Protocol Protocol
 }
 
-// DefaultOptions returns the defaults: Version "dev", Timeout 30s, MaxIdleConnsPerHost 50 (the
-// default maximum of shards), HTTP/1.1 only, TLS verification on with the system roots, no
-// authorization, TenantHeader "THANOS-TENANT" (Thanos receive's default) without a tenant,
-// ReloadInterval 10s, the proxy from the environment, time.Now and DefaultRetryOnStatus.
+// DefaultOptions returns the defaults: Version "dev", Timeout 30s, the zero http_config (TLS
+// verification on with the system roots, no authorization, no proxy, HTTP/1.1), TenantHeader
+// "THANOS-TENANT" (Thanos receive's default) without a tenant, time.Now and
+// DefaultRetryOnStatus.
 func DefaultOptions() Options {
 	return Options{
-		Version:             "dev",
-		Timeout:             30 * time.Second,
-		MaxIdleConnsPerHost: 50,
-		TenantHeader:        "THANOS-TENANT",
-		ReloadInterval:      10 * time.Second,
-		Proxy:               http.ProxyFromEnvironment,
-		Now:                 time.Now,
-		RetryOnStatus:       DefaultRetryStatuses(),
+		Version:       "dev",
+		Timeout:       30 * time.Second,
+		TenantHeader:  "THANOS-TENANT",
+		Now:           time.Now,
+		RetryOnStatus: DefaultRetryStatuses(),
 	}
 }
 
@@ -100,23 +96,14 @@ func (o Options) withDefaults() Options {
 	if o.Timeout <= 0 {
 		o.Timeout = d.Timeout
 	}
-	if o.MaxIdleConnsPerHost <= 0 {
-		o.MaxIdleConnsPerHost = d.MaxIdleConnsPerHost
-	}
 	if o.TenantHeader == "" {
 		o.TenantHeader = d.TenantHeader
-	}
-	if o.Proxy == nil {
-		o.Proxy = d.Proxy
 	}
 	if o.Now == nil {
 		o.Now = d.Now
 	}
 	if o.RetryOnStatus == (StatusSet{}) {
 		o.RetryOnStatus = d.RetryOnStatus
-	}
-	if o.ReloadInterval < 0 {
-		o.ReloadInterval = 0
 	}
 	return o
 }
@@ -131,16 +118,18 @@ type Client struct {
 	urlSecrets []string
 	opts       Options
 	headers    http.Header // common headers, never modified after New
-	auth       *authenticator
-	transport  *http.Transport
-	client     *http.Client
-	metrics    *metrics
-	pool       encoderPool
-	proto      *negotiator // the message sent: 1.0 or 2.0
+	// base is the round tripper of prometheus/common/config, which owns the connections;
+	// client's transport may wrap it (SigV4, Azure AD).
+	base    http.RoundTripper
+	client  *http.Client
+	metrics *metrics
+	pool    encoderPool
+	proto   *negotiator // the message sent: 1.0 or 2.0
 }
 
-// New returns a Client for the remote-write URL rawURL (http or https with a host). It reads the
-// credential and certificate files once and fails if they are unusable.
+// New returns a Client for the remote-write URL rawURL (http or https with a host). It checks the
+// HTTP settings (ValidateAuth), reads the credential and certificate files once and fails if they
+// are unusable.
 func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, opts Options) (*Client, error) {
 	u, err := parseURL(rawURL)
 	if err != nil {
@@ -157,34 +146,23 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 	if err != nil {
 		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
 	}
-	auth, err := newAuthenticator(log, &opts)
+	hc := opts.HTTPClientConfig // Validate fills it in: the caller's copy stays as it was
+	if err := ValidateAuth(&hc, opts.SigV4Config, opts.AzureADConfig); err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w: %w", endpoint, ErrInvalidOptions, err)
+	}
+	if u.User != nil && hasAuth(&hc, opts.SigV4Config, opts.AzureADConfig) {
+		// The configured authorization would be ignored (the URL's basic auth is set first):
+		// say so instead of sending one of the two silently.
+		return nil, fmt.Errorf("configure remote write to %s: %w: the URL has userinfo (basic auth) and another authorization is set: give one of them", endpoint, ErrInvalidOptions)
+	}
+	if err := CheckCredentialFiles(&hc); err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
+	}
+	rt, base, err := newRoundTripper("collector_shipper", hc, opts.SigV4Config, opts.AzureADConfig)
 	if err != nil {
 		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
 	}
-	tlsCfg, err := newTLSConfig(log, opts.TLS, u.Hostname(), opts.ReloadInterval, opts.Now)
-	if err != nil {
-		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
-	}
-
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	if opts.EnableHTTP2 {
-		protocols.SetHTTP2(true)
-	}
-	transport := &http.Transport{
-		Proxy: opts.Proxy,
-		DialContext: (&net.Dialer{
-			Timeout:   opts.Timeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConns:          opts.MaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:       5 * time.Minute,
-		ExpectContinueTimeout: time.Second,
-		Protocols:             protocols,
-	}
+	opts.HTTPClientConfig = hc
 	c := &Client{
 		log:        log,
 		url:        u.String(),
@@ -192,10 +170,9 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		urlSecrets: URLSecrets(u),
 		opts:       opts,
 		headers:    headers,
-		auth:       auth,
-		transport:  transport,
+		base:       base,
 		client: &http.Client{
-			Transport: transport,
+			Transport: rt,
 			// A redirect of a POST would resend the body elsewhere, maybe without TLS: the
 			// 3xx is returned (and retried) instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -231,7 +208,9 @@ func (c *Client) Endpoint() string { return c.endpoint }
 // Close closes the idle keep-alive connections. Requests in flight are not interrupted (cancel
 // their contexts); a later Send still works and dials anew.
 func (c *Client) Close() error {
-	c.transport.CloseIdleConnections()
+	if ci, ok := c.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 	return nil
 }
 
@@ -269,9 +248,6 @@ func (c *Client) send(ctx context.Context, series []prompb.TimeSeries, v2 bool) 
 	if v2 {
 		setV2Headers(req.Header)
 	}
-	if err := c.auth.authorize(req.Header); err != nil {
-		return localError(c.endpoint, "credentials", true, false, err)
-	}
 	req.Body = body
 	req.ContentLength = int64(len(payload))
 
@@ -280,6 +256,10 @@ func (c *Client) send(ctx context.Context, series []prompb.TimeSeries, v2 bool) 
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("remote write to %s: %w", c.endpoint, cerr)
+		}
+		var perr *fs.PathError
+		if errors.As(err, &perr) { // a credential or TLS file unreadable: nothing was sent
+			return localError(c.endpoint, "credentials", true, false, fmt.Errorf("%w: %w", ErrCredentials, perr))
 		}
 		c.metrics.request("error", time.Since(start).Seconds())
 		return transportError(c.endpoint, err, c.opts.Timeout)
@@ -304,7 +284,7 @@ func (c *Client) send(ctx context.Context, series []prompb.TimeSeries, v2 bool) 
 		c.metrics.lastSuccess.Set(float64(c.opts.Now().UnixNano()) / 1e9)
 		return nil
 	}
-	secrets := append(c.auth.secrets(), c.urlSecrets...)
+	secrets := append(Secrets(&c.opts.HTTPClientConfig), c.urlSecrets...)
 	return statusError(c.endpoint, resp, excerpt, secrets, c.opts.RetryOnStatus, c.opts.Now())
 }
 

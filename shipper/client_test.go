@@ -19,7 +19,10 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote/azuread"
+	"github.com/prometheus/sigv4"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
@@ -195,15 +198,44 @@ func TestNewValidation(t *testing.T) {
 		{name: "bad header name", url: "http://h/", want: ErrInvalidOptions,
 			mutate: func(o *Options) { o.Headers = map[string]string{"X A": "a"} }},
 		{name: "two kinds of auth", url: "http://h/", want: ErrInvalidOptions,
-			mutate: func(o *Options) { o.BearerToken = "t"; o.BasicAuth = &BasicAuth{Username: "u", Password: "p"} }},
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.BearerToken = "t"
+				o.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: "u", Password: "p"}
+			}},
+		{name: "authorization and sigv4", url: "http://h/", want: ErrInvalidOptions,
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.Authorization = &config.Authorization{Credentials: "t"}
+				o.SigV4Config = &sigv4.SigV4Config{Region: "eu-west-1"}
+			}},
+		{name: "basic auth and azuread", url: "http://h/", want: ErrInvalidOptions,
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: "u", Password: "p"}
+				o.AzureADConfig = &azuread.AzureADConfig{ManagedIdentity: &azuread.ManagedIdentityConfig{ClientID: "00000000-0000-0000-0000-000000000000"}}
+			}},
+		{name: "sigv4 and azuread", url: "http://h/", want: ErrInvalidOptions,
+			mutate: func(o *Options) {
+				o.SigV4Config = &sigv4.SigV4Config{Region: "eu-west-1"}
+				o.AzureADConfig = &azuread.AzureADConfig{ManagedIdentity: &azuread.ManagedIdentityConfig{ClientID: "00000000-0000-0000-0000-000000000000"}}
+			}},
+		{name: "sigv4 access key without secret", url: "http://h/", want: ErrInvalidOptions,
+			mutate: func(o *Options) { o.SigV4Config = &sigv4.SigV4Config{Region: "eu-west-1", AccessKey: "AKID"} }},
+		{name: "userinfo and authorization", url: "http://u:hunter2secret@h/", want: ErrInvalidOptions,
+			mutate: func(o *Options) { o.HTTPClientConfig.Authorization = &config.Authorization{Credentials: "t"} }},
 		{name: "token and token file", url: "http://h/", want: ErrInvalidOptions,
-			mutate: func(o *Options) { o.BearerToken = "t"; o.BearerTokenFile = "/nonexistent" }},
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.BearerToken = "t"
+				o.HTTPClientConfig.BearerTokenFile = "/nonexistent"
+			}},
 		{name: "password and password file", url: "http://h/", want: ErrInvalidOptions,
-			mutate: func(o *Options) { o.BasicAuth = &BasicAuth{Username: "u", Password: "p", PasswordFile: "/x"} }},
-		{name: "cert without key", url: "https://h/", want: ErrInvalidOptions,
-			mutate: func(o *Options) { o.TLS.CertFile = "/c.pem" }},
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: "u", Password: "p", PasswordFile: "/x"}
+			}},
 		{name: "missing token file", url: "http://h/", want: ErrCredentials,
-			mutate: func(o *Options) { o.BearerTokenFile = "/nonexistent/token" }},
+			mutate: func(o *Options) { o.HTTPClientConfig.BearerTokenFile = "/nonexistent/token" }},
+		{name: "missing password file", url: "http://h/", want: ErrCredentials,
+			mutate: func(o *Options) {
+				o.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: "u", PasswordFile: "/nonexistent/pw"}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := DefaultOptions()
@@ -242,13 +274,13 @@ func TestEndpointAndUserinfo(t *testing.T) {
 
 func TestDefaultOptions(t *testing.T) {
 	d := DefaultOptions()
-	if d.Timeout != 30*time.Second || d.TenantHeader != "THANOS-TENANT" || d.EnableHTTP2 ||
-		d.Proxy == nil || d.Now == nil || d.MaxIdleConnsPerHost <= 0 || d.TLS.InsecureSkipVerify {
+	if d.Timeout != 30*time.Second || d.TenantHeader != "THANOS-TENANT" || d.HTTPClientConfig.EnableHTTP2 ||
+		d.Now == nil || d.HTTPClientConfig.TLSConfig.InsecureSkipVerify || d.HTTPClientConfig.ProxyFromEnvironment {
 		t.Fatalf("unexpected defaults: %+v", d)
 	}
 	// Zero Options get the defaults too.
 	c := newTestClient(t, "http://127.0.0.1:1/", Options{})
-	if c.opts.Timeout != d.Timeout || c.transport.Proxy == nil || c.transport.Protocols.HTTP2() {
+	if c.opts.Timeout != d.Timeout || c.opts.Now == nil || c.opts.RetryOnStatus != d.RetryOnStatus {
 		t.Fatalf("zero Options not defaulted: %+v", c.opts)
 	}
 }
@@ -303,7 +335,7 @@ func TestProxyFromOptions(t *testing.T) {
 	proxyURL, _ := url.Parse(proxy.URL)
 
 	opts := DefaultOptions()
-	opts.Proxy = http.ProxyURL(proxyURL)
+	opts.HTTPClientConfig.ProxyURL = config.URL{URL: proxyURL}
 	c := newTestClient(t, target, opts)
 	if err := c.Send(context.Background(), testSeries()); err != nil {
 		t.Fatalf("Send through proxy: %v", err)
@@ -371,7 +403,6 @@ func assertCallerError(t *testing.T, err, want error) {
 func TestSendConcurrent(t *testing.T) {
 	srv, ch := newRecordingServer(t, http.StatusOK)
 	opts := DefaultOptions()
-	opts.MaxIdleConnsPerHost = 4
 	c := newTestClient(t, srv.URL, opts)
 
 	const workers, perWorker = 8, 6
@@ -446,8 +477,8 @@ func TestHTTP2Option(t *testing.T) {
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
 			opts := DefaultOptions()
-			opts.EnableHTTP2 = tc.enable
-			opts.TLS.InsecureSkipVerify = true
+			opts.HTTPClientConfig.EnableHTTP2 = tc.enable
+			opts.HTTPClientConfig.TLSConfig.InsecureSkipVerify = true
 			if err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries()); err != nil {
 				t.Fatal(err)
 			}

@@ -81,12 +81,17 @@
 //     are read first so that a secret cut by the 1 KiB limit is still recognised and redacted.
 //   - Credentials never appear in logs, metrics or error strings: URLs are printed without
 //     userinfo (Client.Endpoint) and known secrets are redacted from quoted bodies.
-//   - Token, password, certificate, key and CA files are re-read when they change (checked at most
-//     every Options.ReloadInterval); a file that is missing or invalid mid-rotation leaves the
-//     previous value in use. Server certificates are verified unless
-//     TLSOptions.InsecureSkipVerify is set.
-//   - One http.Transport per Client: HTTP/1.1 unless Options.EnableHTTP2, the proxy from the
-//     environment unless Options.Proxy says otherwise.
+//   - The HTTP settings are Prometheus' own: Options.HTTPClientConfig is a remote_write entry's
+//     http_config, and the transport is built by prometheus/common/config
+//     (NewRoundTripperFromConfig), with SigV4 or Azure AD on top as Prometheus' remote-write
+//     client does; at most one of basic_auth, authorization, oauth2, sigv4 and azuread
+//     (ValidateAuth). The library re-reads credentials files at every request and compares the
+//     CA, certificate and key files at every request, building a new transport when one changed,
+//     so rotations need no restart. A file that is missing or unreadable then is a Recoverable
+//     *Error wrapping ErrCredentials (reason credentials); a half-rotated certificate and key
+//     fail the handshake, also recoverably: both cost time, never data. Server certificates are
+//     verified unless tls_config.insecure_skip_verify is set. HTTP/1.1 unless enable_http2, no
+//     proxy unless proxy_url or proxy_from_environment; redirects are never followed.
 //
 // # Metrics
 //

@@ -20,8 +20,9 @@ import (
 var (
 	// ErrInvalidURL is returned by New for an endpoint URL that is not absolute http(s) with a host.
 	ErrInvalidURL = errors.New("invalid remote-write url")
-	// ErrInvalidOptions is returned by New for contradictory or incomplete Options (a client
-	// certificate without its key, two kinds of authorization, a malformed header ...).
+	// ErrInvalidOptions is returned by New (and ValidateAuth) for contradictory or incomplete
+	// Options (an http_config that prometheus/common/config refuses, two kinds of authorization,
+	// userinfo in the URL besides another authorization, a malformed header ...).
 	ErrInvalidOptions = errors.New("invalid shipper options")
 	// ErrReservedHeader is returned by New when Options.Headers sets a header that the remote-write
 	// protocol or the authorization options own (Content-Type, Authorization ...).
@@ -32,8 +33,10 @@ var (
 	// ErrTimeout is wrapped by the *Error that Send returns when Options.Timeout ran out. It does
 	// not wrap context.DeadlineExceeded: that is reserved for the caller's own deadline.
 	ErrTimeout = errors.New("request timed out")
-	// ErrCredentials is wrapped by the *Error that Send returns when no credential could be read
-	// from its file. It is Recoverable: the data stays queued until the file is fixed.
+	// ErrCredentials is returned by New (and CheckCredentialFiles) when a credential file cannot
+	// be read, and wrapped by the *Error that Send returns when a credential or TLS file could not
+	// be read for the request (nothing was sent). That *Error is Recoverable: the data stays
+	// queued until the file is fixed.
 	ErrCredentials = errors.New("credentials unavailable")
 	// ErrInvalidRetryStatus is returned by ParseStatusSet for a list that is empty, malformed or
 	// holds a status that is never retried (400, 409, 413).
@@ -50,8 +53,6 @@ var (
 	// count. Recoverable: the batch stays queued rather than count unconfirmed samples as sent.
 	ErrPartialWrite = errors.New("2xx with fewer samples written than sent")
 
-	// errNoCertificates is logged while reloading a CA file that holds no certificate.
-	errNoCertificates = errors.New("no PEM certificates found")
 	// errBodyReleased is returned by requestBody.Read after Send has handed the buffer back to
 	// the pool. The transport sees it only if it was still writing a body the server had already
 	// answered.

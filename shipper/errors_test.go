@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/config"
 )
 
 // sendTo sends one request to a server running handler and returns the error.
@@ -248,7 +250,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	}
 	t.Run("bearer echoed in body", func(t *testing.T) {
 		opts := DefaultOptions()
-		opts.BearerToken = token
+		opts.HTTPClientConfig.BearerToken = token
 		err := sendTo(t, echo, opts)
 		if err == nil || strings.Contains(err.Error(), token) || !strings.Contains(err.Error(), "<redacted>") {
 			t.Fatalf("Error() = %q, want the token redacted", err)
@@ -256,7 +258,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	})
 	t.Run("basic auth echoed in body", func(t *testing.T) {
 		opts := DefaultOptions()
-		opts.BasicAuth = &BasicAuth{Username: "alice", Password: "pa55-w0rd-xyz"}
+		opts.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: "alice", Password: "pa55-w0rd-xyz"}
 		err := sendTo(t, echo, opts)
 		if err == nil || strings.Contains(err.Error(), "pa55-w0rd-xyz") || strings.Contains(err.Error(), "YWxpY2U6") {
 			t.Fatalf("Error() = %q, want the credentials redacted", err)

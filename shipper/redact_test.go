@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 )
 
 // TestErrorsRedactURLCredentials: a receiver that echoes the request line and headers in its
@@ -45,8 +46,10 @@ func TestErrorsRedactURLCredentials(t *testing.T) {
 				opts func(*Options)
 			}{
 				{"userinfo and query", withUser.String(), nil},
-				{"bearer token file", srv.URL + "/api/v1/receive?apikey=" + url.QueryEscape(apikey), func(o *Options) { o.BearerTokenFile = tokenFile }},
-				{"bearer token", srv.URL + "/api/v1/receive", func(o *Options) { o.BearerToken = token }},
+				{"bearer token file", srv.URL + "/api/v1/receive?apikey=" + url.QueryEscape(apikey), func(o *Options) { o.HTTPClientConfig.BearerTokenFile = tokenFile }},
+				{"bearer token", srv.URL + "/api/v1/receive", func(o *Options) {
+					o.HTTPClientConfig.Authorization = &config.Authorization{Credentials: config.Secret(token)}
+				}},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					opts := DefaultOptions()

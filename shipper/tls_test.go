@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/config"
 )
 
 // testCA is a certificate authority generated for one test.
@@ -154,6 +156,9 @@ func tlsError(t *testing.T, err error) *Error {
 	return e
 }
 
+// TestMTLSWithRotation: prometheus/common/config compares the CA, certificate and key files at
+// every request and builds a new transport when one changed, so rotations are picked up without
+// a restart; a half-rotated pair or an untrusted server costs a recoverable error, never data.
 func TestMTLSWithRotation(t *testing.T) {
 	serverCA, clientCA := newTestCA(t, "server-ca"), newTestCA(t, "client-ca")
 	srv := newTLSServer(t, serverCA, clientCA)
@@ -161,11 +166,8 @@ func TestMTLSWithRotation(t *testing.T) {
 	writeFile(t, files.ca, string(serverCA.pem))
 	files.writeClient(t, clientCA, "client-1")
 
-	clock := newFakeClock()
 	opts := DefaultOptions()
-	opts.TLS = TLSOptions{CAFile: files.ca, CertFile: files.cert, KeyFile: files.key}
-	opts.ReloadInterval = time.Minute
-	opts.Now = clock.Now
+	opts.HTTPClientConfig.TLSConfig = config.TLSConfig{CAFile: files.ca, CertFile: files.cert, KeyFile: files.key}
 	c := newTestClient(t, srv.URL, opts)
 	send := func() error { return c.Send(context.Background(), testSeries()) }
 	// newConn forces a new handshake, as after a server restart.
@@ -174,34 +176,26 @@ func TestMTLSWithRotation(t *testing.T) {
 	steps := []struct {
 		name    string
 		prepare func()
-		wantCN  string // empty: the send must fail TLS verification
+		wantCN  string // empty: the send must fail recoverably
+		wantUAE bool   // the failure is the server's unknown authority
 	}{
 		{name: "mutual TLS", wantCN: "client-1"},
-		{name: "client cert rotated on disk, interval not over", prepare: func() {
-			files.writeClient(t, clientCA, "client-2")
-			newConn()
-		}, wantCN: "client-1"},
-		{name: "client cert picked up", prepare: func() { clock.Advance(time.Minute); newConn() }, wantCN: "client-2"},
-		{name: "half-rotated pair keeps the previous one", prepare: func() {
+		{name: "client cert rotated on disk", prepare: func() { files.writeClient(t, clientCA, "client-2") }, wantCN: "client-2"},
+		{name: "half-rotated pair fails recoverably", prepare: func() {
 			certPEM, _ := clientCA.issue(t, "client-3", false) // new certificate, old key
 			writeFile(t, files.cert, string(certPEM))
-			clock.Advance(time.Minute)
-			newConn()
-		}, wantCN: "client-2"},
+		}},
+		{name: "pair complete", prepare: func() { files.writeClient(t, clientCA, "client-4") }, wantCN: "client-4"},
 		{name: "server moves to a new CA", prepare: func() {
-			files.writeClient(t, clientCA, "client-4")
 			newCA := newTestCA(t, "server-ca-2")
 			srv.setCert(t, newCA)
 			writeFile(t, files.ca+".next", string(newCA.pem))
-			clock.Advance(time.Minute)
 			newConn()
-		}},
+		}, wantUAE: true},
 		{name: "CA file rotated", prepare: func() {
 			if err := os.Rename(files.ca+".next", files.ca); err != nil {
 				t.Fatal(err)
 			}
-			clock.Advance(time.Minute)
-			newConn()
 		}, wantCN: "client-4"},
 	}
 	for _, s := range steps {
@@ -211,10 +205,19 @@ func TestMTLSWithRotation(t *testing.T) {
 			}
 			err := send()
 			if s.wantCN == "" {
-				e := tlsError(t, err)
-				var uae x509.UnknownAuthorityError
-				if !errors.As(e, &uae) {
-					t.Fatalf("want x509.UnknownAuthorityError in %v", err)
+				var e *Error
+				if !errors.As(err, &e) || !e.Recoverable() {
+					t.Fatalf("Send = %v, want a recoverable *Error", err)
+				}
+				if s.wantUAE {
+					tlsError(t, err)
+					var uae x509.UnknownAuthorityError
+					if !errors.As(e, &uae) {
+						t.Fatalf("want x509.UnknownAuthorityError in %v", err)
+					}
+				}
+				if strings.Contains(err.Error(), "PRIVATE KEY") {
+					t.Fatalf("error leaks key material: %v", err)
 				}
 				return
 			}
@@ -228,35 +231,72 @@ func TestMTLSWithRotation(t *testing.T) {
 	}
 }
 
+// TestServerVerification: verification is on by default (system roots, which do not know the
+// test CA) and off only with insecure_skip_verify.
 func TestServerVerification(t *testing.T) {
 	ca, otherCA := newTestCA(t, "ca"), newTestCA(t, "other-ca")
 	for _, tc := range []struct {
 		name      string
 		serverDNS []string // empty: an IP SAN for 127.0.0.1
 		caPEM     []byte
-		opts      TLSOptions
+		opts      config.TLSConfig
 		wantErr   bool
 	}{
 		{name: "trusted CA", caPEM: ca.pem},
 		{name: "unknown CA", caPEM: otherCA.pem, wantErr: true},
-		{name: "unknown CA, verification off", caPEM: otherCA.pem, opts: TLSOptions{InsecureSkipVerify: true}},
+		{name: "unknown CA, verification off", caPEM: otherCA.pem, opts: config.TLSConfig{InsecureSkipVerify: true}},
 		{name: "name mismatch", serverDNS: []string{"receive.hub.example"}, caPEM: ca.pem, wantErr: true},
 		{name: "server name override", serverDNS: []string{"receive.hub.example"}, caPEM: ca.pem,
-			opts: TLSOptions{ServerName: "receive.hub.example"}},
-		{name: "system roots", opts: TLSOptions{}, wantErr: true},
+			opts: config.TLSConfig{ServerName: "receive.hub.example"}},
+		{name: "system roots", opts: config.TLSConfig{}, wantErr: true},
+		{name: "self-signed without CA", opts: config.TLSConfig{ServerName: "receive.hub.example"}, serverDNS: []string{"receive.hub.example"}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newTLSServer(t, ca, nil, tc.serverDNS...)
 			files := newTLSFiles(t)
 			opts := DefaultOptions()
-			opts.TLS = tc.opts
+			opts.HTTPClientConfig.TLSConfig = tc.opts
 			if tc.caPEM != nil {
 				writeFile(t, files.ca, string(tc.caPEM))
-				opts.TLS.CAFile = files.ca
+				opts.HTTPClientConfig.TLSConfig.CAFile = files.ca
 			}
 			err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries())
 			if tc.wantErr {
 				tlsError(t, err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+		})
+	}
+}
+
+// TestTLSMinVersion: tls_config.min_version refuses a server that offers less.
+func TestTLSMinVersion(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name    string
+		min     config.TLSVersion
+		wantErr bool
+	}{
+		{name: "TLS 1.2 accepted", min: config.TLSVersion(tls.VersionTLS12)},
+		{name: "TLS 1.3 required", min: config.TLSVersion(tls.VersionTLS13), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.HTTPClientConfig.TLSConfig = config.TLSConfig{InsecureSkipVerify: true, MinVersion: tc.min}
+			err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries())
+			if tc.wantErr {
+				var e *Error
+				if !errors.As(err, &e) || !e.Recoverable() {
+					t.Fatalf("Send = %v, want a recoverable *Error", err)
+				}
 				return
 			}
 			if err != nil {
@@ -276,16 +316,17 @@ func TestTLSFilesInvalidAtStart(t *testing.T) {
 	writeFile(t, files.key, string(otherKey))
 	for _, tc := range []struct {
 		name string
-		opts TLSOptions
+		opts config.TLSConfig
 		want string
 	}{
-		{name: "CA without certificates", opts: TLSOptions{CAFile: files.ca}, want: "no PEM certificates"},
-		{name: "missing CA", opts: TLSOptions{CAFile: files.ca + ".missing"}, want: "no such file"},
-		{name: "mismatched key", opts: TLSOptions{CertFile: files.cert, KeyFile: files.key}, want: "private key does not match"},
+		{name: "CA without certificates", opts: config.TLSConfig{CAFile: files.ca}, want: "unable to use specified CA cert"},
+		{name: "missing CA", opts: config.TLSConfig{CAFile: files.ca + ".missing"}, want: "no such file"},
+		{name: "mismatched key", opts: config.TLSConfig{CertFile: files.cert, KeyFile: files.key}, want: "private key does not match"},
+		{name: "cert without key", opts: config.TLSConfig{CertFile: files.cert}, want: "key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := DefaultOptions()
-			opts.TLS = tc.opts
+			opts.HTTPClientConfig.TLSConfig = tc.opts
 			log, _ := testLogger()
 			_, err := New(log, nil, "https://127.0.0.1:1/", opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -58,7 +58,7 @@ func TestUsageErrors(t *testing.T) {
 		{"run listen without port", nil, with("--listen", "localhost"), `--listen "localhost": want host:port`},
 		{"run listen bad host", nil, with("--listen", "a b:9002"), `--listen "a b:9002": host "a b"`},
 		{"run id with bidi override", nil, []string{"run", "--id", "prod\u202egro", "--to-upload", "http://127.0.0.1:1/w", "--listen", ""}, `contains a control, format or invalid character`},
-		{"run userinfo and token file", nil, with("--to-upload", "http://u:secret@hub:1/w", "--to-upload-token-file", "t"), `has userinfo (basic auth) and a bearer token file is set`},
+		{"run userinfo and token file", nil, with("--to-upload", "http://u:secret@hub:1/w", "--to-upload-token-file", "t"), `has userinfo (basic auth) and another authorization is set`},
 		{"run bad env duration", []string{"COLLECTOR_INTERVAL=soon"}, run, `"soon" as duration value from environment variable "COLLECTOR_INTERVAL" for flag interval`},
 		{"run bad env bool", []string{"COLLECTOR_ENABLE_PPROF=perhaps"}, run, `COLLECTOR_ENABLE_PPROF`},
 		{"wal status unknown flag", nil, []string{"wal", "status", "--bogus"}, "flag provided but not defined: --bogus"},

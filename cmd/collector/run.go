@@ -17,6 +17,7 @@ import (
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/util/compression"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -392,14 +393,7 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 		AnonymizeSalt:     agent.Secret(c.String("anonymize-salt")),
 		AnonymizeSaltFile: c.String("anonymize-salt-file"),
 		Anonymize:         anonymize,
-		Auth: agent.AuthConfig{
-			Token:              agent.Secret(c.String("from-token")),
-			TokenFile:          c.String("from-token-file"),
-			CAFile:             c.String("from-ca-file"),
-			CertFile:           c.String("from-cert-file"),
-			KeyFile:            c.String("from-key-file"),
-			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
-		},
+		HTTPClientConfig:  sourceHTTPConfig(c),
 	}
 	if al := c.StringSlice("allowlist"); len(al) > 0 {
 		s.Allowlist = al[0]
@@ -419,11 +413,11 @@ func sourceFromFlags(c flagGetter, id string) (agent.SourceConfig, error) {
 	if s.WorkerNumber <= 0 {
 		return s, usagef("--worker-number %d: want a positive number", s.WorkerNumber)
 	}
-	if s.Auth.Token != "" && s.Auth.TokenFile != "" {
+	if c.String("from-token") != "" && c.String("from-token-file") != "" {
 		// The seed ignored --from-token then; say so instead of guessing.
 		return s, usagef("--from-token and --from-token-file are exclusive")
 	}
-	if (s.Auth.CertFile == "") != (s.Auth.KeyFile == "") {
+	if (c.String("from-cert-file") == "") != (c.String("from-key-file") == "") {
 		return s, usagef("--from-cert-file and --from-key-file go together")
 	}
 	if len(s.Anonymize) > 0 && s.AnonymizeSalt == "" && s.AnonymizeSaltFile == "" {
@@ -601,16 +595,12 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 	seen := map[string]int{}
 	for _, u := range c.StringSlice(flag) {
 		e := agent.EndpointConfig{
-			URL:                u,
-			CAFile:             c.String("to-upload-ca"),
-			CertFile:           c.String("to-upload-cert"),
-			KeyFile:            c.String("to-upload-key"),
-			InsecureSkipVerify: c.Bool("to-upload-insecure-skip-verify"),
-			BearerTokenFile:    c.String("to-upload-token-file"),
-			Tenant:             c.String("to-upload-tenant"),
-			Timeout:            c.Duration("to-upload-timeout"),
-			RetryOnStatus:      c.String("to-upload-retry-on-status"),
-			Protocol:           c.String("to-upload-protocol"),
+			URL:              u,
+			HTTPClientConfig: uploadHTTPConfig(c),
+			Tenant:           c.String("to-upload-tenant"),
+			Timeout:          c.Duration("to-upload-timeout"),
+			RetryOnStatus:    c.String("to-upload-retry-on-status"),
+			Protocol:         c.String("to-upload-protocol"),
 		}.WithDefaults()
 		base := e.Name
 		if n := seen[base]; n > 0 {
@@ -626,4 +616,42 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 		return nil, usagef("--to-upload-timeout %v: want a positive duration", c.Duration("to-upload-timeout"))
 	}
 	return eps, nil
+}
+
+// sourceHTTPConfig maps the --from-* connection flags onto Prometheus' http_config: a literal
+// --from-token becomes authorization.credentials (a config.Secret, redacted when printed),
+// --from-token-file authorization.credentials_file (re-read at every request). No proxy and no
+// redirects, as the seed (the source is in-cluster).
+func sourceHTTPConfig(c flagGetter) config.HTTPClientConfig {
+	hc := config.HTTPClientConfig{
+		TLSConfig: config.TLSConfig{
+			CAFile:             c.String("from-ca-file"),
+			CertFile:           c.String("from-cert-file"),
+			KeyFile:            c.String("from-key-file"),
+			InsecureSkipVerify: c.Bool("from-insecure-skip-verify"),
+		},
+	}
+	if tok, file := c.String("from-token"), c.String("from-token-file"); tok != "" || file != "" {
+		hc.Authorization = &config.Authorization{Type: "Bearer", Credentials: config.Secret(tok), CredentialsFile: file}
+	}
+	return hc
+}
+
+// uploadHTTPConfig maps the --to-upload-* connection flags onto Prometheus' http_config of every
+// --to-upload endpoint. The proxy comes from the environment (HTTPS_PROXY, NO_PROXY), as the
+// seeds' default transport did; HTTP/1.1 as Prometheus' remote_write.
+func uploadHTTPConfig(c flagGetter) config.HTTPClientConfig {
+	hc := config.HTTPClientConfig{
+		TLSConfig: config.TLSConfig{
+			CAFile:             c.String("to-upload-ca"),
+			CertFile:           c.String("to-upload-cert"),
+			KeyFile:            c.String("to-upload-key"),
+			InsecureSkipVerify: c.Bool("to-upload-insecure-skip-verify"),
+		},
+		ProxyConfig: config.ProxyConfig{ProxyFromEnvironment: true},
+	}
+	if file := c.String("to-upload-token-file"); file != "" {
+		hc.Authorization = &config.Authorization{Type: "Bearer", CredentialsFile: file}
+	}
+	return hc
 }
