@@ -74,20 +74,22 @@ func requirePrometheus3(t testing.TB) string {
 // wireRecorder is a reverse proxy in front of a receiver that records, for every remote-write
 // request, its content type and version header and the status of the answer.
 type wireRecorder struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	path string // of the receiver's remote-write URL
 
 	mu   sync.Mutex
 	seen map[string]int // "<content type> <version> -> <status>" → requests; guarded by mu
 }
 
-func newWireRecorder(t testing.TB, target string) *wireRecorder {
+// newWireRecorder records the requests to writeURL, a receiver's remote-write URL.
+func newWireRecorder(t testing.TB, writeURL string) *wireRecorder {
 	t.Helper()
-	u, err := url.Parse(target)
+	u, err := url.Parse(writeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &wireRecorder{seen: map[string]int{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
+	w := &wireRecorder{seen: map[string]int{}, path: u.Path}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: u.Scheme, Host: u.Host})
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r := resp.Request
 		key := fmt.Sprintf("%s %s -> %d", r.Header.Get("Content-Type"), r.Header.Get("X-Prometheus-Remote-Write-Version"), resp.StatusCode)
@@ -102,7 +104,7 @@ func newWireRecorder(t testing.TB, target string) *wireRecorder {
 }
 
 // WriteURL is the remote-write URL of the receiver through the recorder.
-func (w *wireRecorder) WriteURL() string { return w.srv.URL + "/api/v1/write" }
+func (w *wireRecorder) WriteURL() string { return w.srv.URL + w.path }
 
 // counts returns a copy of what was recorded.
 func (w *wireRecorder) counts() map[string]int {
@@ -152,28 +154,13 @@ func TestRemoteWrite2(t *testing.T) {
 				receiverArgs: tc.args,
 				flags:        []string{"--to-upload-protocol", "auto"},
 				front: func(rcv *promServer) string {
-					rec = newWireRecorder(t, rcv.URL())
+					rec = newWireRecorder(t, rcv.WriteURL())
 					return rec.WriteURL()
 				},
 			})
 			p.col.start()
 			p.waitFlowing(5)
-			eventually(t, 30*time.Second, "collector_shipper_protocol", func() error {
-				m, err := p.col.metrics()
-				if err != nil {
-					return err
-				}
-				for _, v := range []string{"1.0", "2.0"} {
-					want := 0.0
-					if v == tc.wantVersion {
-						want = 1
-					}
-					if got := sumMetric(m, fmt.Sprintf(`collector_shipper_protocol{endpoint=%q,version=%q}`, endpointName(rec), v)); got != want {
-						return fmt.Errorf("collector_shipper_protocol{version=%q} %v, want %v", v, got, want)
-					}
-				}
-				return nil
-			})
+			waitProtocol(t, p.col, rec, tc.wantVersion)
 			p.waitAppended(time.Now().Add(2*time.Second), 30*time.Second)
 			p.finish(books{})
 
@@ -200,6 +187,60 @@ func TestRemoteWrite2(t *testing.T) {
 				t.Errorf("want a fallback after %s and then 1.0, got %v", tc.wantFallback, got)
 			}
 		})
+	}
+}
+
+// waitProtocol waits until the collector reports collector_shipper_protocol 1 for version and 0
+// for the other, for the endpoint of rec.
+func waitProtocol(t testing.TB, col *collector, rec *wireRecorder, version string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "collector_shipper_protocol", func() error {
+		m, err := col.metrics()
+		if err != nil {
+			return err
+		}
+		for _, v := range []string{"1.0", "2.0"} {
+			want := 0.0
+			if v == version {
+				want = 1
+			}
+			if got := sumMetric(m, fmt.Sprintf(`collector_shipper_protocol{endpoint=%q,version=%q}`, endpointName(rec), v)); got != want {
+				return fmt.Errorf("collector_shipper_protocol{version=%q} %v, want %v", v, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// TestRemoteWrite2Thanos: --to-upload-protocol auto against `thanos receive` of the version
+// tools/thanos pins, a recorder of the wire in front of it: the requests are remote-write 2.0
+// and every one is answered 2xx with written counts (the collector stays on 2.0), and everything
+// the source served is queryable through `thanos query`, of the collector's tenant, nothing
+// dropped.
+func TestRemoteWrite2Thanos(t *testing.T) {
+	t.Parallel()
+	tails := &logTails{}
+	rcv := startReceive(t, tails, "receive", receiveOptions{})
+	q := startThanosQuery(t, tails, "query", rcv)
+	rec := newWireRecorder(t, rcv.WriteURL())
+	p := newThanosPipeline(t, tails, "e2e-rw2-thanos", thanosTenant, rec.WriteURL(), q, "--to-upload-protocol", "auto")
+	p.col.start()
+	waitHubFlowing(p, q, 5)
+	waitProtocol(t, p.col, rec, "2.0")
+	p.waitAppended(time.Now().Add(2*time.Second), 30*time.Second)
+	p.finish(books{})
+
+	got := rec.counts()
+	t.Logf("on the wire: %v", got)
+	n := 0
+	for k, c := range got {
+		if !strings.HasPrefix(k, wireV2+" -> 2") {
+			t.Errorf("%d requests %s: want only 2.0 answered 2xx", c, k)
+		}
+		n += c
+	}
+	if n < 5 {
+		t.Errorf("%d requests, want the whole run", n)
 	}
 }
 
