@@ -213,10 +213,12 @@ func waitProtocol(t testing.TB, col *collector, rec *wireRecorder, version strin
 }
 
 // TestRemoteWrite2Thanos: --to-upload-protocol auto against `thanos receive` of the version
-// tools/thanos pins, a recorder of the wire in front of it: the requests are remote-write 2.0
-// and every one is answered 2xx with written counts (the collector stays on 2.0), and everything
-// the source served is queryable through `thanos query`, of the collector's tenant, nothing
-// dropped.
+// tools/thanos pins, a recorder of the wire in front of it. Thanos v0.42.0 does not speak
+// remote-write 2.0: it reads neither the Content-Type nor the version header, decodes the 2.0
+// message as an empty 1.0 one and answers 200 without written counts. The collector falls back to
+// 1.0 after the first answer (the batches refused meanwhile, at most one per shard, are sent again
+// as 1.0), and everything the source served is queryable through `thanos query`, of the
+// collector's tenant, nothing dropped.
 func TestRemoteWrite2Thanos(t *testing.T) {
 	t.Parallel()
 	tails := &logTails{}
@@ -226,21 +228,25 @@ func TestRemoteWrite2Thanos(t *testing.T) {
 	p := newThanosPipeline(t, tails, "e2e-rw2-thanos", thanosTenant, rec.WriteURL(), q, "--to-upload-protocol", "auto")
 	p.col.start()
 	waitHubFlowing(p, q, 5)
-	waitProtocol(t, p.col, rec, "2.0")
+	waitProtocol(t, p.col, rec, "1.0")
 	p.waitAppended(time.Now().Add(2*time.Second), 30*time.Second)
 	p.finish(books{})
 
 	got := rec.counts()
 	t.Logf("on the wire: %v", got)
-	n := 0
-	for k, c := range got {
-		if !strings.HasPrefix(k, wireV2+" -> 2") {
-			t.Errorf("%d requests %s: want only 2.0 answered 2xx", c, k)
+	for k, n := range got {
+		switch k {
+		case wireV1 + " -> 200":
+		case wireV2 + " -> 200":
+			if n > 50 {
+				t.Errorf("%d requests %s, want at most one per shard", n, k)
+			}
+		default:
+			t.Errorf("%d requests %s: not expected", n, k)
 		}
-		n += c
 	}
-	if n < 5 {
-		t.Errorf("%d requests, want the whole run", n)
+	if got[wireV2+" -> 200"] == 0 || got[wireV1+" -> 200"] < 5 {
+		t.Errorf("want 2.0 answered 200 without counts, then 1.0; got %v", got)
 	}
 }
 

@@ -47,9 +47,11 @@
 //     newer sample of their series was written too. Such a refusal is counted as dropped although
 //     the receiver holds the sample: a miscount, never a loss.
 //
-// 1.0 stays the default: against Thanos receive (which converts 2.0 to 1.0 and drops metadata) and
-// on OpenShift-like series 2.0 saves a few percent of the bytes on the wire and costs more CPU to
-// encode (the symbol table), as the README's Performance table shows (BenchmarkEncode).
+// 1.0 stays the default: Thanos receive v0.42.0, the hub, does not speak 2.0 (it answers a 2.0
+// request 200 without written counts, having decoded it as an empty 1.0 one: ProtocolAuto falls
+// back, e2e's TestRemoteWrite2Thanos), and on OpenShift-like series 2.0 saves a few percent of
+// the bytes on the wire and costs more CPU to encode (the symbol table), as the README's
+// Performance table shows (BenchmarkEncode).
 //
 // The 1.0 encoder is hand-written for []prompb.TimeSeries and produces exactly the bytes of
 // gogo's generated Marshal (a test and FuzzEncode compare them); the 2.0 encoder's output decodes
