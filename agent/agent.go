@@ -188,7 +188,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, cfg Config, opts 
 			return a, err // names the source already
 		}
 		for i, e := range endpoints {
-			qo := opts.Queue
+			qo := e.QueueOptions(opts.Queue)
 			qo.Consumer = e.Name
 			ts := &trackingSender{Sender: senders[i]}
 			q, err := queue.New(clog.WithFields(logrus.Fields{"component": "queue", "endpoint": e.Name}),

@@ -111,7 +111,7 @@ func TestNewValidation(t *testing.T) {
 		{"duplicate endpoint names", Config{
 			Sources:   testConfig("http://127.0.0.1:1").Sources,
 			Endpoints: []EndpointConfig{{Name: "hub", URL: good}, {Name: "hub", URL: "http://127.0.0.2:1/w"}},
-		}, nil, `name "hub" is already used by endpoints[0]`},
+		}, nil, `name "hub" is already used by endpoint 1`},
 		{"same host twice", testConfig("http://127.0.0.1:1", good, good), nil, `name "127.0.0.1_1" is already used`},
 		{"bad url scheme", testConfig("http://127.0.0.1:1", "ftp://hub/write"), nil, `url "ftp://hub/write" is not an http(s) URL`},
 		{"url without host", testConfig("http://127.0.0.1:1", "http:///write"), nil, "is not an http(s) URL with a host"},
@@ -359,7 +359,7 @@ flags:
   interval: 1m
   match: ['{__name__="up"}', '{job="a"}']
   enable-pprof: true
-endpoints:
+remote_write:
   - url: http://hub.example.com:19291/api/v1/receive
     tls_config:
       ca_file: ca.crt
@@ -393,10 +393,11 @@ endpoints:
 	for _, tc := range []struct {
 		name, body, want string
 	}{
-		{"duplicate endpoint", "endpoints:\n- {name: a, url: 'http://x/w'}\n- {name: a, url: 'http://y/w'}\n", `endpoints[1]: name "a" is already used by endpoints[0]`},
-		{"same host", "endpoints:\n- {url: 'http://x/w'}\n- {url: 'http://x/v'}\n", `name "x" is already used`},
-		{"unknown endpoint key", "endpoints:\n- {url: 'http://x/w', tenantt: a}\n", "field tenantt not found"},
-		{"bad endpoint url", "endpoints:\n- {url: 'x/w'}\n", "is not an http(s) URL"},
+		{"duplicate endpoint", "remote_write:\n- {name: a, url: 'http://x/w'}\n- {name: a, url: 'http://y/w'}\n", `line 3, column 3: remote_write[1] (a): name "a" is already used by the entry at line 2`},
+		{"same host", "remote_write:\n- {url: 'http://x/w'}\n- {url: 'http://x/v'}\n", `name "x" is already used`},
+		{"unknown endpoint key", "remote_write:\n- {url: 'http://x/w', tenantt: a}\n", "line 2, column 23: field tenantt not found in a remote_write entry"},
+		{"bad endpoint url", "remote_write:\n- {url: 'x/w'}\n", "is not an http(s) URL"},
+		{"endpoints removed", "endpoints:\n- {url: 'http://x/w'}\n", "line 1, column 1: endpoints: was replaced by remote_write:"},
 		{"flag map value", "flags:\n  interval: {a: 1}\n", "line 2: a flag's value is a scalar or a list"},
 		{"flag null", "flags:\n  interval:\n", "flags.interval has no value"},
 		{"flag nested list", "flags:\n  match: [[a]]\n", "holds scalars only"},

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
@@ -53,13 +53,23 @@ func DefaultElideLabels() []string {
 // and values of `collector run` flags. See LoadConfig and docs/configuration.md.
 type Config struct {
 	Sources []SourceConfig `yaml:"sources"`
+	// RemoteWrite are the file's remote_write entries (Prometheus' format), as read. LoadConfig
+	// turns each into an element of Endpoints.
+	RemoteWrite []RemoteWriteConfig `yaml:"remote_write"`
 	// Endpoints are remote-write endpoints besides the --to-upload ones; every source is shipped
 	// to each of them. Names are unique (see EndpointConfig.WithDefaults for the default name).
-	Endpoints []EndpointConfig `yaml:"endpoints"`
+	Endpoints []EndpointConfig `yaml:"-"`
 	// Flags maps `collector run` flag names (without dashes) to values, for the flags not set on
 	// the command line or in the environment. The agent does not read it: the cmd package applies
 	// it, and refuses names that are not flags of `collector run`.
 	Flags map[string]FlagValue `yaml:"flags"`
+	// Warnings are the settings of the file that are accepted and ignored, each with its line
+	// (LoadConfig). The cmd package logs them once.
+	Warnings []string `yaml:"-"`
+	// srcLines and rwLines are the lines of Sources and RemoteWrite in the file, rwWhat names
+	// the remote_write entries for messages (LoadConfig).
+	srcLines, rwLines []int
+	rwWhat            []string
 }
 
 // FlagValue is the value of one flag in the flags: section: a scalar, or a list of scalars for
@@ -166,6 +176,14 @@ type SourceConfig struct {
 	// EvaluateInterval is the collect-rule evaluation period. Default DefaultEvaluateInterval, or
 	// Interval when that is shorter.
 	EvaluateInterval time.Duration `yaml:"evaluate_interval"`
+	// RelabelConfigs are Prometheus relabeling rules applied to each federated series' labels as
+	// they come from the source, before the transforms (labels, renames, elide, anonymize). A
+	// source has one fixed target, so there is no target relabeling: these rules see the series,
+	// including the labels that elide would remove. Once per series (at its first scrape).
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+	// MetricRelabelConfigs are applied after the transforms, to the labels that would be
+	// written. Once per series.
+	MetricRelabelConfigs []*relabel.Config `yaml:"metric_relabel_configs"`
 }
 
 // Secret is a string that prints, and marshals, as "<secret>": a SourceConfig can be logged or
@@ -236,51 +254,6 @@ func (r RecordingRule) Validate() error {
 		return fmt.Errorf("recording rule %q: parse query: %w", r.Name, err)
 	}
 	return nil
-}
-
-// LoadConfig reads a YAML configuration file. Decoding is strict: an unknown field is an error
-// naming its line. Relative file paths in sources and endpoints are relative to the file's
-// directory. Every source and endpoint is checked as by Validate, except that the file may list
-// no source and no endpoint (flags may describe them; see MergeFlagSource and
-// MergeFlagEndpoints). Endpoints get their default names; the defaults of sources are not
-// applied: use SourceConfig.WithDefaults. The flags: section is decoded, not checked.
-func LoadConfig(path string) (Config, error) {
-	var c Config
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("read config %s: %w", path, err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return c, nil // An empty file lists no sources.
-		}
-		return c, fmt.Errorf("decode config %s: %w", path, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("decode config %s: more than one YAML document", path)
-	}
-	for i := range c.Endpoints {
-		c.Endpoints[i] = c.Endpoints[i].WithDefaults()
-	}
-	for name, v := range c.Flags {
-		if v.Values == nil { // null: yaml does not call UnmarshalYAML
-			return c, fmt.Errorf("decode config %s: flags.%s has no value", path, name)
-		}
-	}
-	if err := errors.Join(c.validateSources(), c.validateEndpoints()); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
-	}
-	dir := filepath.Dir(path)
-	for i := range c.Sources {
-		c.Sources[i].resolvePaths(dir)
-	}
-	for i := range c.Endpoints {
-		c.Endpoints[i].resolvePaths(dir)
-	}
-	return c, nil
 }
 
 // resolvePaths makes the relative file paths of s relative to dir.
@@ -355,11 +328,11 @@ func (c Config) validateEndpoints() error {
 	for i, e := range c.Endpoints {
 		e = e.WithDefaults()
 		if err := e.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("endpoints[%d]: %w", i, err))
+			errs = append(errs, fmt.Errorf("endpoint %d: %w", i+1, err))
 			continue
 		}
 		if j, ok := seen[e.Name]; ok {
-			errs = append(errs, fmt.Errorf("endpoints[%d]: name %q is already used by endpoints[%d] (two URLs on one host need names)", i, e.Name, j))
+			errs = append(errs, fmt.Errorf("endpoint %d (%s): name %q is already used by endpoint %d (two URLs on one host need names)", i+1, redactRawURL(e.URL), e.Name, j+1))
 			continue
 		}
 		seen[e.Name] = i
@@ -511,6 +484,12 @@ func (s SourceConfig) validate() error {
 				add("%s: url %s has userinfo (basic auth) and another authorization is set: give one of them", u.key, redactURL(pu))
 			}
 		}
+	}
+	if err := ingest.ValidateRelabelConfigs("relabel_configs", s.RelabelConfigs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ingest.ValidateRelabelConfigs("metric_relabel_configs", s.MetricRelabelConfigs); err != nil {
+		errs = append(errs, err)
 	}
 	names := map[string]bool{}
 	for i, r := range s.RecordingRules {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -62,7 +64,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown-field.yaml", []string{"line 4", "intervall"}},
-		{"duplicate-id.yaml", []string{`sources[1]: id "a" is already used by sources[0]`}},
+		{"duplicate-id.yaml", []string{`line 4, column 5: sources[1]: id "a" is already used by the source at line 2`}},
 		{"bad-duration.yaml", []string{"line 4"}},
 		{"bad-values.yaml", []string{
 			`source "a"`, "from: url ftp://localhost:9090: scheme must be http or https",
@@ -274,5 +276,20 @@ func TestSecretRedacted(t *testing.T) {
 	if err := yaml.Unmarshal([]byte("authorization: {credentials: abc}\nanonymize_salt: s\n"), &back); err != nil ||
 		back.HTTPClientConfig.Authorization == nil || back.HTTPClientConfig.Authorization.Credentials != "abc" || back.AnonymizeSalt != "s" {
 		t.Fatalf("decode secrets: %v %+v", err, back)
+	}
+}
+
+// TestSourceRelabelValidation: rules that Prometheus refuses are refused with the list's name.
+func TestSourceRelabelValidation(t *testing.T) {
+	var bad []*relabel.Config
+	if err := yaml.Unmarshal([]byte("- {action: replace, regex: x}\n"), &bad); err != nil {
+		t.Fatal(err)
+	}
+	s := SourceConfig{ID: "a", From: "http://x", MetricRelabelConfigs: bad, RelabelConfigs: []*relabel.Config{nil}}
+	err := s.Validate()
+	for _, want := range []string{"metric_relabel_configs[0]: relabel configuration for replace action requires 'target_label' value", "relabel_configs[0]: empty rule"} {
+		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("Validate: %v, want %q", err, want)
+		}
 	}
 }

@@ -4,6 +4,8 @@
 //   - the lifecycle of the sources, their WALs, queues and shippers (Run(ctx) returns when every
 //     goroutine it started has exited);
 //   - federate scraping: the HTTP client, the size limit, the scrape loop and its metrics;
+//   - the configuration file (LoadConfig, CheckConfig): sources, Prometheus remote_write entries
+//     (RemoteWriteConfig, turned into EndpointConfig and per-endpoint queue options), flags;
 //   - the configuration of each source's ingest path (ingest.TransformConfig from SourceConfig);
 //     parsing, transforms and the append of one scrape are package agent/ingest's;
 //   - recording rules, appended through the same transforms (ingest.Ingester.IngestSamples);

@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/collector-dev/collector/agent/ingest"
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/shipper"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage/remote/azuread"
 	"github.com/prometheus/sigv4"
@@ -56,9 +58,15 @@ type EndpointConfig struct {
 	// auto (2.0 until the endpoint answers 415 or a 2xx without written counts, then 1.0 for the
 	// rest of the process).
 	Protocol string `yaml:"protocol"`
-	// ProtobufMessage is Prometheus' remote_write key: prometheus.WriteRequest (1.0) or
-	// io.prometheus.write.v2.Request (2.0). It forces that version, as in Prometheus; it cannot
-	// be combined with another Protocol.
+
+	// Queue holds the queue_config settings of the endpoint's remote_write entry; nil fields keep
+	// the `collector run` flags' values (see QueueOptions).
+	Queue RemoteWriteQueueConfig `yaml:"-"`
+	// WriteRelabelConfigs are applied once per series before it is sent to this endpoint.
+	WriteRelabelConfigs []*relabel.Config `yaml:"-"`
+	// ProtobufMessage is the remote_write entry's protobuf_message: ProtobufMessageV1 (the
+	// default) or ProtobufMessageV2. It forces that version, as in Prometheus; it cannot be
+	// combined with a Protocol that says otherwise.
 	ProtobufMessage string `yaml:"protobuf_message"`
 }
 
@@ -104,6 +112,9 @@ func (e EndpointConfig) Validate() error {
 	}
 	if strings.HasPrefix(e.Name, ReplayPrefix) {
 		return fmt.Errorf("endpoint name %q: names starting with %q are reserved for the positions of collector replay: give the endpoint another name", e.Name, ReplayPrefix)
+	}
+	if err := ingest.ValidateRelabelConfigs("write_relabel_configs", e.WriteRelabelConfigs); err != nil {
+		return fmt.Errorf("endpoint %q: %w", e.Name, err)
 	}
 	if e.RetryOnStatus != "" {
 		if _, err := shipper.ParseStatusSet(e.RetryOnStatus); err != nil {

@@ -82,6 +82,27 @@ func TestEndpointProtocol(t *testing.T) {
 	}
 }
 
+// TestRemoteWriteEntryProtocol: a remote_write entry's protocol and protobuf_message reach the
+// shipper.
+func TestRemoteWriteEntryProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, message string
+		want              shipper.Protocol
+	}{
+		{"auto", "", shipper.ProtocolAuto},
+		{"", ProtobufMessageV2, shipper.ProtocolV2},
+		{"", "", shipper.ProtocolV1},
+	} {
+		e := RemoteWriteConfig{URL: "https://hub/api/v1/receive", Protocol: tc.protocol, ProtobufMessage: tc.message}.Endpoint()
+		if err := e.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ShipperOptions("v").Protocol; got != tc.want {
+			t.Errorf("protocol %q, protobuf_message %q: shipper protocol %q, want %q", tc.protocol, tc.message, got, tc.want)
+		}
+	}
+}
+
 // TestRefusedEndpointRetried: an endpoint that answers 401 (a revoked credential) is listed as
 // failing in /readyz and counted in collector_queue_failing_shards while its requests are
 // retried; once it accepts, everything is delivered and nothing was dropped.

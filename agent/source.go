@@ -479,6 +479,7 @@ func buildState(cfg SourceConfig, now func() time.Time) (*sourceState, error) {
 	tc.Anonymize = cfg.Anonymize
 	tc.Salt = salt
 	tc.ClusterID = cfg.ID
+	tc.RelabelConfigs, tc.MetricRelabelConfigs = cfg.RelabelConfigs, cfg.MetricRelabelConfigs
 	if err := tc.Validate(); err != nil {
 		return fail(fmt.Errorf("transforms: %w", err))
 	}

@@ -71,6 +71,9 @@
 //   - it is older than SampleAgeLimit when it is sent (0, the default, disables this): "too_old";
 //   - its series ref has no labels in the WAL: "unknown_series" (only after corruption cut its
 //     Series record or the checkpoint: wal/FORMAT.md).
+//   - the endpoint's write_relabel_configs (Options.WriteRelabelConfigs) drop its series, or remove
+//     its metric name: "write_relabel". This is the user's configuration, not a loss; it is
+//     decided once per series (cached by ref) and never sent.
 //
 // Samples outside MinTime/MaxTime (replay) are skipped and counted as filtered, not dropped. A
 // corrupted WAL segment is skipped from the corruption on (the reader's CorruptionError); this

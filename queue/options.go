@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -79,6 +82,12 @@ type Options struct {
 	// Skipped samples count as filtered, not dropped.
 	MinTime, MaxTime int64
 
+	// WriteRelabelConfigs are the endpoint's write_relabel_configs (Prometheus' relabeling),
+	// applied to the labels of each series once, before its samples are sharded (the outcome is
+	// cached by series ref). A series they drop is counted with reason "write_relabel" and never
+	// sent; a series whose rules remove its metric name too. Nil: series are sent as written.
+	WriteRelabelConfigs []*relabel.Config
+
 	// PollInterval is how often the reader looks for new data without a notification from the
 	// writer. Default 250ms.
 	PollInterval time.Duration
@@ -138,6 +147,14 @@ func (o *Options) validate() error {
 		return fmt.Errorf("commit interval %v must be positive", o.CommitInterval)
 	case o.MaxTime != 0 && o.MaxTime < o.MinTime:
 		return fmt.Errorf("time filter [%d, %d] is empty", o.MinTime, o.MaxTime)
+	}
+	for i, c := range o.WriteRelabelConfigs {
+		if c == nil {
+			return fmt.Errorf("write relabel rule %d is empty", i)
+		}
+		if err := c.Validate(model.UTF8Validation); err != nil {
+			return fmt.Errorf("write relabel rule %d: %w", i, err)
+		}
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 250 * time.Millisecond

@@ -199,7 +199,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); q.commitLoop(bgCtx, dir, t) }()
 	go func() { defer bg.Done(); q.updateShardsLoop(bgCtx) }()
 
-	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: ctx, sendCtx: sendCtx}
+	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: ctx, sendCtx: sendCtx, relabel: newWriteRelabeler(q.opts.WriteRelabelConfigs)}
 	n := q.opts.MinShards
 	var runErr error
 	for {

@@ -35,6 +35,8 @@ type tailer struct {
 	cur    []*[]item    // per shard, the chunk being filled
 	ready  []readyChunk // chunks to hand over, in order
 	left   []item       // samples not yet handed over when the last epoch ended
+	// relabel applies the endpoint's write relabeling; nil without rules.
+	relabel *writeRelabeler
 }
 
 type readyChunk struct {
@@ -87,8 +89,11 @@ func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) 
 func (tl *tailer) convert(b wal.Batch) []item {
 	q, o := tl.q, tl.q.opts
 	buf := tl.buf[:0]
-	unknown, filtered := 0, 0
+	unknown, filtered, relabeled := 0, 0, 0
 	var maxT int64
+	if tl.relabel != nil {
+		tl.relabel.startRecord(b.Start.Segment)
+	}
 	for _, s := range b.Samples {
 		maxT = max(maxT, s.T)
 		if (o.MinTime != 0 && s.T < o.MinTime) || (o.MaxTime != 0 && s.T > o.MaxTime) {
@@ -99,6 +104,12 @@ func (tl *tailer) convert(b wal.Batch) []item {
 		if !ok {
 			unknown++
 			continue
+		}
+		if tl.relabel != nil {
+			if lset, ok = tl.relabel.apply(s.Ref, lset); !ok {
+				relabeled++
+				continue
+			}
 		}
 		buf = append(buf, item{lset: lset, ref: s.Ref, t: s.T, v: s.V})
 	}
@@ -111,6 +122,10 @@ func (tl *tailer) convert(b wal.Batch) []item {
 		tl.t.drop(ReasonUnknownSeries, unknown)
 		q.metrics.samplesDropped.WithLabelValues(ReasonUnknownSeries).Add(float64(unknown))
 		q.rates.dropped.Add(int64(unknown))
+	}
+	if relabeled > 0 {
+		tl.t.drop(ReasonWriteRelabel, relabeled)
+		q.metrics.samplesDropped.WithLabelValues(ReasonWriteRelabel).Add(float64(relabeled))
 	}
 	if filtered > 0 {
 		tl.t.filter(filtered)

@@ -62,6 +62,12 @@
 // ending a series at the hub is the receiver's own staleness handling. Native histograms (only
 // in the protobuf format) are dropped and counted (native_histogram): the WAL holds floats.
 //
+// Relabeling. TransformConfig.RelabelConfigs (a source's relabel_configs) run on a series as read,
+// before the transforms, and MetricRelabelConfigs after them, with Prometheus' model/relabel.
+// Both run on the slow path only, once per series: the cache keeps the outcome, a drop included,
+// so a series they drop is counted (relabel, metric_relabel) at every scrape without being
+// relabeled again.
+//
 // Metrics (registered on the registerer given to NewIngester, which the agent wraps with
 // cluster_id and source): the seeds' gauges federate_samples (samples in the last body, before
 // transforms) and federate_filtered_samples (dropped by the transforms), and

@@ -507,7 +507,7 @@ func newIngestMetrics(reg prometheus.Registerer) *ingestMetrics {
 		}),
 		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_scrape_samples_dropped_total",
-			Help: "Samples read but not appended, by reason: invalid_name, no_timestamp, too_old, stale_marker, duplicate, out_of_order, unknown_series, native_histogram.",
+			Help: "Samples read but not appended, by reason: invalid_name, no_timestamp, too_old, stale_marker, duplicate, out_of_order, unknown_series, native_histogram, relabel, metric_relabel.",
 		}, []string{"reason"}),
 		clamped: f.NewCounter(prometheus.CounterOpts{
 			Name: "collector_scrape_timestamps_clamped_total",

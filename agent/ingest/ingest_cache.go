@@ -75,18 +75,30 @@ type cachePut struct {
 const (
 	dropNone uint8 = iota
 	dropInvalidName
+	dropRelabel
+	dropMetricRelabel
 )
 
 func dropReason(code uint8) string {
-	if code == dropInvalidName {
+	switch code {
+	case dropInvalidName:
 		return DropInvalidName
+	case dropRelabel:
+		return DropRelabel
+	case dropMetricRelabel:
+		return DropMetricRelabel
 	}
 	return ""
 }
 
 func dropCode(reason string) uint8 {
-	if reason == DropInvalidName {
+	switch reason {
+	case DropInvalidName:
 		return dropInvalidName
+	case DropRelabel:
+		return dropRelabel
+	case DropMetricRelabel:
+		return dropMetricRelabel
 	}
 	return dropNone
 }

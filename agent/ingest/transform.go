@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 )
 
@@ -83,6 +84,9 @@ type TransformConfig struct {
 	// FutureTolerance: timestamps later than now+FutureTolerance are clamped to now and counted.
 	// 0 clamps every future timestamp, as the seeds do. Default DefaultFutureTolerance.
 	FutureTolerance time.Duration
+	// RelabelConfigs are applied to a series' labels as read, before the transforms, and
+	// MetricRelabelConfigs after them (SourceConfig). Validated rules only.
+	RelabelConfigs, MetricRelabelConfigs []*relabel.Config
 }
 
 // DefaultElideLabels returns the labels dropped from every series when a source does not say:
@@ -176,7 +180,8 @@ func (c TransformConfig) Validate() error {
 	if c.MaxAge < 0 || c.FutureTolerance < 0 {
 		return errors.New("max age and future tolerance must not be negative")
 	}
-	return nil
+	return errors.Join(ValidateRelabelConfigs("relabel_configs", c.RelabelConfigs),
+		ValidateRelabelConfigs("metric_relabel_configs", c.MetricRelabelConfigs))
 }
 
 // rawLabel is one label of a parsed series, before transforms. Its strings may alias the
@@ -191,7 +196,9 @@ type transformer struct {
 	anonymize map[string]struct{}
 	salt      string
 	maxAge    int64 // ms; 0: no limit
-	tolerance int64 // ms
+	// relabel and metricRelabel: TransformConfig's RelabelConfigs and MetricRelabelConfigs.
+	relabel, metricRelabel []*relabel.Config
+	tolerance              int64 // ms
 }
 
 func newTransformer(c TransformConfig) (*transformer, error) {
@@ -205,6 +212,9 @@ func newTransformer(c TransformConfig) (*transformer, error) {
 		salt:      c.Salt,
 		maxAge:    c.MaxAge.Milliseconds(),
 		tolerance: c.FutureTolerance.Milliseconds(),
+		relabel:   c.RelabelConfigs,
+
+		metricRelabel: c.MetricRelabelConfigs,
 	}
 	hasClusterID := false
 	for _, l := range c.Labels {
@@ -247,6 +257,13 @@ type seriesResult struct {
 // pairs is the label set in input order without __name__; it is modified. b is scratch.
 func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBuilder) seriesResult {
 	var res seriesResult
+	if len(tr.relabel) > 0 {
+		var keep bool
+		if name, pairs, keep = tr.relabelRaw(name, pairs, b); !keep {
+			res.drop = DropRelabel
+			return res
+		}
+	}
 	// --label: empty pairs go first (the seeds' Label transformer drops them), then override or add.
 	n := 0
 	for _, p := range pairs {
@@ -307,7 +324,38 @@ func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBu
 	}
 	b.Sort()
 	res.lset = b.Labels()
+	if len(tr.metricRelabel) > 0 {
+		var keep bool
+		if res.lset, keep = relabelSeries(labels.NewBuilder(res.lset), res.lset, tr.metricRelabel); !keep {
+			res.drop = DropMetricRelabel
+		}
+	}
 	return res
+}
+
+// relabelRaw applies the relabel_configs to a series as read (empty names and values skipped,
+// the first of duplicate names kept) and returns it split again, or false when dropped.
+func (tr *transformer) relabelRaw(name string, pairs []rawLabel, b *labels.ScratchBuilder) (string, []rawLabel, bool) {
+	b.Reset()
+	b.Add(labels.MetricName, name)
+	var seen map[string]struct{}
+	if len(pairs) > smallLabelSet {
+		seen = make(map[string]struct{}, len(pairs))
+	}
+	for i, p := range pairs {
+		if p.name == "" || p.value == "" || p.name == labels.MetricName || seenBefore(pairs[:i], p.name, seen) {
+			continue
+		}
+		b.Add(p.name, p.value)
+	}
+	b.Sort()
+	lset := b.Labels()
+	out, keep := relabelSeries(labels.NewBuilder(lset), lset, tr.relabel)
+	if !keep {
+		return "", pairs, false
+	}
+	name, pairs = splitLabels(out, pairs[:0])
+	return name, pairs, true
 }
 
 // smallLabelSet is the size up to which label names are compared pairwise; larger sets (a

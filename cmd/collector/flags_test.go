@@ -230,7 +230,7 @@ func TestConfigFile(t *testing.T) {
 sources:
   - {id: file-a, from: "http://127.0.0.1:1", interval: 2s}
   - {id: file-b, from: "http://127.0.0.1:1", interval: 2s}
-endpoints:
+remote_write:
   - {name: backup, url: "http://127.0.0.1:2/api/v1/write"}
 flags:
   wal-fsync: segment
@@ -262,11 +262,11 @@ flags:
 		{"bad flag value", "flags:\n  interval: soon\n", nil, `flags.interval (line 2): invalid value "soon" for --interval`},
 		{"list for a scalar", "flags:\n  interval: [1s, 2s]\n", nil, "flags.interval (line 2): --interval takes one value, not a list"},
 		{"config in the file", "flags:\n  config: other.yaml\n", nil, "flags.config (line 2)"},
-		{"unknown key", "sources:\n  - id: a\n    from: http://x\n    intervall: 1s\n", nil, "line 4: field intervall not found"},
+		{"unknown key", "sources:\n  - id: a\n    from: http://x\n    intervall: 1s\n", nil, "line 4, column 5: field intervall not found in a source"},
 		{"unknown top-level key", "endpoint:\n  - url: http://x/w\n", nil, "field endpoint not found"},
-		{"duplicate endpoint with --to-upload", "endpoints:\n  - {name: '127.0.0.1_1', url: 'http://10.0.0.1/w'}\n", nil, `name "127.0.0.1_1" is already used by endpoints[0]`},
+		{"duplicate endpoint with --to-upload", "remote_write:\n  - {name: '127.0.0.1_1', url: 'http://10.0.0.1/w'}\n", nil, `name "127.0.0.1_1" is already used by endpoint 1`},
 		{"duplicate source with --id", "sources:\n  - {id: c1, from: 'http://x'}\n", nil, `id "c1" is already used`},
-		{"bad endpoint", "endpoints:\n  - {url: 'x'}\n", nil, "endpoints[0]"},
+		{"bad endpoint", "remote_write:\n  - {url: 'x'}\n", nil, "line 2, column 5: remote_write[0]"},
 		{"missing file", "", []string{"--config", filepath.Join(dir, "nope.yaml")}, "read config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		runCommand(),
 		walCommand(),
 		replayCommand(),
+		checkCommand(),
 		{
 			Name:  "version",
 			Usage: "print the version",
@@ -109,6 +110,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 	}
 	cmds[1].Action = unknownCommand // wal without a known subcommand
+	cmds[3].Action = unknownCommand // check without a known subcommand
 	// A usage error is one line naming the flag, not the whole help.
 	var setUsage func([]*cli.Command)
 	setUsage = func(cs []*cli.Command) {

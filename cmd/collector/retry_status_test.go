@@ -16,7 +16,7 @@ import (
 func TestRetryOnStatusFlag(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "collector.yaml")
-	writeFile(t, file, "flags:\n  to-upload-retry-on-status: 403,429\nendpoints:\n  - name: backup\n    url: http://backup/w\n    retry_on_status: 401, 5xx\n")
+	writeFile(t, file, "flags:\n  to-upload-retry-on-status: 403,429\nremote_write:\n  - name: backup\n    url: http://backup/w\n    retry_on_status: 401, 5xx\n")
 	for _, tc := range []struct {
 		name string
 		env  string

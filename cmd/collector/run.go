@@ -246,6 +246,9 @@ func startUp(c *cli.Context) (*started, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings { // logged once, at start-up
+		logger.WithField("config", c.String("config")).Warn(w)
+	}
 	opts, err := buildOptions(s)
 	if err != nil {
 		return nil, err
@@ -363,10 +366,10 @@ func buildConfig(c *cli.Context) (agent.Config, settings, error) {
 		return agent.Config{}, s, err
 	}
 	if cfg.Endpoints, err = agent.MergeFlagEndpoints(file.Endpoints, flagEps); err != nil {
-		return agent.Config{}, s, usagef("--to-upload and the config file's endpoints: %w", err)
+		return agent.Config{}, s, usagef("--to-upload and the config file's remote_write: %w", err)
 	}
 	if len(cfg.Endpoints) == 0 {
-		return agent.Config{}, s, usagef("--to-upload is required (or --config with endpoints)")
+		return agent.Config{}, s, usagef("--to-upload is required (or --config with remote_write)")
 	}
 	cfg.Flags = nil
 	return cfg, s, nil

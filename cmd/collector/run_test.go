@@ -274,7 +274,7 @@ func TestReloadConfigFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, extra, want string
 	}{
-		{"endpoint added", "endpoints:\n  - {name: other, url: 'http://127.0.0.1:1/w'}\n", "reload adds other: restart to add, remove or change endpoints"},
+		{"endpoint added", "remote_write:\n  - {name: other, url: 'http://127.0.0.1:1/w'}\n", "reload adds other: restart to add, remove or change endpoints"},
 		{"unknown flag", "  intervall: 2s\n", "flags.intervall (line 9): collector run has no flag --intervall"},
 		{"bad value", "  match: 'up{'\n", `--match "up{"`},
 	} {
