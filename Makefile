@@ -28,7 +28,23 @@ deps:
 	@command -v prometheus >/dev/null 2>&1 || { echo "prometheus is still missing after the install" >&2; exit 1; }
 	@systemctl stop prometheus >/dev/null 2>&1 || true
 
-test: deps lint thanos
+# prometheus3 builds Prometheus 3 (cmd/prometheus of the version tools/prometheus3/go.mod pins, its
+# own module so that its dependencies stay out of collector's) into .cache/bin, once per version:
+# the end-to-end tests use it as a remote-write 2.0 receiver. Tagged remove_all_sd (no service
+# discovery but file and http: the receiver scrapes nothing) and without builtinassets (the API is
+# all the tests need, not the web UI).
+PROMETHEUS3_VERSION := $(shell sed -n 's,^require github.com/prometheus/prometheus ,,p' tools/prometheus3/go.mod)
+PROMETHEUS3         := .cache/bin/prometheus-$(PROMETHEUS3_VERSION)
+
+.PHONY: prometheus3
+prometheus3: $(PROMETHEUS3)
+
+$(PROMETHEUS3): tools/prometheus3/go.mod tools/prometheus3/go.sum
+	@mkdir -p $(@D)
+	cd tools/prometheus3 && CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd -o ../../$@.tmp github.com/prometheus/prometheus/cmd/prometheus
+	mv $@.tmp $@
+
+test: deps lint thanos prometheus3
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 # thanos builds the Thanos binary the end-to-end tests run as the hub, pinned by tools/thanos/go.mod,
@@ -47,7 +63,7 @@ $(THANOS): tools/thanos/go.mod tools/thanos/go.sum
 test-unit: deps
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /e2e)
 
-test-e2e: deps build thanos
+test-e2e: deps build thanos prometheus3
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./e2e/...
 
 bench:

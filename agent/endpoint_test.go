@@ -46,6 +46,64 @@ func TestEndpointRetryOnStatus(t *testing.T) {
 	}
 }
 
+// TestEndpointProtocol: protocol (--to-upload-protocol) and Prometheus' protobuf_message map to
+// the shipper's protocol; contradictions and unknown values are refused by Validate.
+func TestEndpointProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, message string
+		want              shipper.Protocol
+		wantErr           string
+	}{
+		{want: shipper.ProtocolV1},
+		{protocol: "auto", want: shipper.ProtocolAuto},
+		{protocol: "v2", want: shipper.ProtocolV2},
+		{message: "io.prometheus.write.v2.Request", want: shipper.ProtocolV2},
+		{message: "prometheus.WriteRequest", want: shipper.ProtocolV1},
+		{protocol: "v2", message: "io.prometheus.write.v2.Request", want: shipper.ProtocolV2},
+		{protocol: "auto", message: "prometheus.WriteRequest", wantErr: `protocol "auto" and protobuf_message "prometheus.WriteRequest" disagree`},
+		{message: "v2", wantErr: `protobuf_message "v2": want prometheus.WriteRequest or io.prometheus.write.v2.Request`},
+		{protocol: "rw2", wantErr: `endpoint "hub": protocol: invalid remote-write protocol "rw2"`},
+	} {
+		t.Run(tc.protocol+"/"+tc.message, func(t *testing.T) {
+			e := EndpointConfig{Name: "hub", URL: "https://hub/api/v1/receive", Protocol: tc.protocol, ProtobufMessage: tc.message}
+			err := e.Validate()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Validate = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.ShipperOptions("v").Protocol; got != tc.want {
+				t.Fatalf("shipper protocol %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRemoteWriteEntryProtocol: a remote_write entry's protocol and protobuf_message reach the
+// shipper.
+func TestRemoteWriteEntryProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, message string
+		want              shipper.Protocol
+	}{
+		{"auto", "", shipper.ProtocolAuto},
+		{"", ProtobufMessageV2, shipper.ProtocolV2},
+		{"", "", shipper.ProtocolV1},
+	} {
+		e := RemoteWriteConfig{URL: "https://hub/api/v1/receive", Protocol: tc.protocol, ProtobufMessage: tc.message}.Endpoint()
+		if err := e.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ShipperOptions("v").Protocol; got != tc.want {
+			t.Errorf("protocol %q, protobuf_message %q: shipper protocol %q, want %q", tc.protocol, tc.message, got, tc.want)
+		}
+	}
+}
+
 // TestRefusedEndpointRetried: an endpoint that answers 401 (a revoked credential) is listed as
 // failing in /readyz and counted in collector_queue_failing_shards while its requests are
 // retried; once it accepts, everything is delivered and nothing was dropped.

@@ -29,6 +29,12 @@
 //   - TestCrashDuringOutage: SIGKILL and SIGTERM with restarts while the receiver is down.
 //   - TestFlakyHub: 503, 429 with Retry-After, connection resets, lost answers; per-series order
 //     of the acknowledged samples checked on the wire; also against a plain Prometheus receiver.
+//   - TestRemoteWrite2: --to-upload-protocol auto against Prometheus 3 (built from tools/prometheus3
+//     by make prometheus3: 2.0 on the wire, read back through its query API), Prometheus 3 taking
+//     only 1.0 (415: fallback) and Debian's Prometheus 2.42 (204 without written counts:
+//     fallback); a recorder in front of each receiver shows what went on the wire.
+//   - TestRemoteWrite2Thanos: the same against thanos receive v0.42.0, which does not speak 2.0
+//     (200 without written counts): auto falls back, nothing is lost.
 //   - TestReplay: collector replay --all into an empty receiver reproduces the WAL exactly.
 //   - TestAccountingAtScale: 50k series a second, seeded SIGKILLs, receiver outages, about 100 s.
 //   - TestCrashLoopSoak: SIGKILL every 1 to 5 s for about 100 s while the hub flaps (down, 503,

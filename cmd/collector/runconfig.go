@@ -299,6 +299,7 @@ func endpointsFromFlags(c flagGetter, flag string) ([]agent.EndpointConfig, erro
 			Tenant:           c.String("to-upload-tenant"),
 			Timeout:          c.Duration("to-upload-timeout"),
 			RetryOnStatus:    c.String("to-upload-retry-on-status"),
+			Protocol:         c.String("to-upload-protocol"),
 		})
 	}
 	eps = agent.DefaultNames(eps)

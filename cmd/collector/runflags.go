@@ -83,6 +83,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "to-upload-tenant", Category: catUpload, Usage: "tenant sent in the THANOS-TENANT header", EnvVars: env("to-upload-tenant")},
 		&cli.DurationFlag{Name: "to-upload-timeout", Category: catUpload, Value: 30 * time.Second, Usage: "timeout of one remote-write request", EnvVars: env("to-upload-timeout")},
 		&cli.StringFlag{Name: "to-upload-retry-on-status", Category: catUpload, Value: shipper.DefaultRetryOnStatus, Usage: "HTTP statuses retried until they succeed (codes and the class 5xx, comma-separated); any other 4xx or 5xx drops its request's samples, counted. 400, 409 and 413 cannot be listed", EnvVars: env("to-upload-retry-on-status")},
+		&cli.StringFlag{Name: "to-upload-protocol", Category: catUpload, Value: string(shipper.ProtocolV1), Usage: "remote-write version sent: v1, v2, or auto (2.0 until the endpoint answers 415 or a 2xx without written counts, then 1.0 for the rest of the process)", EnvVars: env("to-upload-protocol")},
 
 		&cli.StringFlag{Name: "to", Category: catUpload, Usage: "telemeter-client's Telemeter server: refused, the /authorize + /upload protocol is not supported (use --to-upload)", EnvVars: env("to")},
 		&cli.StringFlag{Name: "to-auth", Category: catUpload, Usage: "telemeter-client's /authorize URL: refused, as --to", EnvVars: env("to-auth")},
