@@ -1,9 +1,9 @@
-// Package e2e holds the end-to-end tests of collector (issue #6): the real collector binary,
+// Package e2e holds the end-to-end tests of collector: the real collector binary,
 // built once by TestMain, between real Prometheus processes (Debian's prometheus package: `make
 // deps`) and servers of the test's own (a deterministic /federate source, a fault-injecting
 // proxy in front of the receiver).
 //
-// What the tests hold the program to is the delivery guarantee of DESIGN.md: every sample the
+// What the tests hold the program to is the delivery guarantee of docs/design.md: every sample the
 // source served is at the receiver after hub outages, crashes (SIGKILL) and restarts (SIGTERM),
 // flaky receivers and replays, or is accounted for with a named reason. The oracle is not the
 // collector's WAL: the generated /federate source logs every request it answered (the second,
