@@ -112,7 +112,7 @@ func (a Allowlist) validate() error {
 		return out
 	}
 	for _, m := range (Allowlist{Names: trim(a.Names), Matches: trim(a.Matches)}).Matchers() {
-		if err := validateMatcher(m); err != nil {
+		if err := ValidateMatcher(m); err != nil {
 			return err
 		}
 	}

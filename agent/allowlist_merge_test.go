@@ -128,7 +128,7 @@ func TestLoadAllowlistsMerge(t *testing.T) {
 			}
 			ms := a.Matchers()
 			for _, m := range ms {
-				if err := validateMatcher(m); err != nil {
+				if err := ValidateMatcher(m); err != nil {
 					t.Error(err)
 				}
 			}

@@ -36,7 +36,7 @@ func TestLoadAllowlistRHACM(t *testing.T) {
 				}
 			}
 			for _, m := range a.Matchers() {
-				if err := validateMatcher(m); err != nil {
+				if err := ValidateMatcher(m); err != nil {
 					t.Error(err)
 				}
 			}

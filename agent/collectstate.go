@@ -161,7 +161,7 @@ func renderMatch(m string, ls map[string]string) (string, error) {
 	if !strings.HasPrefix(sel, "{") {
 		sel = "{" + sel + "}"
 	}
-	if err := validateMatcher(sel); err != nil {
+	if err := ValidateMatcher(sel); err != nil {
 		return "", err
 	}
 	return sel, nil

@@ -25,7 +25,7 @@ const (
 
 // RemoteWriteConfig is one entry of the configuration file's remote_write: list. It has the keys
 // of Prometheus' remote_write entry, so that the block of a Prometheus configuration can be
-// pasted as it is, plus collector's tenant, tenant_header and retry_on_status. LoadConfig turns
+// pasted as it is, plus collector's tenant, tenant_header, retry_on_status and protocol. LoadConfig turns
 // each entry into an EndpointConfig (see Endpoint); docs/configuration.md says what each key does.
 type RemoteWriteConfig struct {
 	URL  string `yaml:"url"`
@@ -62,6 +62,8 @@ type RemoteWriteConfig struct {
 	TenantHeader string `yaml:"tenant_header"`
 	// RetryOnStatus: see EndpointConfig.RetryOnStatus.
 	RetryOnStatus string `yaml:"retry_on_status"`
+	// Protocol: see EndpointConfig.Protocol (v1, v2 or auto; protobuf_message forces one).
+	Protocol string `yaml:"protocol"`
 }
 
 // RemoteWriteQueueConfig is Prometheus' queue_config. A key left out is nil: the endpoint keeps
@@ -207,6 +209,7 @@ func (r RemoteWriteConfig) Endpoint() EndpointConfig {
 		SigV4Config:         r.SigV4Config,
 		AzureADConfig:       r.AzureADConfig,
 		ProtobufMessage:     r.ProtobufMessage,
+		Protocol:            r.Protocol,
 	}
 	return e.WithDefaults()
 }

@@ -68,7 +68,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad-duration.yaml", []string{"line 4"}},
 		{"bad-values.yaml", []string{
 			`source "a"`, "from: url ftp://localhost:9090: scheme must be http or https",
-			`matcher "up{"`, `matcher "{}"`, "worker_number -1 is negative",
+			`matcher "up{"`, `matcher "{}"`, "worker_number -1 is negative", `compression "brotli": want gzip or none`,
 			"http config: at most one of bearer_token & bearer_token_file must be configured",
 		}},
 		{"missing.yaml", []string{"read config testdata/config/missing.yaml"}},

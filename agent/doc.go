@@ -11,7 +11,8 @@
 //   - recording rules, appended through the same transforms (ingest.Ingester.IngestSamples);
 //   - collect rules: evaluated every evaluate interval, their state saved next to the WAL, their
 //     dynamic metrics federated as scrapes of their own while they fire (collecteval.go);
-//   - the HTTP endpoints /metrics, /healthz and /readyz;
+//   - the HTTP endpoints /metrics, /healthz, /readyz (also as /healthz/ready), /-/reload and,
+//     with EnablePprof, /debug/pprof;
 //   - the truncation schedule of the WALs.
 //
 // It imports agent/ingest, wal, queue and shipper and nothing else internal; cmd/collector is its

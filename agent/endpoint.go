@@ -54,6 +54,10 @@ type EndpointConfig struct {
 	// and the class 5xx (--to-upload-retry-on-status). Any other 4xx or 5xx drops its batch,
 	// counted; 400, 409 and 413 cannot be listed. Default shipper.DefaultRetryOnStatus.
 	RetryOnStatus string `yaml:"retry_on_status"`
+	// Protocol is the remote-write version sent (--to-upload-protocol): v1 (the default), v2, or
+	// auto (2.0 until the endpoint answers 415 or a 2xx without written counts, then 1.0 for the
+	// rest of the process).
+	Protocol string `yaml:"protocol"`
 
 	// Queue holds the queue_config settings of the endpoint's remote_write entry; nil fields keep
 	// the `collector run` flags' values (see QueueOptions).
@@ -61,7 +65,8 @@ type EndpointConfig struct {
 	// WriteRelabelConfigs are applied once per series before it is sent to this endpoint.
 	WriteRelabelConfigs []*relabel.Config `yaml:"-"`
 	// ProtobufMessage is the remote_write entry's protobuf_message: ProtobufMessageV1 (the
-	// default) or ProtobufMessageV2.
+	// default) or ProtobufMessageV2. It forces that version, as in Prometheus; it cannot be
+	// combined with a Protocol that says otherwise.
 	ProtobufMessage string `yaml:"protobuf_message"`
 }
 
@@ -82,6 +87,28 @@ func (e EndpointConfig) WithDefaults() EndpointConfig {
 		}
 	}
 	return e
+}
+
+// DefaultNames gives each endpoint without a name its default (WithDefaults: its host), and
+// tells apart the endpoints it named on one host: host, host-2, host-3, ... (the --to-upload
+// endpoints, which have no names, may share a host). Endpoints with names keep them.
+func DefaultNames(eps []EndpointConfig) []EndpointConfig {
+	out := make([]EndpointConfig, 0, len(eps))
+	seen := map[string]int{}
+	for _, e := range eps {
+		if e.Name != "" {
+			out = append(out, e)
+			continue
+		}
+		e = e.WithDefaults()
+		base := e.Name
+		if n := seen[base]; n > 0 {
+			e.Name = fmt.Sprintf("%s-%d", base, n+1)
+		}
+		seen[base]++
+		out = append(out, e)
+	}
+	return out
 }
 
 // Validate checks the endpoint without touching files (the shipper loads them).
@@ -116,7 +143,29 @@ func (e EndpointConfig) Validate() error {
 			return fmt.Errorf("endpoint %q: retry_on_status: %w", e.Name, err)
 		}
 	}
+	if _, err := e.protocol(); err != nil {
+		return fmt.Errorf("endpoint %q: %w", e.Name, err)
+	}
 	return nil
+}
+
+// protocol is the shipper protocol of Protocol and ProtobufMessage.
+func (e EndpointConfig) protocol() (shipper.Protocol, error) {
+	p, err := shipper.ParseProtocol(e.Protocol)
+	if err != nil {
+		return "", fmt.Errorf("protocol: %w", err)
+	}
+	if e.ProtobufMessage == "" {
+		return p, nil
+	}
+	m, err := shipper.ParseProtocol(e.ProtobufMessage)
+	if err != nil || strings.HasPrefix(e.ProtobufMessage, "v") || e.ProtobufMessage == string(shipper.ProtocolAuto) {
+		return "", fmt.Errorf("protobuf_message %q: want prometheus.WriteRequest or io.prometheus.write.v2.Request", e.ProtobufMessage)
+	}
+	if e.Protocol != "" && p != m {
+		return "", fmt.Errorf("protocol %q and protobuf_message %q disagree: give one of them", e.Protocol, e.ProtobufMessage)
+	}
+	return m, nil
 }
 
 // ShipperOptions returns the shipper settings of the endpoint.
@@ -136,6 +185,9 @@ func (e EndpointConfig) ShipperOptions(version string) shipper.Options {
 	}
 	if set, err := shipper.ParseStatusSet(e.RetryOnStatus); err == nil {
 		o.RetryOnStatus = set // else empty (the default) or refused by Validate
+	}
+	if p, err := e.protocol(); err == nil {
+		o.Protocol = p // else refused by Validate
 	}
 	return o
 }

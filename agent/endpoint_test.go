@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,64 @@ func TestEndpointRetryOnStatus(t *testing.T) {
 				t.Fatalf("shipper retries %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestEndpointProtocol: protocol (--to-upload-protocol) and Prometheus' protobuf_message map to
+// the shipper's protocol; contradictions and unknown values are refused by Validate.
+func TestEndpointProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, message string
+		want              shipper.Protocol
+		wantErr           string
+	}{
+		{want: shipper.ProtocolV1},
+		{protocol: "auto", want: shipper.ProtocolAuto},
+		{protocol: "v2", want: shipper.ProtocolV2},
+		{message: "io.prometheus.write.v2.Request", want: shipper.ProtocolV2},
+		{message: "prometheus.WriteRequest", want: shipper.ProtocolV1},
+		{protocol: "v2", message: "io.prometheus.write.v2.Request", want: shipper.ProtocolV2},
+		{protocol: "auto", message: "prometheus.WriteRequest", wantErr: `protocol "auto" and protobuf_message "prometheus.WriteRequest" disagree`},
+		{message: "v2", wantErr: `protobuf_message "v2": want prometheus.WriteRequest or io.prometheus.write.v2.Request`},
+		{protocol: "rw2", wantErr: `endpoint "hub": protocol: invalid remote-write protocol "rw2"`},
+	} {
+		t.Run(tc.protocol+"/"+tc.message, func(t *testing.T) {
+			e := EndpointConfig{Name: "hub", URL: "https://hub/api/v1/receive", Protocol: tc.protocol, ProtobufMessage: tc.message}
+			err := e.Validate()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Validate = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.ShipperOptions("v").Protocol; got != tc.want {
+				t.Fatalf("shipper protocol %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRemoteWriteEntryProtocol: a remote_write entry's protocol and protobuf_message reach the
+// shipper.
+func TestRemoteWriteEntryProtocol(t *testing.T) {
+	for _, tc := range []struct {
+		protocol, message string
+		want              shipper.Protocol
+	}{
+		{"auto", "", shipper.ProtocolAuto},
+		{"", ProtobufMessageV2, shipper.ProtocolV2},
+		{"", "", shipper.ProtocolV1},
+	} {
+		e := RemoteWriteConfig{URL: "https://hub/api/v1/receive", Protocol: tc.protocol, ProtobufMessage: tc.message}.Endpoint()
+		if err := e.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ShipperOptions("v").Protocol; got != tc.want {
+			t.Errorf("protocol %q, protobuf_message %q: shipper protocol %q, want %q", tc.protocol, tc.message, got, tc.want)
+		}
 	}
 }
 
@@ -185,5 +244,26 @@ func TestReloadSeesCredentialChange(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "one") || strings.Contains(err.Error(), "two") {
 		t.Fatalf("error leaks the credentials: %v", err)
+	}
+}
+
+// TestDefaultNames: unnamed endpoints are named after their host, those on one host told apart in
+// order; named ones keep their names.
+func TestDefaultNames(t *testing.T) {
+	eps := DefaultNames([]EndpointConfig{
+		{URL: "https://hub.example.com/api/v1/receive"},
+		{URL: "http://10.0.0.1:19291/api/v1/receive"},
+		{URL: "https://hub.example.com/other"},
+		{Name: "mine", URL: "https://hub.example.com/x"},
+		{URL: "https://hub.example.com/third"},
+		{URL: "http://[::1]:9090/w"},
+	})
+	var got []string
+	for _, e := range eps {
+		got = append(got, e.Name)
+	}
+	want := []string{"hub.example.com", "10.0.0.1_19291", "hub.example.com-2", "mine", "hub.example.com-3", "__1_9090"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("names %q, want %q", got, want)
 	}
 }

@@ -185,7 +185,11 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", redactURL(st.federate), err)}
 	}
 	req.Header.Set("Accept", ingest.FederateAccept)
-	req.Header.Set("Accept-Encoding", "gzip")
+	if st.cfg.Compression == CompressionNone {
+		req.Header.Set("Accept-Encoding", "identity")
+	} else {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
 	req.Header.Set("User-Agent", s.agent)
 	resp, err := st.client.Do(req)
 	if err != nil {

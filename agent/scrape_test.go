@@ -157,11 +157,21 @@ func gzipBytes(t *testing.T, s string) []byte {
 }
 
 func TestScrapeAppends(t *testing.T) {
-	for _, gz := range []bool{false, true} {
-		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
+	for _, tc := range []struct {
+		gz          bool   // the source gzips
+		compression string // SourceConfig.Compression
+		wantAE      string // Accept-Encoding the source must get
+	}{
+		{false, "", "gzip"},
+		{true, "", "gzip"},
+		{true, CompressionGzip, "gzip"},
+		{false, CompressionNone, "identity"},
+	} {
+		gz := tc.gz
+		t.Run(fmt.Sprintf("gzip=%v,compression=%q", gz, tc.compression), func(t *testing.T) {
 			payload := federateLines(3)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/federate" || r.Header.Get("Accept") != ingest.FederateAccept || r.Header.Get("Accept-Encoding") != "gzip" ||
+				if r.URL.Path != "/federate" || r.Header.Get("Accept") != ingest.FederateAccept || r.Header.Get("Accept-Encoding") != tc.wantAE ||
 					r.Header.Get("User-Agent") != "collector" {
 					http.Error(w, "bad request "+r.URL.String(), http.StatusBadRequest)
 					return
@@ -175,7 +185,7 @@ func TestScrapeAppends(t *testing.T) {
 				io.WriteString(w, payload)
 			}))
 			defer srv.Close()
-			ts := newTestSource(t, SourceConfig{From: srv.URL, Labels: map[string]string{"cluster": "x"}})
+			ts := newTestSource(t, SourceConfig{From: srv.URL, Labels: map[string]string{"cluster": "x"}, Compression: tc.compression})
 			ts.runCycle(t)
 			got, batches := readSourceWAL(t, ts.w)
 			if len(got) != 3 || batches != 1 {

@@ -1,9 +1,9 @@
-// Package e2e holds the end-to-end tests of collector (issue #6): the real collector binary,
+// Package e2e holds the end-to-end tests of collector: the real collector binary,
 // built once by TestMain, between real Prometheus processes (Debian's prometheus package: `make
 // deps`) and servers of the test's own (a deterministic /federate source, a fault-injecting
 // proxy in front of the receiver).
 //
-// What the tests hold the program to is the delivery guarantee of DESIGN.md: every sample the
+// What the tests hold the program to is the delivery guarantee of docs/design.md: every sample the
 // source served is at the receiver after hub outages, crashes (SIGKILL) and restarts (SIGTERM),
 // flaky receivers and replays, or is accounted for with a named reason. The oracle is not the
 // collector's WAL: the generated /federate source logs every request it answered (the second,
@@ -29,6 +29,12 @@
 //   - TestCrashDuringOutage: SIGKILL and SIGTERM with restarts while the receiver is down.
 //   - TestFlakyHub: 503, 429 with Retry-After, connection resets, lost answers; per-series order
 //     of the acknowledged samples checked on the wire; also against a plain Prometheus receiver.
+//   - TestRemoteWrite2: --to-upload-protocol auto against Prometheus 3 (built from tools/prometheus3
+//     by make prometheus3: 2.0 on the wire, read back through its query API), Prometheus 3 taking
+//     only 1.0 (415: fallback) and Debian's Prometheus 2.42 (204 without written counts:
+//     fallback); a recorder in front of each receiver shows what went on the wire.
+//   - TestRemoteWrite2Thanos: the same against thanos receive v0.42.0, which does not speak 2.0
+//     (200 without written counts): auto falls back, nothing is lost.
 //   - TestReplay: collector replay --all into an empty receiver reproduces the WAL exactly.
 //   - TestAccountingAtScale: 50k series a second, seeded SIGKILLs, receiver outages, about 100 s.
 //   - TestCrashLoopSoak: SIGKILL every 1 to 5 s for about 100 s while the hub flaps (down, 503,

@@ -50,6 +50,10 @@ type pipelineOptions struct {
 	receiverConfig string
 	// flags are added to fastFlags (a later flag wins).
 	flags []string
+	// receiverBin and receiverArgs: another prometheus binary as the receiver (Debian's when
+	// empty), with more flags.
+	receiverBin  string
+	receiverArgs []string
 }
 
 // newPipeline starts a source and a receiver and prepares (does not start) a collector of
@@ -63,7 +67,7 @@ func newPipeline(t testing.TB, id string, o pipelineOptions) *pipeline {
 	if o.receiverConfig != "" {
 		rc = o.receiverConfig
 	}
-	p.rcv = startPrometheus(t, p.tails, "receiver", promConfig{Config: rc, Receiver: true})
+	p.rcv = startPrometheus(t, p.tails, "receiver", promConfig{Config: rc, Receiver: true, Bin: o.receiverBin, Args: o.receiverArgs})
 	writeURL := p.rcv.WriteURL()
 	if o.front != nil {
 		writeURL = o.front(p.rcv)

@@ -37,6 +37,10 @@ type promConfig struct {
 	Config string
 	// Receiver enables the remote-write receiver (--web.enable-remote-write-receiver).
 	Receiver bool
+	// Bin is the prometheus binary; empty means Debian's (requirePrometheus).
+	Bin string
+	// Args are added to the command line.
+	Args []string
 }
 
 // sourceConfig is the configuration of a source Prometheus: it scrapes itself every second as
@@ -79,7 +83,11 @@ const plainReceiverConfig = "global: {}\n"
 func startPrometheus(t testing.TB, tails *logTails, name string, cfg promConfig) *promServer {
 	t.Helper()
 	dir := testDir(t, name)
-	s := &promServer{t: t, tails: tails, name: name, bin: requirePrometheus(t), dir: dir}
+	bin := cfg.Bin
+	if bin == "" {
+		bin = requirePrometheus(t)
+	}
+	s := &promServer{t: t, tails: tails, name: name, bin: bin, dir: dir}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		s.port = freePort(t)
@@ -96,6 +104,7 @@ func startPrometheus(t testing.TB, tails *logTails, name string, cfg promConfig)
 		if cfg.Receiver {
 			s.args = append(s.args, "--web.enable-remote-write-receiver")
 		}
+		s.args = append(s.args, cfg.Args...)
 		if lastErr = s.tryStart(); lastErr == nil {
 			return s
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/sirupsen/logrus"
 )
 
@@ -32,6 +33,14 @@ type Source interface {
 	// FirstSegment returns the oldest retained segment.
 	FirstSegment() int
 }
+
+// labelSharer is the optional part of a Source that lets the reader keep the writer's copy of
+// the series labels instead of its own (*wal.WAL): with it a queue costs no label data.
+type labelSharer interface {
+	ShareLabels([]record.RefSeries)
+}
+
+var _ labelSharer = (*wal.WAL)(nil)
 
 // DirSource returns a Source for the WAL in dir without a writer's handle: a replay beside a
 // running agent (which holds the lock) or of a copied directory. The reader polls for new data.
@@ -179,6 +188,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	ropts := wal.ReaderOptions{Follow: !q.opts.StopAtEnd, PollInterval: q.opts.PollInterval, Logger: q.logger}
 	if _, ok := q.src.(dirSource); !ok {
 		ropts.Changed, ropts.FirstSegment = q.src.Changed, q.src.FirstSegment
+	}
+	if ls, ok := q.src.(labelSharer); ok {
+		ropts.ShareLabels = ls.ShareLabels
 	}
 	r, err := wal.NewReader(dir, start, ropts)
 	if err != nil {

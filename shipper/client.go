@@ -68,6 +68,9 @@ type Options struct {
 	// permanent refusal, except 413 (TooLarge). The zero value means DefaultRetryStatuses();
 	// build others with ParseStatusSet, which refuses 400, 409 and 413.
 	RetryOnStatus StatusSet
+
+	// Protocol is the remote-write message sent (see Protocol); "" means ProtocolV1.
+	Protocol Protocol
 }
 
 // DefaultOptions returns the defaults: Version "dev", Timeout 30s, the zero http_config (TLS
@@ -121,6 +124,7 @@ type Client struct {
 	client  *http.Client
 	metrics *metrics
 	pool    encoderPool
+	proto   *negotiator // the message sent: 1.0 or 2.0
 }
 
 // New returns a Client for the remote-write URL rawURL (http or https with a host). It checks the
@@ -132,6 +136,9 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	if _, err := ParseProtocol(string(opts.Protocol)); err != nil {
+		return nil, fmt.Errorf("configure remote write to %s: %w", RedactURL(u), err)
+	}
 	endpoint := RedactURL(u)
 	log := logger.WithFields(logrus.Fields{"component": "shipper", "url": endpoint})
 
@@ -156,7 +163,7 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 		return nil, fmt.Errorf("configure remote write to %s: %w", endpoint, err)
 	}
 	opts.HTTPClientConfig = hc
-	return &Client{
+	c := &Client{
 		log:        log,
 		url:        u.String(),
 		endpoint:   endpoint,
@@ -171,7 +178,10 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, rawURL string, op
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		metrics: newMetrics(reg),
-	}, nil
+		proto:   newNegotiator(opts.Protocol),
+	}
+	c.setProtocolMetric()
+	return c, nil
 }
 
 func parseURL(raw string) (*url.URL, error) {
@@ -204,15 +214,21 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Send delivers series as one remote-write 1.0 request, in one attempt. It returns nil on 2xx, the
-// wrapped ctx.Err() if ctx ended first, and an *Error otherwise. Safe for concurrent use.
-func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
+// send delivers series as one remote-write request, 2.0 if v2 is set, else 1.0, in one attempt.
+// Send says what it returns.
+func (c *Client) send(ctx context.Context, series []prompb.TimeSeries, v2 bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remote write to %s: %w", c.endpoint, err)
 	}
 	enc := c.pool.get()
 	defer c.pool.put(enc)
-	payload, err := enc.encode(series)
+	var payload []byte
+	var err error
+	if v2 {
+		payload, err = enc.encodeV2(series)
+	} else {
+		payload, err = enc.encode(series)
+	}
 	switch {
 	case errors.Is(err, ErrRequestTooLarge):
 		return localError(c.endpoint, "too_large", false, true, err)
@@ -229,6 +245,9 @@ func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
 		return localError(c.endpoint, "network", true, false, fmt.Errorf("build request: %w", err))
 	}
 	req.Header = c.headers.Clone()
+	if v2 {
+		setV2Headers(req.Header)
+	}
 	req.Body = body
 	req.ContentLength = int64(len(payload))
 
@@ -256,6 +275,11 @@ func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
 	c.metrics.sentBytes.Add(float64(len(payload)))
 
 	if resp.StatusCode/100 == 2 {
+		if v2 {
+			if err := c.checkWritten(resp, series); err != nil {
+				return err
+			}
+		}
 		c.metrics.sentSamples.Add(float64(countSamples(series)))
 		c.metrics.lastSuccess.Set(float64(c.opts.Now().UnixNano()) / 1e9)
 		return nil

@@ -1,7 +1,7 @@
 // Package shipper is the client of one Prometheus remote-write endpoint (Thanos receive on the
 // hub). It owns everything between a batch of series and the HTTP response: the request encoding,
 // the headers, authorization, TLS, proxies, connection reuse, and the classification of every
-// failure. It makes one attempt per Send; retrying, splitting and dropping are the queue's, which
+// failure. It makes one attempt per Send (two when ProtocolAuto falls back to 1.0); retrying, splitting and dropping are the queue's, which
 // decides from the methods of *Error.
 //
 // It imports nothing internal to collector (in particular not queue: *Client satisfies
@@ -9,13 +9,54 @@
 //
 // # Wire format
 //
-// Remote-write 1.0 only: a prompb.WriteRequest in protobuf, compressed as one snappy block, with
-// Content-Encoding: snappy, Content-Type: application/x-protobuf,
-// X-Prometheus-Remote-Write-Version: 0.1.0 and User-Agent: collector/<version>. Remote-write 2.0
-// is not offered (Thanos converts it to 1.0 anyway, and the WAL carries no metadata for it to add).
+// Remote-write 1.0 by default (Options.Protocol ProtocolV1): a prompb.WriteRequest in protobuf,
+// compressed as one snappy block, with Content-Encoding: snappy, Content-Type:
+// application/x-protobuf, X-Prometheus-Remote-Write-Version: 0.1.0 and User-Agent:
+// collector/<version>.
 //
-// The protobuf encoder is hand-written for []prompb.TimeSeries and produces exactly the bytes of
-// gogo's generated Marshal (a test and FuzzEncode compare them). It makes a single pass over the
+// Remote-write 2.0 (ProtocolV2, or ProtocolAuto until the endpoint shows it does not take it): an
+// io.prometheus.write.v2.Request, snappy as well, with Content-Type:
+// application/x-protobuf;proto=io.prometheus.write.v2.Request and
+// X-Prometheus-Remote-Write-Version: 2.0.0. Each request has its own symbol table (symbols[0] is
+// ""; labels are pairs of references into it). It carries no metadata (the WAL holds none: the
+// receiver sees METRIC_TYPE_UNSPECIFIED) and no created timestamps (Sample.start_timestamp stays 0,
+// "unknown": federation does not give them). Native histograms keep their encoding (the two
+// messages share its field numbers); exemplars get label references.
+//
+//   - Written counts. A 2xx to a 2.0 request is a success only when its
+//     X-Prometheus-Remote-Write-Samples-Written and -Histograms-Written headers (a missing one
+//     counts 0, as the specification says) cover every sample and histogram sent. The
+//     specification requires a partial write to get a non-2xx status, so a 2xx with lower counts
+//     is a receiver that says it did not write what it acknowledged: Send returns a Recoverable
+//     *Error wrapping ErrPartialWrite (reason "partial_write"), the batch stays queued and is
+//     sent again (exact duplicates are accepted by receivers), instead of counting unconfirmed
+//     samples as delivered. Exemplar counts are not compared: receivers drop out-of-order
+//     exemplars silently by design. The counts of a 1.0 request are not looked at.
+//   - A 2xx without any of those headers is a 1.x receiver that ignored the Content-Type: it
+//     decoded the 2.0 message as an empty 1.0 one (their fields do not overlap) and wrote nothing.
+//     The specification says to treat it as a 415: ErrNotConfirmed, Recoverable.
+//   - Negotiation (ProtocolAuto). One Client is one endpoint: it sends 2.0 until a 2.0 request is
+//     answered 415 or 2xx without written counts, then sends that batch again at once as 1.0
+//     (so the fallback never drops or delays it) and 1.0 for the rest of the process; the switch
+//     is logged once and shown by collector_shipper_protocol. The batches in flight on other
+//     shards at that moment fall back the same way. A ProtocolV2 Client never falls back: 415 and
+//     ErrNotConfirmed stay Recoverable and cost time until the endpoint is fixed.
+//   - A 400 to a 2.0 request may come after a partial write (Prometheus commits the valid samples
+//     of a 2.0 request and refuses the rest): the queue bisects a timing 400 as for 1.0, and the
+//     samples already written come back as exact duplicates, or as out-of-order refusals when a
+//     newer sample of their series was written too. Such a refusal is counted as dropped although
+//     the receiver holds the sample: a miscount, never a loss.
+//
+// 1.0 stays the default: Thanos receive v0.42.0, the hub, does not speak 2.0 (it answers a 2.0
+// request 200 without written counts, having decoded it as an empty 1.0 one: ProtocolAuto falls
+// back, e2e's TestRemoteWrite2Thanos), and on OpenShift-like series 2.0 saves a few percent of
+// the bytes on the wire and costs more CPU to encode (the symbol table), as the README's
+// Performance table shows (BenchmarkEncode).
+//
+// The 1.0 encoder is hand-written for []prompb.TimeSeries and produces exactly the bytes of
+// gogo's generated Marshal (a test and FuzzEncode compare them); the 2.0 encoder's output decodes
+// to what Prometheus' own symbol table and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable,
+// FuzzEncodeV2). It makes a single pass over the
 // labels and writes into buffers pooled per Client, so a Send allocates no payload memory in
 // steady state. The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is
 // the standard snappy block format (golang/snappy.Decode and every receiver read it; a test
@@ -25,9 +66,10 @@
 //
 // # Guarantees
 //
-//   - Send returns nil only for a 2xx response. A cancellation or deadline of the caller's
-//     context is returned as the wrapped ctx.Err(), never as *Error; a per-attempt timeout is an
-//     *Error wrapping ErrTimeout, not context.DeadlineExceeded. Everything else is an *Error:
+//   - Send returns nil only for a 2xx response (for 2.0: one whose written counts cover the
+//     request). A cancellation or deadline of the caller's context is returned as the wrapped
+//     ctx.Err(), never as *Error; a per-attempt timeout is an *Error wrapping ErrTimeout, not
+//     context.DeadlineExceeded. Everything else is an *Error:
 //     Recoverable for network errors, timeouts (Options.Timeout per attempt), TLS failures,
 //     unreadable credential files, the statuses of Options.RetryOnStatus (by default every one
 //     that refers to the request, the credentials or the endpoint: DefaultRetryOnStatus) and
@@ -58,6 +100,8 @@
 // collector_shipper_requests_total{status_code} and its alias forward_write_requests_total
 // (status_code "error" when no response arrived; cancellations by the caller are not counted),
 // collector_shipper_request_duration_seconds, collector_shipper_sent_bytes_total (compressed
-// bytes of requests that got a response), collector_shipper_sent_samples_total (2xx only) and
-// collector_shipper_last_success_timestamp_seconds.
+// bytes of requests that got a response), collector_shipper_sent_samples_total (2xx only, and for
+// 2.0 only with written counts covering the request),
+// collector_shipper_last_success_timestamp_seconds and collector_shipper_protocol{version} (1 for
+// the version sent, "1.0" or "2.0", 0 for the other).
 package shipper

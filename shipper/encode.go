@@ -8,7 +8,6 @@ import (
 	"math/bits"
 	"sync"
 
-	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -32,8 +31,14 @@ const maxPooledBuffer = 16 << 20
 // encoder holds the reusable buffers of one request. It is not safe for concurrent use; Client
 // takes one from its pool per Send.
 type encoder struct {
-	proto []byte // the marshalled prompb.WriteRequest
+	proto []byte // the marshalled prompb.WriteRequest or io.prometheus.write.v2.Request
 	comp  []byte // the snappy block
+
+	// RW 2.0 only: the timeseries before they are appended to the symbols, the symbol table and
+	// the label references of one series.
+	series []byte
+	syms   symbolTable
+	refs   []uint32
 }
 
 // encode marshals series as a prompb.WriteRequest and compresses it into a snappy block. The
@@ -43,13 +48,7 @@ func (e *encoder) encode(series []prompb.TimeSeries) ([]byte, error) {
 	if e.proto, err = appendWriteRequest(e.proto[:0], series); err != nil {
 		return nil, err
 	}
-	if s2.MaxEncodedLen(len(e.proto)) < 0 {
-		return nil, ErrRequestTooLarge
-	}
-	// EncodeSnappy writes the snappy block format (decodable by golang/snappy.Decode and by every
-	// remote-write receiver) and reuses e.comp when it is large enough.
-	e.comp = s2.EncodeSnappy(e.comp[:cap(e.comp)], e.proto)
-	return e.comp, nil
+	return e.compress()
 }
 
 // appendWriteRequest appends the protobuf encoding of prompb.WriteRequest{Timeseries: series} to
@@ -250,7 +249,7 @@ func (p *encoderPool) get() *encoder {
 }
 
 func (p *encoderPool) put(e *encoder) {
-	if cap(e.proto) > maxPooledBuffer || cap(e.comp) > maxPooledBuffer {
+	if cap(e.proto) > maxPooledBuffer || cap(e.comp) > maxPooledBuffer || cap(e.series) > maxPooledBuffer {
 		return
 	}
 	p.p.Put(e)

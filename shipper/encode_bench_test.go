@@ -13,6 +13,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
@@ -77,7 +78,8 @@ func benchWAL(n int) [][]byte {
 
 // BenchmarkEncode measures WAL records to compressed request bytes on one core: decode tsdb
 // Samples records, build batches of 2000 one-sample series from cached labels (as the queue
-// does), encode and compress. "handrolled_s2" is the shipper's path, "gogo_snappy" the reference
+// does), encode and compress. "handrolled_s2" is the shipper's RW 1.0 path and "v2_handrolled_s2"
+// its RW 2.0 path, "gogo_snappy" and "v2_prometheus_snappy" the references
 // (prompb Marshal + golang/snappy); the two others show what each half contributes.
 func BenchmarkEncode(b *testing.B) {
 	labelsByRef := benchLabels(benchSeries)
@@ -93,6 +95,8 @@ func BenchmarkEncode(b *testing.B) {
 	type encodeFunc func(series []prompb.TimeSeries) int
 	e := &encoder{}
 	var gogoBuf []byte
+	st := writev2.NewSymbolTable()
+	req := &writev2.Request{}
 	variants := []struct {
 		name   string
 		encode encodeFunc
@@ -110,6 +114,36 @@ func BenchmarkEncode(b *testing.B) {
 				b.Fatal(err)
 			}
 			e.proto = raw
+			gogoBuf = snappy.Encode(gogoBuf[:cap(gogoBuf)], raw)
+			return len(gogoBuf)
+		}},
+		{"v2_handrolled_s2", func(series []prompb.TimeSeries) int {
+			block, err := e.encodeV2(series)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return len(block)
+		}},
+		{"v2_prometheus_snappy", func(series []prompb.TimeSeries) int {
+			// Prometheus' own RW 2.0 path: its symbol table, writev2 structs, gogo's Marshal.
+			st.Reset()
+			req.Timeseries = req.Timeseries[:0]
+			for _, ts := range series {
+				var refs []uint32
+				for _, l := range ts.Labels {
+					refs = append(refs, st.Symbolize(l.Name), st.Symbolize(l.Value))
+				}
+				v2 := writev2.TimeSeries{LabelsRefs: refs}
+				for _, smp := range ts.Samples {
+					v2.Samples = append(v2.Samples, writev2.Sample{Value: smp.Value, Timestamp: smp.Timestamp})
+				}
+				req.Timeseries = append(req.Timeseries, v2)
+			}
+			req.Symbols = st.Symbols()
+			raw, err := req.Marshal()
+			if err != nil {
+				b.Fatal(err)
+			}
 			gogoBuf = snappy.Encode(gogoBuf[:cap(gogoBuf)], raw)
 			return len(gogoBuf)
 		}},

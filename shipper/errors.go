@@ -41,6 +41,17 @@ var (
 	// ErrInvalidRetryStatus is returned by ParseStatusSet for a list that is empty, malformed or
 	// holds a status that is never retried (400, 409, 413).
 	ErrInvalidRetryStatus = errors.New("invalid retry status")
+	// ErrInvalidProtocol is returned by ParseProtocol and New for a protocol that is not auto,
+	// v1, v2 or one of Prometheus' protobuf_message names.
+	ErrInvalidProtocol = errors.New("invalid remote-write protocol")
+	// ErrNotConfirmed is wrapped by the *Error that Send returns when a remote-write 2.0 request
+	// got a 2xx without any X-Prometheus-Remote-Write-*-Written header: a 1.x receiver that
+	// ignored the Content-Type and wrote nothing. Recoverable; ProtocolAuto falls back to 1.0.
+	ErrNotConfirmed = errors.New("2xx without written counts to a remote-write 2.0 request")
+	// ErrPartialWrite is wrapped by the *Error that Send returns when a 2xx to a remote-write 2.0
+	// request counts fewer samples or histograms written than the request held, or an unreadable
+	// count. Recoverable: the batch stays queued rather than count unconfirmed samples as sent.
+	ErrPartialWrite = errors.New("2xx with fewer samples written than sent")
 
 	// errBodyReleased is returned by requestBody.Read after Send has handed the buffer back to
 	// the pool. The transport sees it only if it was still writing a body the server had already
@@ -132,7 +143,9 @@ func (e *Error) TooLarge() bool { return e.tooLarge }
 // Reason is a short, stable, low-cardinality label for counters: "http_<code>" for 4xx and 5xx
 // (at most 200 values), "http_1xx", "http_3xx" or "http_other" for the rest, "network",
 // "timeout", "tls", "credentials", "too_large" and "encode" (a series the generated protobuf
-// code refused; not recoverable) for errors without a status.
+// code refused; not recoverable) for errors without a status; "not_confirmed" and
+// "partial_write" for a 2xx to a remote-write 2.0 request that does not confirm every sample
+// (ErrNotConfirmed, ErrPartialWrite; recoverable).
 func (e *Error) Reason() string { return e.reason }
 
 // StatusCode is the HTTP status code, 0 when no response was received.

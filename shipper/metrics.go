@@ -14,6 +14,7 @@ type metrics struct {
 	sentBytes       prometheus.Counter
 	sentSamples     prometheus.Counter
 	lastSuccess     prometheus.Gauge
+	protocol        *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "collector_shipper_last_success_timestamp_seconds",
 			Help: "Unix time of the last remote-write request answered with 2xx.",
 		}),
+		protocol: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "collector_shipper_protocol",
+			Help: "1 for the remote-write version the endpoint is sent (1.0 or 2.0), 0 for the other.",
+		}, []string{"version"}),
 	}
 }
 

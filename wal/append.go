@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -48,11 +49,12 @@ func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
 	a.beginLocked()
-	for _, ref := range w.byHash[h] {
-		if ms := w.series.get(ref); ms != nil && labels.Equal(ms.lset, lset) {
-			ms.used = w.epoch
-			return ref
-		}
+	if ref := w.byHash.find(h, func(ref SeriesRef) bool {
+		ms := w.series.get(ref)
+		return ms != nil && labels.Equal(ms.lset, lset)
+	}); ref != 0 {
+		w.series.get(ref).used = w.epoch
+		return ref
 	}
 	ref := w.nextRef
 	w.addSeries(ref, lset, w.cur, false)
@@ -93,10 +95,18 @@ func (a *Appender) Commit() (AppendStats, error) {
 			return st, fmt.Errorf("reopen wal %s after a failed write: %w", w.dir, err)
 		}
 	}
-	keep, undo, ser := w.keep[:0], w.undo[:0], w.serBuf[:0]
+	// keep is a.samples itself until a sample is skipped; only then are the kept ones copied
+	// (into w.keep, which never aliases an Appender's buffer). undo is sized once: grown by
+	// appends it would leave its halves behind as garbage.
+	keep, copied := a.samples, false
+	undo, ser := slices.Grow(w.undo[:0], len(a.samples)), w.serBuf[:0]
 	cur0 := int32(w.cur)
-	for _, s := range a.samples {
+	for i, s := range a.samples {
 		ms := w.series.get(s.Ref)
+		skip := ms == nil || s.T <= ms.lastT
+		if skip && !copied {
+			keep, copied = append(w.keep[:0], a.samples[:i]...), true
+		}
 		if ms == nil {
 			st.UnknownSeries++
 			continue
@@ -119,32 +129,30 @@ func (a *Appender) Commit() (AppendStats, error) {
 			ms.written = true // undone below if the write fails
 			ser = append(ser, record.RefSeries{Ref: s.Ref, Labels: ms.lset})
 		}
-		keep = append(keep, s)
+		if copied {
+			keep = append(keep, s)
+		}
 	}
-	w.keep, w.undo, w.serBuf = keep, undo, ser
+	if copied {
+		w.keep = keep
+	}
+	w.undo, w.serBuf = undo, ser
 	w.countSkipped(st)
 	if len(keep) == 0 {
 		return st, nil
 	}
 
-	recs := make([][]byte, 0, 2)
-	buf := w.recBuf[:0]
-	for i := 0; i < len(ser); {
-		start, size := len(buf), 0
-		j := i
-		for ; j < len(ser) && (j == i || size < seriesRecordBytes); j++ {
-			size += 16 + int(ser[j].Labels.ByteSize())
-		}
-		buf = w.enc.Series(ser[i:j], buf)
-		recs = append(recs, buf[start:])
-		i = j
-	}
-	start := len(buf)
-	buf = w.enc.Samples(keep, buf)
-	recs = append(recs, buf[start:])
+	// The Samples record is encoded first; the Series records are encoded and logged one at a
+	// time into one reused buffer (logSeriesLocked), since the first scrape after a start
+	// declares every series and encoding them all at once cost their whole label data again.
+	buf := w.enc.Samples(keep, w.recBuf[:0])
 	w.recBuf = buf
+	need := len(buf)
+	for _, s := range ser {
+		need += seriesBytes(s)
+	}
 
-	if err := w.checkFreeLocked(len(buf)); err != nil {
+	if err := w.checkFreeLocked(need); err != nil {
 		w.rollbackLocked(undo, ser)
 		w.metrics.commitsFailed.Inc()
 		return st, err
@@ -158,7 +166,11 @@ func (a *Appender) Commit() (AppendStats, error) {
 		return st, fmt.Errorf("locate the end of segment %d in %s: %w", w.cur, w.dir, err)
 	}
 	from := Position{Segment: w.cur, Offset: size}
-	if err := w.wl.Log(recs...); err != nil {
+	serBytes, err := w.logSeriesLocked(ser)
+	if err == nil {
+		err = w.wl.Log(buf)
+	}
+	if err != nil {
 		w.rollbackLocked(undo, ser)
 		w.metrics.commitsFailed.Inc()
 		if errors.Is(err, syscall.ENOSPC) {
@@ -205,15 +217,15 @@ func (a *Appender) Commit() (AppendStats, error) {
 		meta.bytes = size
 	}
 
-	w.releaseBuffersLocked(len(buf), len(keep), len(ser))
+	w.releaseBuffersLocked(len(buf), serBytes, len(keep), len(ser))
 	w.updateGauges()
 	st.Samples = len(keep)
 	st.NewSeries = len(ser)
-	st.Bytes = len(buf)
+	st.Bytes = len(buf) + serBytes
 	st.Segment = seg
 	w.metrics.samplesAppended.Add(float64(len(keep)))
 	w.metrics.seriesCreated.Add(float64(len(ser)))
-	w.metrics.bytesWritten.Add(float64(len(buf)))
+	w.metrics.bytesWritten.Add(float64(st.Bytes))
 	w.notifyLocked()
 	return st, nil
 }
@@ -221,10 +233,13 @@ func (a *Appender) Commit() (AppendStats, error) {
 // releaseBuffersLocked lets go of commit buffers far larger than the last commit needed: the first
 // scrape after a start writes every series (hundreds of bytes each), later ones only samples, and
 // keeping the first scrape's buffers would cost about as much memory as the series themselves.
-func (w *WAL) releaseBuffersLocked(recBytes, samples, series int) {
+func (w *WAL) releaseBuffersLocked(recBytes, serBytes, samples, series int) {
 	const slack = 1 << 20
 	if cap(w.recBuf) > 4*recBytes+slack {
 		w.recBuf = nil
+	}
+	if cap(w.serRec) > 4*serBytes+slack {
+		w.serRec = nil
 	}
 	if c := cap(w.serBuf); c > 4*series+1024 {
 		w.serBuf = nil
@@ -232,6 +247,29 @@ func (w *WAL) releaseBuffersLocked(recBytes, samples, series int) {
 	if c := cap(w.keep); c*24 > 4*samples*24+slack {
 		w.keep, w.undo = nil, nil
 	}
+}
+
+// seriesBytes bounds the encoded size of s in a Series record.
+func seriesBytes(s record.RefSeries) int { return 16 + int(s.Labels.ByteSize()) }
+
+// logSeriesLocked logs the Series records of ser, each of about seriesRecordBytes, encoded in
+// turn into w.serRec, and returns the bytes it logged. A failure may leave some of them in the
+// WAL: the caller cuts the scrape back (recoverLocked), as after a failure inside one Log call.
+func (w *WAL) logSeriesLocked(ser []record.RefSeries) (int, error) {
+	n := 0
+	for i := 0; i < len(ser); {
+		size, j := 0, i
+		for ; j < len(ser) && (j == i || size < seriesRecordBytes); j++ {
+			size += seriesBytes(ser[j])
+		}
+		w.serRec = w.enc.Series(ser[i:j], slices.Grow(w.serRec[:0], size)) // size bounds it
+		if err := w.wl.Log(w.serRec); err != nil {
+			return n, err
+		}
+		n += len(w.serRec)
+		i = j
+	}
+	return n, nil
 }
 
 func (w *WAL) countSkipped(st AppendStats) {

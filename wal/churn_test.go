@@ -105,7 +105,7 @@ func TestSeriesMemoryBoundedUnderChurn(t *testing.T) {
 		c.scrape()
 		w := c.w
 		w.mtx.Lock()
-		wLen, wFoot, hashes, peak := w.series.len(), w.series.footprint(), len(w.byHash), w.hashes
+		wLen, wFoot, hashes, peak := w.series.len(), w.series.footprint(), len(w.byHash.one), w.byHash.peak
 		w.mtx.Unlock()
 		rLen, rFoot := c.r.series.len(), c.r.series.footprint()
 		maxLive = max(maxLive, wLen, rLen)

@@ -25,6 +25,10 @@ type ReaderOptions struct {
 	// FirstSegment, when set, returns the oldest retained segment (WAL.FirstSegment); the reader
 	// skips forward when a cap evicted the segment under it.
 	FirstSegment func() int
+	// ShareLabels, when set, is given the series of every Series record and checkpoint the
+	// reader loads, and may replace their labels by an equal copy (WAL.ShareLabels): a reader in
+	// the writer's process then keeps the writer's label data instead of a copy of its own.
+	ShareLabels func([]record.RefSeries)
 	// PollInterval is how often a following reader looks for new data without a notification.
 	// Default 250ms.
 	PollInterval time.Duration
@@ -166,6 +170,9 @@ func (r *Reader) loadCheckpoint() error {
 			// unreadable part are lost; keep every series the reader knows.
 			r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
 		}
+		if r.opts.ShareLabels != nil {
+			r.opts.ShareLabels(buf)
+		}
 		for _, s := range buf {
 			e, created := r.series.put(s.Ref)
 			if created || e.defSeg <= idx {
@@ -183,6 +190,9 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 	r.serBuf, err = r.dec.Series(rec, r.serBuf[:0])
 	if err != nil {
 		return err
+	}
+	if r.opts.ShareLabels != nil {
+		r.opts.ShareLabels(r.serBuf)
 	}
 	for _, s := range r.serBuf {
 		e, created := r.series.put(s.Ref)

@@ -1,5 +1,10 @@
 package wal
 
+import (
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
 // The lifecycle of a series in the writer (FORMAT.md, "Series across truncation"):
 //
 //   - Ref creates it (not yet written); the first Commit with a sample of it writes its Series
@@ -14,6 +19,21 @@ package wal
 // Holding refs outside the WAL is therefore safe as long as the holder brackets it: HoldSeries
 // before the ref can be used again, ReleaseSeries after the holder stopped handing it out, and
 // every scrape that may use a held ref runs inside Begin ... Commit/Rollback.
+
+// ShareLabels replaces the labels of each series in ss by the writer's copy where the writer
+// holds equal labels under the same ref, so that a reader in the writer's process (a queue per
+// endpoint) keeps no label data of its own: the label data of a WAL is in memory once, however
+// many readers follow it (ReaderOptions.ShareLabels). Series the writer does not know, or knows
+// with other labels (a foreign directory), keep theirs. Safe for concurrent use.
+func (w *WAL) ShareLabels(ss []record.RefSeries) {
+	w.mtx.Lock()
+	defer w.mtx.Unlock()
+	for i := range ss {
+		if ms := w.series.get(ss[i].Ref); ms != nil && labels.Equal(ms.lset, ss[i].Labels) {
+			ss[i].Labels = ms.lset
+		}
+	}
+}
 
 // Begin opens a scrape: refs obtained after Begin from a holder (HoldSeries) stay valid until
 // Commit or Rollback, even if the holder releases them meanwhile. Ref begins implicitly.
@@ -93,19 +113,7 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 	if ms == nil {
 		return
 	}
-	h := ms.lset.Hash()
-	refs := w.byHash[h]
-	for i, r := range refs {
-		if r == ref {
-			refs = append(refs[:i], refs[i+1:]...)
-			break
-		}
-	}
-	if len(refs) == 0 {
-		delete(w.byHash, h)
-	} else {
-		w.byHash[h] = refs
-	}
+	w.byHash.remove(ms.lset.Hash(), ref)
 	w.series.del(ref)
 }
 
@@ -113,11 +121,5 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 // it holds less than half of its peak (Go maps never shrink).
 func (w *WAL) compactSeriesLocked() {
 	w.series.compact()
-	if w.hashes > 2*len(w.byHash)+windowSlack {
-		m := make(map[uint64][]SeriesRef, len(w.byHash))
-		for h, refs := range w.byHash {
-			m[h] = refs
-		}
-		w.byHash, w.hashes = m, len(m)
-	}
+	w.byHash.compact()
 }

@@ -1,11 +1,16 @@
 package wal
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/record"
 )
 
 // fillSegments appends scrapes of filler series (not s) until the WAL has moved n segments on.
@@ -151,4 +156,89 @@ func TestSeriesFreedWhenUnused(t *testing.T) {
 		t.Fatalf("returning series got ref %d; freed refs %d, %d must not be issued again", got, a, b)
 	}
 	app.Rollback()
+}
+
+// TestReaderSharesWriterLabels: a reader given WAL.ShareLabels keeps the writer's label data,
+// whether it learns a series from a Series record it reads, from the segments before its start
+// position, or from a checkpoint; without it (another process, `collector replay`) it keeps its
+// own copy. Labels that differ from the writer's under the same ref are never replaced.
+func TestReaderSharesWriterLabels(t *testing.T) {
+	const n = 300
+	opts := testOptions()
+	opts.SegmentSize = 32 << 10
+	w := openTest(t, t.TempDir(), opts)
+	defer w.Close()
+	for ts := int64(1); ts <= 20; ts++ {
+		appendScrape(t, w, n, ts*1000)
+	}
+	if w.cur == 0 {
+		t.Fatal("setup: no segment was cut")
+	}
+	batches, err := readAll(t, w.Dir(), Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := batches[len(batches)-1].end
+	// sameData reports whether a and b point to the same bytes: a shared copy.
+	sameData := func(a, b labels.Labels) bool {
+		x, y := a.Get("instance"), b.Get("instance")
+		return x == y && unsafe.StringData(x) == unsafe.StringData(y)
+	}
+	check := func(t *testing.T, from Position, share, want bool) {
+		t.Helper()
+		ro := ReaderOptions{}
+		if share {
+			ro.ShareLabels = w.ShareLabels
+		}
+		r, err := NewReader(w.Dir(), from, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for {
+			if _, err := r.Next(context.Background()); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.mtx.Lock()
+		defer w.mtx.Unlock()
+		for ref := SeriesRef(1); ref <= n; ref++ {
+			rl, ok := r.Labels(ref)
+			ms := w.series.get(ref)
+			if !ok || ms == nil {
+				t.Fatalf("ref %d: reader knows it %v, writer %v", ref, ok, ms != nil)
+			}
+			if got := sameData(rl, ms.lset); got != want {
+				t.Fatalf("ref %d %s: shares the writer's labels %v, want %v", ref, rl, got, want)
+			}
+		}
+	}
+	t.Run("series records", func(t *testing.T) { check(t, Position{}, true, true) })
+	t.Run("segments before the start", func(t *testing.T) { check(t, end, true, true) })
+	t.Run("own copy without ShareLabels", func(t *testing.T) { check(t, Position{}, false, false) })
+	t.Run("checkpoint", func(t *testing.T) {
+		if err := CommitPosition(w.Dir(), "q", ConsumerState{Position: end}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := w.Truncate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, idx, err := lastCheckpoint(w.Dir()); err != nil || idx < 0 {
+			t.Fatalf("setup: no checkpoint after truncation %+v: %d, %v", st, idx, err)
+		}
+		check(t, end, true, true)
+	})
+	t.Run("other labels under the same ref", func(t *testing.T) {
+		other := labels.FromStrings("__name__", "not_the_writers", "instance", "x")
+		ss := []record.RefSeries{{Ref: 1, Labels: other}, {Ref: n + 1000, Labels: other}}
+		w.ShareLabels(ss)
+		for _, s := range ss {
+			if !sameData(s.Labels, other) {
+				t.Errorf("ref %d: labels replaced by %s", s.Ref, s.Labels)
+			}
+		}
+	})
 }

@@ -66,8 +66,7 @@ type WAL struct {
 	mtx     sync.Mutex
 	wl      *wlog.WL
 	series  refTable[memSeries]
-	byHash  map[uint64][]SeriesRef
-	hashes  int // largest len(byHash) since it was last rebuilt
+	byHash  hashIndex
 	nextRef SeriesRef
 	epoch   uint32         // incremented by every Truncate; see freeableLocked
 	active  map[uint32]int // open appenders by the epoch they began in
@@ -76,7 +75,8 @@ type WAL struct {
 	cur     int // segment being written
 	dirty   bool
 	enc     record.Encoder
-	recBuf  []byte
+	recBuf  []byte // the Samples record of a commit
+	serRec  []byte // one Series record of a commit
 	serBuf  []record.RefSeries
 	keep    []record.RefSample
 	undo    []undoEntry
@@ -121,7 +121,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		opts:    opts,
 		lock:    lock,
 		stopc:   make(chan struct{}),
-		byHash:  map[uint64][]SeriesRef{},
+		byHash:  newHashIndex(),
 		nextRef: 1,
 		active:  map[uint32]int{},
 		segs:    map[int]*segmentMeta{},
@@ -348,8 +348,7 @@ func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool
 	}
 	h := lset.Hash()
 	*ms = memSeries{lset: lset, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
-	w.byHash[h] = append(w.byHash[h], ref)
-	w.hashes = max(w.hashes, len(w.byHash))
+	w.byHash.add(h, ref)
 }
 
 // repair cuts segment k at off after a read error, keeping the cut bytes under corrupt/.

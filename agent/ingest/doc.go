@@ -1,7 +1,8 @@
 // Package ingest is the hot path from a federate response (or recording-rule results) to one
 // WAL scrape: it parses the body as it streams, applies the seeds' label transforms
 // (TransformConfig), and appends the whole body in one wal.Appender.Commit, or nothing
-// (Ingester). It owns the text parser, the protobuf path, the series cache and the anonymization.
+// (Ingester). It owns the text parser, the protobuf path, a source's relabeling, the series cache
+// and the anonymization.
 //
 // It imports wal and nothing else internal. It must not import agent: the agent builds its
 // TransformConfig from a source's configuration and maps IngestError reasons onto the scrape
@@ -24,9 +25,9 @@
 // declares it again with the sample (wal/FORMAT.md, "Series across truncation").
 //
 // Invariant 1 (a scrape is appended whole or not at all): any error (a read error of the body,
-// including the caller's size limit, a parse error anywhere, a truncated last line) rolls the
-// appender back and returns an *IngestError with a Reason (parse, read, too_large, content_type,
-// wal) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
+// including the caller's size limit, IngestOptions.SampleLimit, a parse error anywhere, a
+// truncated last line, a failed commit) rolls the appender back and returns an *IngestError with
+// a Reason (parse, read, too_large, content_type, wal, disk_full) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
 // series to the cache; a failed wal.Appender.Commit (reasons wal, disk_full) comes after the
 // cache took the scrape's new series, and they stay there: their refs are held in the WAL, which
 // writes their Series records with the first commit that succeeds (a failed Commit leaves them
@@ -105,8 +106,8 @@
 //
 // Protobuf decoding must build every label of every sample before anything can be looked up, so
 // it cannot use the raw-bytes cache; the text format at steady state costs one pass over bytes
-// that are read anyway. Protobuf bodies are still ingested (via textparse, holding the body in
-// memory up to the caller's size limit), for a server that ignores the Accept header.
+// that are read anyway. Protobuf bodies are still ingested (via textparse, one metric family at a
+// time, as above), for a server that ignores the Accept header.
 //
 // Memory (BenchmarkIngestMemory; the heap per known series is quoted in the README's Performance
 // table): the cache's share is about 70 bytes per known series (cache-bytes/series), the rest is

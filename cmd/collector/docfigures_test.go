@@ -25,7 +25,7 @@ func TestBenchmarkFiguresQuotedOnce(t *testing.T) {
 	if !strings.Contains(string(readme), "\n## Performance\n") || !benchFigure.Match(readme) {
 		t.Fatal("README.md has no ## Performance section with the benchmark figures, which other documents link to")
 	}
-	files := []string{"wal/FORMAT.md", "queue/doc.go", "wal/doc.go", "shipper/doc.go"}
+	files := []string{"wal/FORMAT.md", "queue/doc.go", "queue/replay/doc.go", "wal/doc.go", "shipper/doc.go", "agent/doc.go"}
 	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
 	if err != nil {
 		t.Fatal(err)

@@ -30,9 +30,13 @@ import (
 	"time"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/sirupsen/logrus"
+
+	"github.com/collector-dev/collector/wal"
 )
 
 // binary is the collector built by TestMain.
@@ -236,6 +240,24 @@ func (p *proc) listenAddr() string {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
+// reopenWAL opens a WAL that the test closed a moment ago. The lock is a flock on a descriptor that a
+// child process forked by a parallel test holds for the instant between its fork and its exec
+// (close-on-exec), so the lock just released can still be held for that instant: wait for it, as a
+// second agent would.
+func reopenWAL(t *testing.T, logger logrus.FieldLogger, base, id string, opts wal.Options) *wal.WAL {
+	t.Helper()
+	var w *wal.WAL
+	waitFor(t, "the WAL lock", 20*time.Second, func() bool {
+		var err error
+		w, err = wal.Open(logger, prometheus.NewRegistry(), base, id, opts)
+		if err != nil && !errors.Is(err, wal.ErrLocked) {
+			t.Fatalf("open wal: %v", err)
+		}
+		return err == nil
+	})
+	return w
+}
+
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.NewTimer(timeout)

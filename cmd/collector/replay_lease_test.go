@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/util/compression"
 	"github.com/sirupsen/logrus"
 
@@ -50,10 +49,7 @@ func agentWAL(t *testing.T) (*testWAL, *wal.WAL) {
 	opts.Compression = compression.None
 	opts.Consumers = []string{"hub"}
 	opts.LeasePrefix, opts.LeaseTTL = agent.ReplayPrefix, agent.ReplayLeaseTTL
-	w, err := wal.Open(logger, prometheus.NewRegistry(), base, "c1", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := reopenWAL(t, logger, base, "c1", opts)
 	t.Cleanup(func() { w.Close() })
 	tw.commitAgent(t, "hub", 60, nil)
 	if n := len(segments(t, tw.dir)); n < 3 {

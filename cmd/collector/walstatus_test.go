@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/util/compression"
 	"github.com/sirupsen/logrus"
@@ -40,10 +39,7 @@ func buildWAL(t *testing.T, base, id string, series, scrapes int) *testWAL {
 	opts := wal.DefaultOptions()
 	opts.SegmentSize = 32 << 10 // several segments
 	opts.Compression = compression.None
-	w, err := wal.Open(logger, prometheus.NewRegistry(), base, id, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := reopenWAL(t, logger, base, id, opts)
 	t.Cleanup(func() { w.Close() })
 	tw := &testWAL{base: base, dir: filepath.Join(base, id), w: w, t0: time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli(),
 		step: 10_000, series: series, scrapes: scrapes}
@@ -237,10 +233,7 @@ func TestWALStatusSegmentProblems(t *testing.T) {
 	// it found.
 	opts := wal.DefaultOptions()
 	opts.Consumers = []string{"hub"}
-	w, err := wal.Open(nil, prometheus.NewRegistry(), base, "c1", opts)
-	if err != nil {
-		t.Fatalf("open with a missing segment: %v", err)
-	}
+	w := reopenWAL(t, nil, base, "c1", opts) // fails the test on anything but the lock
 	w.Close()
 	rep = walStatusJSON(t, "--wal-dir", base)
 	if st := rep.Clusters[0]; len(st.Stats.MissingSegments) != 1 || st.Stats.MissingSegments[0] != 1 {
