@@ -38,8 +38,11 @@
 // by an earlier request, and counts as delivered (collector_queue_samples_already_held_total).
 // Deferred samples are counted in Stats.Deferred, the position file and
 // collector_queue_samples_deferred_total; package queue/backfill delivers them as TSDB blocks into
-// the hub's bucket (SealDeferred seals the segment being written for it). With NoCommit (a
-// replay) there is no dead-letter log and such samples are dropped with the error's reason.
+// the hub's bucket (SealDeferred seals the segment being written for it). A replay keeps them
+// too, in the dead-letter log under its own name (replay-<endpoint>), and says so in its
+// summary; `collector backfill` delivers them like the agent's. Only a queue with NoCommit (no
+// position file, used by tests and benchmarks) has no dead-letter log and drops them with the
+// error's reason.
 // appended = Delivered + Deferred + Dropped + what lies after the position.
 //
 // Order. Each series is routed to one shard (ref modulo the shard count). A shard has one

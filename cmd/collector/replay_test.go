@@ -136,10 +136,28 @@ func TestReplay(t *testing.T) {
 		})
 	}
 
-	t.Run("drops exit 1", func(t *testing.T) {
+	t.Run("too old: deferred for backfill, exit 0", func(t *testing.T) {
 		rcv := newReceiver(t, false)
 		rcv.setBehaviour(func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
 			http.Error(w, "out of bounds", http.StatusBadRequest)
+		})
+		r := runCmd(t, nil, append(common, "--to-upload", rcv.url)...)
+		if r.code != 0 || !strings.Contains(r.stderr, "run collector backfill") {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+		if s, d := sent(t, r.stdout); s != 0 || d != 0 || !strings.Contains(r.stdout, "deferred for backfill 1000,") {
+			t.Errorf("summary %q", r.stdout)
+		}
+		consumers, err := wal.DeferredConsumers(tw.dir)
+		if err != nil || len(consumers) != 1 || consumers[0] != "replay-"+endpointName(t, rcv.url) {
+			t.Errorf("dead-letter logs %q (%v), want the replay's", consumers, err)
+		}
+	})
+
+	t.Run("drops exit 1", func(t *testing.T) {
+		rcv := newReceiver(t, false)
+		rcv.setBehaviour(func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
+			http.Error(w, "invalid labels", http.StatusBadRequest)
 		})
 		r := runCmd(t, nil, append(common, "--to-upload", rcv.url)...)
 		if r.code != 1 || !strings.Contains(r.stderr, "replay dropped 1000 samples") {

@@ -297,7 +297,7 @@ func (r *Replay) ship(ctx context.Context, p plan, total int64, interrupt <-chan
 	}
 	// The queue's counters are cumulative over the runs of one replay (they live in its position
 	// file); this run's are the difference.
-	start := queue.Stats{Delivered: p.resumed.Delivered, Dropped: p.resumed.Dropped}
+	start := queue.Stats{Delivered: p.resumed.Delivered, Dropped: p.resumed.Dropped, Deferred: p.resumed.Deferred}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -320,8 +320,15 @@ func (r *Replay) ship(ctx context.Context, p plan, total int64, interrupt <-chan
 					dropped += d
 				}
 			}
-			fmt.Fprintf(r.opts.Out, "cluster %s: sent %d samples, dropped %d (%s), skipped outside the range %d, missing segments %d%s\n",
-				p.id, sent, dropped, reasons(drops), st.Filtered, st.MissingSegments, rangeText(r.opts.MinTime, r.opts.MaxTime))
+			// Samples the receiver refused as too old for its head are kept in the WAL's
+			// dead-letter log under this replay's name, for `collector backfill`: not dropped.
+			deferredText := ""
+			if deferred := st.Deferred - start.Deferred; deferred > 0 {
+				deferredText = fmt.Sprintf(", deferred for backfill %d", deferred)
+				log.WithField("samples", deferred).Warn("the receiver refused samples as too old for its head: they are kept in the dead-letter log; run collector backfill to deliver them")
+			}
+			fmt.Fprintf(r.opts.Out, "cluster %s: sent %d samples, dropped %d (%s)%s, skipped outside the range %d, missing segments %d%s\n",
+				p.id, sent, dropped, reasons(drops), deferredText, st.Filtered, st.MissingSegments, rangeText(r.opts.MinTime, r.opts.MaxTime))
 			if st.MissingSegments > 0 {
 				log.WithField("segments", st.MissingSegments).Error("wal segments were deleted before the replay read them (evicted by a cap, or truncated after the replay's lease expired): their samples were not sent")
 			}
