@@ -197,7 +197,10 @@ func TestRequestBodyRelease(t *testing.T) {
 // FuzzEncode compares the encoder with gogo's Marshal on arbitrary input. The input is read
 // either as a protobuf WriteRequest (so exemplars, histograms and unknown fields are covered) or,
 // when it is not one, as a recipe of label strings, float bits and timestamps.
-func FuzzEncode(f *testing.F) {
+func FuzzEncode(f *testing.F) { fuzzEncoding(f, checkEncoding) }
+
+// fuzzEncoding runs check on the seed corpus and the inputs of FuzzEncode and FuzzEncodeV2.
+func fuzzEncoding(f *testing.F, check func(testing.TB, *encoder, []prompb.TimeSeries)) {
 	for _, series := range encodeCases() {
 		if b, err := (&prompb.WriteRequest{Timeseries: series}).Marshal(); err == nil {
 			f.Add(b)
@@ -211,7 +214,7 @@ func FuzzEncode(f *testing.F) {
 		if err := req.Unmarshal(data); err == nil && len(req.Metadata) == 0 && req.XXX_unrecognized == nil {
 			series = req.Timeseries
 		}
-		checkEncoding(t, e, series)
+		check(t, e, series)
 	})
 }
 
