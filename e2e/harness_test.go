@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -153,17 +154,53 @@ func tailFile(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePort returns a loopback port that was free a moment ago: the kernel picks it for a listener
-// that is closed at once. A process that then fails to bind it is started again on another port
-// (see startPrometheus).
+// freePort returns a loopback port that was free a moment ago, never one it returned before, taken
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range). Outside that range no
+// outgoing connection of any process can take the port as its source port: a component killed
+// and started again on its ports (a receiver, the collector) would otherwise find one held by a
+// keep-alive connection that got it while the component was down, and never bind again. A
+// process that fails to bind a port at its first start is started on other ports (see
+// startPrometheus and thanosProc.firstStart).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen on a free port: %v", err)
+	lo, hi := portRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := lo + mathrand.IntN(hi-lo)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange is the range freePort picks from: from 10000 to the first ephemeral port, read from
+// /proc/sys/net/ipv4/ip_local_port_range (32768 when it cannot be read).
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(data), &first, &last); err == nil && first > lo+1000 {
+		hi = first
+	}
+	return lo, hi
 }
 
 // eventually polls cond every pollPeriod until it returns nil or timeout passes; it then fails the
