@@ -47,9 +47,21 @@ type Batch struct {
 
 // readerSeries is a series known to a reader.
 type readerSeries struct {
-	lset   labels.Labels
-	defSeg int // segment of its newest definition (a checkpoint's index for one loaded from it)
-	ckpt   int // index of the newest checkpoint that held it, -1 if none
+	lset labels.Labels
+	// derived is the caller's form of lset (Derived) when hasDerived; both are reset when the
+	// series is redefined with other labels.
+	derived    string
+	hasDerived bool
+	defSeg     int // segment of its newest definition (a checkpoint's index for one loaded from it)
+	ckpt       int // index of the newest checkpoint that held it, -1 if none
+}
+
+// setLabels sets the labels of the series, forgetting the derived form when they change.
+func (e *readerSeries) setLabels(lset labels.Labels) {
+	if e.hasDerived && !labels.Equal(e.lset, lset) {
+		e.derived, e.hasDerived = "", false
+	}
+	e.lset = lset
 }
 
 // maxSnapshotTries bounds how often a reader reloads the checkpoint because truncation replaced it
@@ -176,7 +188,7 @@ func (r *Reader) loadCheckpoint() error {
 		for _, s := range buf {
 			e, created := r.series.put(s.Ref)
 			if created || e.defSeg <= idx {
-				e.lset = s.Labels
+				e.setLabels(s.Labels)
 			}
 			e.defSeg, e.ckpt = max(e.defSeg, idx), idx
 		}
@@ -199,7 +211,8 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 		if created {
 			e.ckpt = -1
 		}
-		e.lset, e.defSeg = s.Labels, max(e.defSeg, seg)
+		e.setLabels(s.Labels)
+		e.defSeg = max(e.defSeg, seg)
 	}
 	return nil
 }
@@ -275,6 +288,22 @@ func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
 		return labels.EmptyLabels(), false
 	}
 	return e.lset, true
+}
+
+// Derived returns the labels of series ref in the caller's form: derive(labels), computed at the
+// first call after the series was defined (or redefined with other labels) and kept with the
+// series until then, so that a caller that needs the labels in another form at every sample (the
+// queue: their wire encoding) computes it once per series. Pass the same derive at every call:
+// the value kept is whichever computed it. It returns false for an unknown ref.
+func (r *Reader) Derived(ref SeriesRef, derive func(labels.Labels) string) (string, bool) {
+	e := r.series.get(ref)
+	if e == nil {
+		return "", false
+	}
+	if !e.hasDerived {
+		e.derived, e.hasDerived = derive(e.lset), true
+	}
+	return e.derived, true
 }
 
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of

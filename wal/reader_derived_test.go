@@ -1,0 +1,48 @@
+package wal
+
+import (
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// TestReaderDerived: the derived form of a series' labels is computed once, kept while Series
+// records repeat the same labels, and computed again when the ref is redefined with others.
+func TestReaderDerived(t *testing.T) {
+	r, err := NewReader(t.TempDir(), Position{}, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	calls := 0
+	derive := func(l labels.Labels) string { calls++; return l.String() }
+	define := func(seg int, lset labels.Labels) {
+		t.Helper()
+		var enc record.Encoder
+		rec := enc.Series([]record.RefSeries{{Ref: chunks.HeadSeriesRef(1), Labels: lset}}, nil)
+		if err := r.addSeries(rec, seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(want string, wantCalls int) {
+		t.Helper()
+		got, ok := r.Derived(1, derive)
+		if !ok || got != want || calls != wantCalls {
+			t.Fatalf("Derived(1) = %q, %v after %d derivations; want %q, true after %d", got, ok, calls, want, wantCalls)
+		}
+	}
+	if _, ok := r.Derived(1, derive); ok || calls != 0 {
+		t.Fatalf("unknown ref: ok %v, %d derivations", ok, calls)
+	}
+	a, b := labels.FromStrings("__name__", "a"), labels.FromStrings("__name__", "b")
+	define(0, a)
+	check(`{__name__="a"}`, 1)
+	check(`{__name__="a"}`, 1)
+	define(1, labels.FromStrings("__name__", "a")) // repeated in the next segment: an equal copy
+	check(`{__name__="a"}`, 1)
+	define(2, b) // reissued with other labels
+	check(`{__name__="b"}`, 2)
+	check(`{__name__="b"}`, 2)
+}
