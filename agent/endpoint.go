@@ -14,7 +14,6 @@ import (
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/model/relabel"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage/remote/azuread"
 	"github.com/prometheus/sigv4"
 )
@@ -199,7 +198,7 @@ type trackingSender struct {
 	lastErr error // guarded by mtx
 }
 
-func (s *trackingSender) Send(ctx context.Context, series []prompb.TimeSeries) error {
+func (s *trackingSender) Send(ctx context.Context, series []queue.Series) error {
 	err := s.Sender.Send(ctx, series)
 	if ctx.Err() != nil {
 		return err

@@ -4,31 +4,25 @@ import (
 	"sync"
 
 	"github.com/collector-dev/collector/wal"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// item is one sample on its way from the tailer to a shard. lset is shared, never modified.
+// item is one sample on its way from the tailer to a shard. lbl is the series' encoded labels
+// (Series.Labels), shared by every sample of the series and never modified.
 type item struct {
-	lset labels.Labels
-	ref  wal.SeriesRef
-	t    int64
-	v    float64
-	seq  uint64 // the record it came from (tracker)
+	lbl string
+	ref wal.SeriesRef
+	t   int64
+	v   float64
+	seq uint64 // the record it came from (tracker)
 }
 
-// Size estimates used to cap requests (protobuf, before compression).
+// Size estimates used to cap requests (protobuf, before compression): a series costs its encoded
+// labels and its framing, a sample bytesPerSample.
 const (
-	bytesPerSample      = 20 // tag + double + varint timestamp + framing
-	bytesPerSeries      = 8  // TimeSeries framing
-	bytesPerLabelFields = 4  // tags and lengths of name and value
+	bytesPerSample = 20 // tag + double + varint timestamp + framing
+	bytesPerSeries = 4  // TimeSeries tag and length
 )
-
-func labelsBytes(lset labels.Labels) int {
-	n := bytesPerSeries
-	lset.Range(func(l labels.Label) { n += len(l.Name) + len(l.Value) + bytesPerLabelFields })
-	return n
-}
 
 // chunkPool recycles the slices the tailer hands to shards.
 type chunkPool struct{ p sync.Pool }
@@ -43,7 +37,7 @@ func (c *chunkPool) get(capacity int) *[]item {
 }
 
 func (c *chunkPool) put(s *[]item) {
-	clear(*s) // drop the label references
+	clear(*s) // drop the label references: a pooled chunk must not pin the labels of dead series
 	*s = (*s)[:0]
 	c.p.Put(s)
 }
@@ -51,7 +45,7 @@ func (c *chunkPool) put(s *[]item) {
 // batch is one request: samples grouped by series in arrival order, and the record of each
 // sample. seqs[i][j] belongs to series[i].Samples[j].
 type batch struct {
-	series []prompb.TimeSeries
+	series []Series
 	seqs   [][]uint64
 }
 
@@ -71,9 +65,9 @@ func (b batch) split() (batch, batch) {
 	}
 	ts, seqs := b.series[0], b.seqs[0]
 	m := len(ts.Samples) / 2
-	l := prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[:m:m]}
-	r := prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[m:]}
-	return batch{[]prompb.TimeSeries{l}, [][]uint64{seqs[:m:m]}}, batch{[]prompb.TimeSeries{r}, [][]uint64{seqs[m:]}}
+	l := Series{Labels: ts.Labels, Samples: ts.Samples[:m:m]}
+	r := Series{Labels: ts.Labels, Samples: ts.Samples[m:]}
+	return batch{[]Series{l}, [][]uint64{seqs[:m:m]}}, batch{[]Series{r}, [][]uint64{seqs[m:]}}
 }
 
 // dropOlder removes the samples older than cutoff (ms) and appends their records to dropped. The
@@ -90,7 +84,7 @@ func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
 	if !old {
 		return b, dropped
 	}
-	out := batch{series: make([]prompb.TimeSeries, 0, len(b.series)), seqs: make([][]uint64, 0, len(b.seqs))}
+	out := batch{series: make([]Series, 0, len(b.series)), seqs: make([][]uint64, 0, len(b.seqs))}
 	for i, ts := range b.series {
 		seqs := b.seqs[i]
 		keep, keepSeqs := ts.Samples[:0], seqs[:0]
@@ -103,7 +97,7 @@ func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
 			keepSeqs = append(keepSeqs, seqs[j])
 		}
 		if len(keep) > 0 {
-			out.series = append(out.series, prompb.TimeSeries{Labels: ts.Labels, Samples: keep})
+			out.series = append(out.series, Series{Labels: ts.Labels, Samples: keep})
 			out.seqs = append(out.seqs, keepSeqs)
 		}
 	}
@@ -116,7 +110,7 @@ type builder struct {
 	maxSamples, maxBytes int
 
 	idx    map[wal.SeriesRef]int
-	series []prompb.TimeSeries
+	series []Series
 	seqs   [][]uint64
 	n      int
 	bytes  int
@@ -137,7 +131,7 @@ func (b *builder) fits(it *item) bool {
 	}
 	cost := bytesPerSample
 	if _, ok := b.idx[it.ref]; !ok {
-		cost += labelsBytes(it.lset)
+		cost += bytesPerSeries + len(it.lbl)
 	}
 	return b.bytes+cost <= b.maxBytes
 }
@@ -152,10 +146,9 @@ func (b *builder) add(it *item) {
 		b.idx[it.ref] = k
 		if k < cap(b.series) {
 			b.series = b.series[:k+1]
-			b.series[k].Labels = b.series[k].Labels[:0]
 			b.series[k].Samples = b.series[k].Samples[:0]
 		} else {
-			b.series = append(b.series, prompb.TimeSeries{})
+			b.series = append(b.series, Series{})
 		}
 		if k < cap(b.seqs) {
 			b.seqs = b.seqs[:k+1]
@@ -163,11 +156,8 @@ func (b *builder) add(it *item) {
 		} else {
 			b.seqs = append(b.seqs, nil)
 		}
-		ts := &b.series[k]
-		it.lset.Range(func(l labels.Label) {
-			ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
-		})
-		b.bytes += labelsBytes(it.lset)
+		b.series[k].Labels = it.lbl
+		b.bytes += bytesPerSeries + len(it.lbl)
 	}
 	b.series[k].Samples = append(b.series[k].Samples, prompb.Sample{Value: it.v, Timestamp: it.t})
 	b.seqs[k] = append(b.seqs[k], it.seq)
@@ -180,11 +170,11 @@ func (b *builder) len() int { return b.n }
 // batch returns the batch built so far; valid until reset.
 func (b *builder) batch() batch { return batch{series: b.series, seqs: b.seqs} }
 
+// reset empties the builder. The labels of the series of the last batch stay referenced by the
+// reused slice until overwritten: at most one request's worth, which the reader holds anyway
+// while the series live.
 func (b *builder) reset() {
 	clear(b.idx)
-	for i := range b.series {
-		clear(b.series[i].Labels) // drop string references
-	}
 	b.series, b.seqs = b.series[:0], b.seqs[:0]
 	b.n, b.bytes = 0, 0
 }

@@ -5,15 +5,26 @@ import (
 	"testing"
 
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 )
 
 func testItem(ref int, t int64, seq uint64) item {
-	return item{lset: seriesLabels(ref), ref: wal.SeriesRef(ref), t: t, v: 1, seq: seq}
+	return item{lbl: string(appendLabels(nil, seriesLabels(ref))), ref: wal.SeriesRef(ref), t: t, v: 1, seq: seq}
+}
+
+// prompbSeries decodes s for the tests.
+func prompbSeries(t *testing.T, s Series) prompb.TimeSeries {
+	t.Helper()
+	ts, err := toPrompb([]Series{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts[0]
 }
 
 func TestBuilderLimits(t *testing.T) {
-	one := labelsBytes(seriesLabels(0)) + bytesPerSample
+	one := bytesPerSeries + len(testItem(0, 0, 0).lbl) + bytesPerSample
 	for _, tc := range []struct {
 		name       string
 		maxSamples int
@@ -75,7 +86,7 @@ func mkBatch(samplesPerSeries ...int) batch {
 	var b batch
 	seq := uint64(0)
 	for i, n := range samplesPerSeries {
-		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "i", Value: string(rune('a' + i))}}}
+		ts := Series{Labels: string(appendLabels(nil, labels.FromStrings("i", string(rune('a'+i)))))}
 		var seqs []uint64
 		for j := 0; j < n; j++ {
 			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: int64(j)})
@@ -145,7 +156,7 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 	}
 	bt := b.batch()
 	for i, want := range []string{"host-4", "host-5", "host-6"} {
-		if got := seriesKey(bt.series[i]); got != want {
+		if got := seriesKey(prompbSeries(t, bt.series[i])); got != want {
 			t.Fatalf("series %d has labels of %s, want %s", i, got, want)
 		}
 		if !slices.Equal(bt.seqs[i], []uint64{uint64(i + 1)}) {

@@ -18,7 +18,6 @@ import (
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // benchWAL appends scrapes of nSeries realistic series (8 labels) and returns the WAL; the caller
@@ -108,7 +107,7 @@ type blockingSender struct {
 	release chan struct{}
 }
 
-func (s *blockingSender) Send(ctx context.Context, _ []prompb.TimeSeries) error {
+func (s *blockingSender) Send(ctx context.Context, _ []queue.Series) error {
 	if s.free.Add(-1) >= 0 {
 		return nil
 	}

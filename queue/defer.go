@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/collector-dev/collector/wal"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/sirupsen/logrus"
 )
 
@@ -33,7 +32,11 @@ func newDeferrer(walDir, consumer string) *deferrer {
 }
 
 // store appends series to the dead-letter log and fsyncs it.
-func (d *deferrer) store(series []prompb.TimeSeries) error {
+func (d *deferrer) store(series []Series) error {
+	ts, err := toPrompb(series)
+	if err != nil {
+		return fmt.Errorf("decode series to defer: %w", err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.log == nil {
@@ -43,7 +46,7 @@ func (d *deferrer) store(series []prompb.TimeSeries) error {
 		}
 		d.log = l
 	}
-	return d.log.Append(series)
+	return d.log.Append(ts)
 }
 
 // seal closes the dead-letter segment being written, so that a backfill can take it.
@@ -141,11 +144,11 @@ func (b batch) splitAtOrBefore(cutoff int64) (keep, old batch) {
 			j++
 		}
 		if j > 0 {
-			old.series = append(old.series, prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[:j:j]})
+			old.series = append(old.series, Series{Labels: ts.Labels, Samples: ts.Samples[:j:j]})
 			old.seqs = append(old.seqs, seqs[:j:j])
 		}
 		if j < len(ts.Samples) {
-			keep.series = append(keep.series, prompb.TimeSeries{Labels: ts.Labels, Samples: ts.Samples[j:]})
+			keep.series = append(keep.series, Series{Labels: ts.Labels, Samples: ts.Samples[j:]})
 			keep.seqs = append(keep.seqs, seqs[j:])
 		}
 	}

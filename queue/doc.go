@@ -4,6 +4,13 @@
 // splits or drops by the behaviour of the Sender's errors, and makes the delivered position
 // durable. It imports only the internal package wal.
 //
+// Labels are encoded once per series, not per sample: at a series' first sample the tailer
+// applies the write relabeling and encodes the outcome as remote-write 1.0's labels field
+// (Series.Labels), and the reader keeps that string with the series (wal.Reader.Derived) until
+// the series is redefined with other labels or forgotten. Items, batches and requests carry the
+// string; the Sender copies it into the request as it is (1.0) or reads the names and values
+// from it (2.0). The dead-letter log decodes it back to labels.
+//
 // # Delivery guarantee
 //
 // Acknowledgement. A WAL record (one scrape) is delivered when each of its samples was either
@@ -56,7 +63,8 @@
 // room in the shards' channels (Capacity samples each, in chunks of MaxSamplesPerSend). Memory is
 // therefore bounded by MaxShards × (Capacity + MaxSamplesPerSend) samples plus one record and
 // the series labels the reader keeps (none of its own in the agent: the reader shares the
-// writer's label data through wal.WAL.ShareLabels), whatever the backlog on disk
+// writer's label data through wal.WAL.ShareLabels) and, per series, the labels' wire encoding,
+// whatever the backlog on disk
 // (BenchmarkHeapBacklog: the same heap within 10% for 100 k and 10 M samples of backlog). Since all shards are fed
 // from one reader in WAL order, no shard runs ahead of another by more than its buffer: a
 // backlog is replayed oldest first across all series, which keeps it inside Thanos' out-of-bounds

@@ -11,13 +11,12 @@ import (
 	"github.com/collector-dev/collector/queue"
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/sirupsen/logrus"
 )
 
 type exampleSender struct{}
 
-func (exampleSender) Send(context.Context, []prompb.TimeSeries) error { return nil }
+func (exampleSender) Send(context.Context, []queue.Series) error { return nil }
 
 // The agent: one queue per endpoint over the cluster's WAL, each registered as a WAL consumer so
 // that truncation waits for it. The first signal drains (FlushDeadline), a second one aborts.

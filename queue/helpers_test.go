@@ -157,14 +157,18 @@ func seriesKey(ts prompb.TimeSeries) string {
 	return fmt.Sprint(ts.Labels)
 }
 
-func (f *fakeSender) Send(ctx context.Context, series []prompb.TimeSeries) error {
+// Send decodes the series' labels (as a receiver does) and hands them to fn as prompb series.
+func (f *fakeSender) Send(ctx context.Context, in []Series) error {
+	series, err := toPrompb(in)
+	if err != nil {
+		return fmt.Errorf("fake sender: %w", err)
+	}
 	f.mu.Lock()
 	f.calls++
 	call := f.calls
 	f.inflight++
 	f.maxInflight = max(f.maxInflight, f.inflight)
 	f.mu.Unlock()
-	var err error
 	if f.fn != nil {
 		err = f.fn(ctx, call, series)
 	}

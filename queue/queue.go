@@ -17,10 +17,24 @@ import (
 
 // Sender delivers series as one remote-write request. It is called concurrently by the shards,
 // at most once at a time per shard. It must not keep series (or anything it points to) after it
-// returns: the queue reuses them. It returns nil for a 2xx; failures are classified by the
-// interfaces in errors.go. When ctx is cancelled it returns promptly.
+// returns: the queue reuses them, and it must not modify them. It returns nil for a 2xx; failures
+// are classified by the interfaces in errors.go. When ctx is cancelled it returns promptly.
 type Sender interface {
-	Send(ctx context.Context, series []prompb.TimeSeries) error
+	Send(ctx context.Context, series []Series) error
+}
+
+// Series is one series of a request. Labels holds its labels already encoded, once per series
+// for the life of the series: the repeated TimeSeries.labels field of remote-write 1.0
+// (prompb.TimeSeries field 1, each a prompb.Label), in label order, byte for byte what gogo's
+// generated Marshal writes for them; a sender copies it into the request as it is (1.0) or
+// reads the names and values from it (2.0). Samples are the series' samples in time order.
+//
+// Series is an alias of an unnamed struct type so that a sender can declare the identical type
+// without importing queue (shipper.Series is the same type): queue never imports shipper, and
+// shipper imports nothing internal.
+type Series = struct {
+	Labels  string
+	Samples []prompb.Sample
 }
 
 // Source is the WAL a queue tails. *wal.WAL implements it (the agent's case: the reader wakes at
@@ -221,7 +235,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); q.commitLoop(bgCtx, dir, t) }()
 	go func() { defer bg.Done(); q.updateShardsLoop(bgCtx) }()
 
-	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: ctx, sendCtx: sendCtx, relabel: newWriteRelabeler(q.opts.WriteRelabelConfigs)}
+	tl := newTailer(q, r, t, dir, ctx, sendCtx)
 	n := q.opts.MinShards
 	var runErr error
 	for {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"github.com/collector-dev/collector/wal"
 	"sync"
 	"testing"
 
@@ -90,33 +91,38 @@ func TestWriteRelabel(t *testing.T) {
 	}
 }
 
-// TestWriteRelabelerCache: a series is relabeled once and the outcome reused while its labels stay
-// the same; a ref redefined with other labels is relabeled again; an entry not seen for a whole
-// segment is forgotten.
-func TestWriteRelabelerCache(t *testing.T) {
+// TestWriteRelabelOncePerSeries: the tailer relabels and encodes a series once, at its first
+// sample, and the reader keeps the outcome with the series (wal.Reader.Derived): later samples
+// use it even when the rules would now decide otherwise; a dropped series is kept as "".
+func TestWriteRelabelOncePerSeries(t *testing.T) {
 	keepAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Keep})
 	dropAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Drop})
-	w := newWriteRelabeler([]*relabel.Config{keepAll})
-	a := labels.FromStrings("__name__", "a")
-	w.startRecord(0)
-	if _, keep := w.apply(1, a); !keep {
-		t.Fatal("keep rule dropped the series")
+	w := openWAL(t)
+	fill(t, w, 2, 1, 1000)
+	r, err := wal.NewReader(w.Dir(), wal.Position{}, wal.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	w.cfgs = []*relabel.Config{dropAll} // the cached outcome must be used from now on
-	if _, keep := w.apply(1, a); !keep {
-		t.Fatal("series relabeled again although its labels did not change")
+	defer r.Close()
+	b, err := r.Next(context.Background())
+	if err != nil || len(b.Samples) != 2 {
+		t.Fatalf("read the scrape: %d samples, %v", len(b.Samples), err)
 	}
-	w.startRecord(1) // the entry moves to prev and is promoted when seen
-	if _, keep := w.apply(1, a); !keep {
-		t.Fatal("series relabeled again in the next segment")
+	q := &Queue{opts: fastOptions("hub")}
+	q.opts.WriteRelabelConfigs = []*relabel.Config{keepAll}
+	tl := newTailer(q, r, nil, w.Dir(), context.Background(), context.Background())
+	first, second := b.Samples[0].Ref, b.Samples[1].Ref
+	lbl, ok := r.Derived(first, tl.derive)
+	lset, _ := r.Labels(first)
+	if !ok || lbl != string(appendLabels(nil, lset)) {
+		t.Fatalf("first series encoded as %q, %v", lbl, ok)
 	}
-	if _, keep := w.apply(1, labels.FromStrings("__name__", "b")); keep {
-		t.Fatal("ref redefined with other labels was not relabeled again")
+	tl.relabel.cfgs = []*relabel.Config{dropAll} // from now on only new series see it
+	if again, _ := r.Derived(first, tl.derive); again != lbl {
+		t.Fatalf("series relabeled again although its labels did not change: %q", again)
 	}
-	w.startRecord(2)
-	w.startRecord(3) // not seen in segment 2: forgotten
-	if len(w.cur)+len(w.prev) != 0 {
-		t.Fatalf("cache holds %d+%d entries after two segments without the series", len(w.cur), len(w.prev))
+	if dropped, ok := r.Derived(second, tl.derive); !ok || dropped != "" {
+		t.Fatalf("series dropped by the rules encoded as %q, %v", dropped, ok)
 	}
 	if newWriteRelabeler(nil) != nil {
 		t.Fatal("a relabeler without rules")

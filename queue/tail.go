@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/sirupsen/logrus"
 )
 
@@ -37,6 +38,30 @@ type tailer struct {
 	left   []item       // samples not yet handed over when the last epoch ended
 	// relabel applies the endpoint's write relabeling; nil without rules.
 	relabel *writeRelabeler
+	// derive is encodeLabels as a func value, made once (a method value allocates); encBuf is
+	// its scratch space.
+	derive func(labels.Labels) string
+	encBuf []byte
+}
+
+func newTailer(q *Queue, r *wal.Reader, t *tracker, dir string, runCtx, sendCtx context.Context) *tailer {
+	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: runCtx, sendCtx: sendCtx, relabel: newWriteRelabeler(q.opts.WriteRelabelConfigs)}
+	tl.derive = tl.encodeLabels
+	return tl
+}
+
+// encodeLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the
+// labels to send, after write relabeling, encoded as Series.Labels; "" when the rules drop the
+// series. It runs once per series definition, not per sample.
+func (tl *tailer) encodeLabels(lset labels.Labels) string {
+	if tl.relabel != nil {
+		var keep bool
+		if lset, keep = tl.relabel.apply(lset); !keep {
+			return ""
+		}
+	}
+	tl.encBuf = appendLabels(tl.encBuf[:0], lset)
+	return string(tl.encBuf)
 }
 
 type readyChunk struct {
@@ -91,27 +116,23 @@ func (tl *tailer) convert(b wal.Batch) []item {
 	buf := tl.buf[:0]
 	unknown, filtered, relabeled := 0, 0, 0
 	var maxT int64
-	if tl.relabel != nil {
-		tl.relabel.startRecord(b.Start.Segment)
-	}
 	for _, s := range b.Samples {
 		maxT = max(maxT, s.T)
 		if (o.MinTime != 0 && s.T < o.MinTime) || (o.MaxTime != 0 && s.T > o.MaxTime) {
 			filtered++
 			continue
 		}
-		lset, ok := tl.r.Labels(s.Ref)
+		lbl, ok := tl.r.Derived(s.Ref, tl.derive)
 		if !ok {
 			unknown++
 			continue
 		}
-		if tl.relabel != nil {
-			if lset, ok = tl.relabel.apply(s.Ref, lset); !ok {
-				relabeled++
-				continue
-			}
+		if lbl == "" && tl.relabel != nil {
+			// Without rules an empty encoding is a series without labels: sent as it is.
+			relabeled++
+			continue
 		}
-		buf = append(buf, item{lset: lset, ref: s.Ref, t: s.T, v: s.V})
+		buf = append(buf, item{lbl: lbl, ref: s.Ref, t: s.T, v: s.V})
 	}
 	tl.buf = buf
 	q.metrics.recordsRead.Inc()

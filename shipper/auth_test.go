@@ -30,7 +30,7 @@ func writeFile(t *testing.T, path, content string) {
 
 func authorization(t *testing.T, c *Client, ch <-chan received) string {
 	t.Helper()
-	if err := c.Send(context.Background(), testSeries()); err != nil {
+	if err := c.Send(context.Background(), toSeries(testSeries())); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	return next(t, ch).header.Get("Authorization")
@@ -75,7 +75,7 @@ func TestCredentialsFileRotation(t *testing.T) {
 				s.prepare()
 			}
 			if s.want == "" {
-				err := c.Send(context.Background(), testSeries())
+				err := c.Send(context.Background(), toSeries(testSeries()))
 				var e *Error
 				if !errors.As(err, &e) || !e.Recoverable() || e.Reason() != "credentials" || !errors.Is(err, ErrCredentials) || !errors.Is(err, os.ErrNotExist) {
 					t.Fatalf("Send = %v, want a recoverable credentials *Error wrapping ErrCredentials and ErrNotExist", err)
@@ -176,7 +176,7 @@ func TestTenantHeader(t *testing.T) {
 				opts.TenantHeader = tc.header
 			}
 			c := newTestClient(t, srv.URL, opts)
-			if err := c.Send(context.Background(), testSeries()); err != nil {
+			if err := c.Send(context.Background(), toSeries(testSeries())); err != nil {
 				t.Fatal(err)
 			}
 			if got := next(t, ch).header.Get(tc.wantHeader); got != tc.tenant {
@@ -197,7 +197,7 @@ func TestSigV4SignsRequests(t *testing.T) {
 	opts := DefaultOptions()
 	opts.SigV4Config = &sigv4.SigV4Config{Region: "eu-west-1", AccessKey: "AKIDTEST", SecretKey: "sigv4-secret-key"}
 	c := newTestClient(t, srv.URL+"/workspaces/ws-1/api/v1/remote_write", opts)
-	if err := c.Send(context.Background(), testSeries()); err != nil {
+	if err := c.Send(context.Background(), toSeries(testSeries())); err != nil {
 		t.Fatal(err)
 	}
 	r := next(t, ch)

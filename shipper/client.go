@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/config"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage/remote/azuread"
 	"github.com/prometheus/sigv4"
 	"github.com/sirupsen/logrus"
@@ -216,7 +215,7 @@ func (c *Client) Close() error {
 
 // send delivers series as one remote-write request, 2.0 if v2 is set, else 1.0, in one attempt.
 // Send says what it returns.
-func (c *Client) send(ctx context.Context, series []prompb.TimeSeries, v2 bool) error {
+func (c *Client) send(ctx context.Context, series []Series, v2 bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remote write to %s: %w", c.endpoint, err)
 	}
@@ -302,7 +301,7 @@ func errorBody(excerpt []byte, secrets []string) string {
 	return s[:cut] + "…"
 }
 
-func countSamples(series []prompb.TimeSeries) int {
+func countSamples(series []Series) int {
 	n := 0
 	for i := range series {
 		n += len(series[i].Samples)

@@ -146,7 +146,7 @@ func TestSendHeadersAndBody(t *testing.T) {
 	c := newTestClient(t, srv.URL+"/api/v1/receive", opts)
 
 	series := testSeries()
-	if err := c.Send(context.Background(), series); err != nil {
+	if err := c.Send(context.Background(), toSeries(series)); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	got := next(t, ch)
@@ -262,7 +262,7 @@ func TestEndpointAndUserinfo(t *testing.T) {
 	if got, want := c.Endpoint(), srv.URL+"/api/v1/receive?x=xxxxx"; got != want {
 		t.Fatalf("Endpoint() = %q, want %q", got, want)
 	}
-	if err := c.Send(context.Background(), testSeries()); err != nil {
+	if err := c.Send(context.Background(), toSeries(testSeries())); err != nil {
 		t.Fatal(err)
 	}
 	got := next(t, ch)
@@ -316,7 +316,7 @@ func TestConnectionReuse(t *testing.T) {
 
 	c := newTestClient(t, srv.URL, DefaultOptions())
 	for i := 0; i < 10; i++ {
-		_ = c.Send(context.Background(), testSeries())
+		_ = c.Send(context.Background(), toSeries(testSeries()))
 	}
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections for 10 sequential requests, want 1", n)
@@ -337,7 +337,7 @@ func TestProxyFromOptions(t *testing.T) {
 	opts := DefaultOptions()
 	opts.HTTPClientConfig.ProxyURL = config.URL{URL: proxyURL}
 	c := newTestClient(t, target, opts)
-	if err := c.Send(context.Background(), testSeries()); err != nil {
+	if err := c.Send(context.Background(), toSeries(testSeries())); err != nil {
 		t.Fatalf("Send through proxy: %v", err)
 	}
 	if got, _ := seen.Load().(string); got != target {
@@ -371,7 +371,7 @@ func TestSendCallerCancellation(t *testing.T) {
 	t.Run("canceled in flight", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- c.Send(ctx, testSeries()) }()
+		go func() { done <- c.Send(ctx, toSeries(testSeries())) }()
 		<-started
 		cancel()
 		err := <-done
@@ -380,12 +380,12 @@ func TestSendCallerCancellation(t *testing.T) {
 	t.Run("already canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		assertCallerError(t, c.Send(ctx, testSeries()), context.Canceled)
+		assertCallerError(t, c.Send(ctx, toSeries(testSeries())), context.Canceled)
 	})
 	t.Run("caller deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		assertCallerError(t, c.Send(ctx, testSeries()), context.DeadlineExceeded)
+		assertCallerError(t, c.Send(ctx, toSeries(testSeries())), context.DeadlineExceeded)
 	})
 }
 
@@ -415,7 +415,7 @@ func TestSendConcurrent(t *testing.T) {
 			for i := 0; i < perWorker; i++ {
 				series := manySeries(20+w, 1+i)
 				series[0].Labels = lbls("__name__", "worker", "id", fmt.Sprint(w*100+i))
-				errs <- c.Send(context.Background(), series)
+				errs <- c.Send(context.Background(), toSeries(series))
 			}
 		}()
 	}
@@ -445,7 +445,7 @@ func TestSendConcurrent(t *testing.T) {
 // The queue declares these interfaces; *Client and *Error must keep satisfying them.
 var (
 	_ interface {
-		Send(context.Context, []prompb.TimeSeries) error
+		Send(context.Context, []Series) error
 	} = (*Client)(nil)
 	_ interface {
 		error
@@ -479,7 +479,7 @@ func TestHTTP2Option(t *testing.T) {
 			opts := DefaultOptions()
 			opts.HTTPClientConfig.EnableHTTP2 = tc.enable
 			opts.HTTPClientConfig.TLSConfig.InsecureSkipVerify = true
-			if err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries()); err != nil {
+			if err := newTestClient(t, srv.URL, opts).Send(context.Background(), toSeries(testSeries())); err != nil {
 				t.Fatal(err)
 			}
 			if got := <-protos; got != tc.want {
@@ -511,7 +511,7 @@ func TestEarlyResponseReleasesBody(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 5; i++ {
-				err := c.Send(context.Background(), big)
+				err := c.Send(context.Background(), toSeries(big))
 				var e *Error
 				if !errors.As(err, &e) || !e.TooLarge() {
 					t.Errorf("Send = %v, want a TooLarge *Error", err)

@@ -1,11 +1,12 @@
 // Package shipper is the client of one Prometheus remote-write endpoint (Thanos receive on the
 // hub). It owns everything between a batch of series and the HTTP response: the request encoding,
 // the headers, authorization, TLS, proxies, connection reuse, and the classification of every
-// failure. It makes one attempt per Send (two when ProtocolAuto falls back to 1.0); retrying, splitting and dropping are the queue's, which
-// decides from the methods of *Error.
+// failure. It makes one attempt per Send (two when ProtocolAuto falls back to 1.0); retrying,
+// splitting and dropping are the queue's, which decides from the methods of *Error.
 //
 // It imports nothing internal to collector (in particular not queue: *Client satisfies
-// queue.Sender structurally, the agent checks it at compile time).
+// queue.Sender structurally, since Series and queue.Series are aliases of one unnamed struct
+// type; the agent checks it at compile time).
 //
 // # Wire format
 //
@@ -20,8 +21,8 @@
 // X-Prometheus-Remote-Write-Version: 2.0.0. Each request has its own symbol table (symbols[0] is
 // ""; labels are pairs of references into it). It carries no metadata (the WAL holds none: the
 // receiver sees METRIC_TYPE_UNSPECIFIED) and no created timestamps (Sample.start_timestamp stays 0,
-// "unknown": federation does not give them). Native histograms keep their encoding (the two
-// messages share its field numbers); exemplars get label references.
+// "unknown": federation does not give them). The WAL holds float samples only, so requests carry
+// no histograms and no exemplars.
 //
 //   - Written counts. A 2xx to a 2.0 request is a success only when its
 //     X-Prometheus-Remote-Write-Samples-Written and -Histograms-Written headers (a missing one
@@ -53,12 +54,16 @@
 // the bytes on the wire and costs more CPU to encode (the symbol table), as the README's
 // Performance table shows (BenchmarkEncode).
 //
-// The 1.0 encoder is hand-written for []prompb.TimeSeries and produces exactly the bytes of
-// gogo's generated Marshal (a test and FuzzEncode compare them); the 2.0 encoder's output decodes
-// to what Prometheus' own symbol table and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable,
-// FuzzEncodeV2). It makes a single pass over the
-// labels and writes into buffers pooled per Client, so a Send allocates no payload memory in
-// steady state. The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is
+// Send takes []Series: each series' labels arrive already encoded, once per series for the
+// life of the series (the queue keeps the encoding with the series), as the repeated
+// TimeSeries.labels field of 1.0. The 1.0 encoder copies those bytes into the request as they
+// are (one copy per series and request) and writes the samples; its output is exactly the bytes
+// of gogo's generated Marshal of the same series as prompb.TimeSeries (a test and FuzzEncode
+// compare them). The 2.0 encoder reads the names and values out of the same bytes and interns
+// them as substrings, without copies; its output decodes to what Prometheus' own symbol table
+// and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable, FuzzEncodeV2), and labels
+// that are not the 1.0 encoding are a permanent "encode" error, never a panic. Both write into
+// buffers pooled per Client, so a Send allocates no payload memory in steady state. The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is
 // the standard snappy block format (golang/snappy.Decode and every receiver read it; a test
 // decodes it that way). On amd64 it is as fast as golang/snappy.Encode (both have assembly) and
 // about 6% smaller on OpenShift-like requests, because its match table spans the whole block

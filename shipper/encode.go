@@ -2,7 +2,6 @@ package shipper
 
 import (
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math"
 	"math/bits"
@@ -16,8 +15,6 @@ const (
 	tagWriteRequestTimeseries = 1<<3 | 2 // WriteRequest.timeseries, length-delimited
 	tagTimeSeriesLabels       = 1<<3 | 2 // TimeSeries.labels
 	tagTimeSeriesSamples      = 2<<3 | 2 // TimeSeries.samples
-	tagTimeSeriesExemplars    = 3<<3 | 2 // TimeSeries.exemplars
-	tagTimeSeriesHistograms   = 4<<3 | 2 // TimeSeries.histograms
 	tagLabelName              = 1<<3 | 2 // Label.name
 	tagLabelValue             = 2<<3 | 2 // Label.value
 	tagSampleValue            = 1<<3 | 1 // Sample.value, fixed64 double
@@ -41,50 +38,47 @@ type encoder struct {
 	refs   []uint32
 }
 
+// Series is one series of a request. Labels holds its labels already encoded: the repeated
+// TimeSeries.labels field of remote-write 1.0 (prompb.TimeSeries field 1, each a prompb.Label),
+// byte for byte what gogo's generated Marshal writes for them; the queue encodes them once per
+// series. Samples are its samples in time order. The WAL holds float samples only: there are no
+// exemplars or histograms to send.
+//
+// Series is an alias of an unnamed struct type, the same type as queue.Series: the queue's
+// Sender interface is satisfied without shipper importing queue.
+type Series = struct {
+	Labels  string
+	Samples []prompb.Sample
+}
+
 // encode marshals series as a prompb.WriteRequest and compresses it into a snappy block. The
 // returned slice aliases e.comp and is valid until the next call.
-func (e *encoder) encode(series []prompb.TimeSeries) ([]byte, error) {
-	var err error
-	if e.proto, err = appendWriteRequest(e.proto[:0], series); err != nil {
-		return nil, err
-	}
+func (e *encoder) encode(series []Series) ([]byte, error) {
+	e.proto = appendWriteRequest(e.proto[:0], series)
 	return e.compress()
 }
 
-// appendWriteRequest appends the protobuf encoding of prompb.WriteRequest{Timeseries: series} to
-// b. The output is byte-for-byte what gogo's generated (*prompb.WriteRequest).Marshal produces,
-// including its proto3 rule of omitting zero values (a -0.0 sample value is omitted like +0.0)
-// and the XXX_unrecognized bytes of each message.
+// appendWriteRequest appends the protobuf encoding of a prompb.WriteRequest of series to b. The
+// output is byte-for-byte what gogo's generated (*prompb.WriteRequest).Marshal produces for the
+// same series as prompb.TimeSeries, including its proto3 rule of omitting zero values (a -0.0
+// sample value is omitted like +0.0) and the XXX_unrecognized bytes of each sample.
 //
-// It makes one pass over the labels (they are scattered in memory, so a second pass for the sizes
-// would cost as much as the first): each series is written after a two-byte length slot, which
-// fits series of 128 B to 16 KiB; other sizes move the series by a byte or more afterwards.
-func appendWriteRequest(b []byte, series []prompb.TimeSeries) ([]byte, error) {
+// The labels are copied as they are (one copy per series). Each series is written after a
+// two-byte length slot, which fits series of 128 B to 16 KiB; other sizes move the series by a
+// byte or more afterwards.
+func appendWriteRequest(b []byte, series []Series) []byte {
 	for k := range series {
 		ts := &series[k]
+		b = grow(b, 3+len(ts.Labels)+len(ts.Samples)*22)
 		b = append(b, tagWriteRequestTimeseries, 0, 0)
 		start := len(b)
-		for j := range ts.Labels {
-			b = appendLabel(b, &ts.Labels[j])
-		}
+		b = append(b, ts.Labels...)
 		for j := range ts.Samples {
 			b = appendSample(b, &ts.Samples[j])
 		}
-		var err error
-		for j := range ts.Exemplars {
-			if b, err = appendEmbedded(b, tagTimeSeriesExemplars, &ts.Exemplars[j]); err != nil {
-				return b, fmt.Errorf("marshal exemplar %d of series %d: %w", j, k, err)
-			}
-		}
-		for j := range ts.Histograms {
-			if b, err = appendEmbedded(b, tagTimeSeriesHistograms, &ts.Histograms[j]); err != nil {
-				return b, fmt.Errorf("marshal histogram %d of series %d: %w", j, k, err)
-			}
-		}
-		b = append(b, ts.XXX_unrecognized...)
 		b = putLength(b, start)
 	}
-	return b, nil
+	return b
 }
 
 // putLength writes the length of b[start:] into the two bytes before start, moving b[start:] if
@@ -115,56 +109,6 @@ func grow(b []byte, n int) []byte {
 	nb := make([]byte, len(b), 2*cap(b)+n)
 	copy(nb, b)
 	return nb
-}
-
-// appendLabel appends one TimeSeries.labels field.
-func appendLabel(b []byte, l *prompb.Label) []byte {
-	nl, vl := len(l.Name), len(l.Value)
-	if size := 4 + nl + vl; size < 0x80 && nl > 0 && vl > 0 && len(l.XXX_unrecognized) == 0 {
-		// The common case: every length fits one byte.
-		b = grow(b, 2+size)
-		i := len(b)
-		b = b[:i+2+size]
-		b[i] = tagTimeSeriesLabels
-		b[i+1] = byte(size)
-		b[i+2] = tagLabelName
-		b[i+3] = byte(nl)
-		copy(b[i+4:], l.Name)
-		i += 4 + nl
-		b[i] = tagLabelValue
-		b[i+1] = byte(vl)
-		copy(b[i+2:], l.Value)
-		return b
-	}
-	size := labelSize(l)
-	b = grow(b, 1+binary.MaxVarintLen64+size)
-	i := len(b)
-	b = b[:cap(b)]
-	b[i] = tagTimeSeriesLabels
-	i = putUvarint(b, i+1, uint64(size))
-	if nl > 0 {
-		b[i] = tagLabelName
-		i = putUvarint(b, i+1, uint64(nl))
-		i += copy(b[i:], l.Name)
-	}
-	if vl > 0 {
-		b[i] = tagLabelValue
-		i = putUvarint(b, i+1, uint64(vl))
-		i += copy(b[i:], l.Value)
-	}
-	i += copy(b[i:], l.XXX_unrecognized)
-	return b[:i]
-}
-
-func labelSize(l *prompb.Label) int {
-	n := len(l.XXX_unrecognized)
-	if len(l.Name) > 0 {
-		n += 1 + uvarintLen(uint64(len(l.Name))) + len(l.Name)
-	}
-	if len(l.Value) > 0 {
-		n += 1 + uvarintLen(uint64(len(l.Value))) + len(l.Value)
-	}
-	return n
 }
 
 // appendSample appends one TimeSeries.samples field.
@@ -198,29 +142,6 @@ func appendSample(b []byte, s *prompb.Sample) []byte {
 	}
 	i += copy(b[i:], s.XXX_unrecognized)
 	return b[:i]
-}
-
-// sizedMarshaler is implemented by gogo's generated messages. Exemplars and native histograms
-// are rare on this path (the WAL of collector holds float samples), so they reuse the generated
-// code instead of a hand-written copy.
-type sizedMarshaler interface {
-	Size() int
-	MarshalToSizedBuffer([]byte) (int, error)
-}
-
-func appendEmbedded(b []byte, tag byte, m sizedMarshaler) ([]byte, error) {
-	n := m.Size()
-	b = grow(b, 1+binary.MaxVarintLen64+n)
-	start := len(b)
-	i := start
-	b = b[:cap(b)]
-	b[i] = tag
-	i = putUvarint(b, i+1, uint64(n))
-	// MarshalToSizedBuffer writes backwards from the end of the slice it is given.
-	if _, err := m.MarshalToSizedBuffer(b[i : i+n]); err != nil {
-		return b[:start], err
-	}
-	return b[:i+n], nil
 }
 
 func uvarintLen(v uint64) int {

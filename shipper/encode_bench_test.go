@@ -6,6 +6,7 @@ package shipper
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -77,8 +78,9 @@ func benchWAL(n int) [][]byte {
 }
 
 // BenchmarkEncode measures WAL records to compressed request bytes on one core: decode tsdb
-// Samples records, build batches of 2000 one-sample series from cached labels (as the queue
-// does), encode and compress. "handrolled_s2" is the shipper's RW 1.0 path and "v2_handrolled_s2"
+// Samples records, build batches of 2000 one-sample series from labels encoded once per series
+// (as the queue does; the references build prompb series from cached labels), encode and
+// compress. "handrolled_s2" is the shipper's RW 1.0 path and "v2_handrolled_s2"
 // its RW 2.0 path, "gogo_snappy" and "v2_prometheus_snappy" the references
 // (prompb Marshal + golang/snappy); the two others show what each half contributes.
 func BenchmarkEncode(b *testing.B) {
@@ -91,8 +93,14 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 	b.Logf("%d series, %.0f label bytes per series", benchSeries, float64(labelBytes)/benchSeries)
+	encodedByRef := make([]string, len(labelsByRef))
+	for i, s := range toSeries(prompbSeries(labelsByRef)) {
+		encodedByRef[i] = s.Labels // encoded once per series, as the queue does
+	}
 
-	type encodeFunc func(series []prompb.TimeSeries) int
+	// An encodeFunc takes the batch as Series (the shipper's input) or as prompb.TimeSeries (the
+	// references'); the other is nil.
+	type encodeFunc func(series []Series, ps []prompb.TimeSeries) int
 	e := &encoder{}
 	var gogoBuf []byte
 	st := writev2.NewSymbolTable()
@@ -101,30 +109,27 @@ func BenchmarkEncode(b *testing.B) {
 		name   string
 		encode encodeFunc
 	}{
-		{"handrolled_s2", func(series []prompb.TimeSeries) int {
+		{"handrolled_s2", func(series []Series, _ []prompb.TimeSeries) int {
 			block, err := e.encode(series)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return len(block)
 		}},
-		{"handrolled_snappy", func(series []prompb.TimeSeries) int {
-			raw, err := appendWriteRequest(e.proto[:0], series)
-			if err != nil {
-				b.Fatal(err)
-			}
+		{"handrolled_snappy", func(series []Series, _ []prompb.TimeSeries) int {
+			raw := appendWriteRequest(e.proto[:0], series)
 			e.proto = raw
 			gogoBuf = snappy.Encode(gogoBuf[:cap(gogoBuf)], raw)
 			return len(gogoBuf)
 		}},
-		{"v2_handrolled_s2", func(series []prompb.TimeSeries) int {
+		{"v2_handrolled_s2", func(series []Series, _ []prompb.TimeSeries) int {
 			block, err := e.encodeV2(series)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return len(block)
 		}},
-		{"v2_prometheus_snappy", func(series []prompb.TimeSeries) int {
+		{"v2_prometheus_snappy", func(_ []Series, series []prompb.TimeSeries) int {
 			// Prometheus' own RW 2.0 path: its symbol table, writev2 structs, gogo's Marshal.
 			st.Reset()
 			req.Timeseries = req.Timeseries[:0]
@@ -147,7 +152,7 @@ func BenchmarkEncode(b *testing.B) {
 			gogoBuf = snappy.Encode(gogoBuf[:cap(gogoBuf)], raw)
 			return len(gogoBuf)
 		}},
-		{"gogo_s2", func(series []prompb.TimeSeries) int {
+		{"gogo_s2", func(_ []Series, series []prompb.TimeSeries) int {
 			raw, err := (&prompb.WriteRequest{Timeseries: series}).Marshal()
 			if err != nil {
 				b.Fatal(err)
@@ -155,7 +160,7 @@ func BenchmarkEncode(b *testing.B) {
 			e.comp = s2.EncodeSnappy(e.comp[:cap(e.comp)], raw)
 			return len(e.comp)
 		}},
-		{"gogo_snappy", func(series []prompb.TimeSeries) int {
+		{"gogo_snappy", func(_ []Series, series []prompb.TimeSeries) int {
 			raw, err := (&prompb.WriteRequest{Timeseries: series}).Marshal()
 			if err != nil {
 				b.Fatal(err)
@@ -166,17 +171,23 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
+			pre := !strings.Contains(v.name, "gogo") && !strings.Contains(v.name, "prometheus")
 			var (
 				dec     = record.NewDecoder(nil, nil)
 				refs    []record.RefSample
-				batch   = make([]prompb.TimeSeries, 0, benchBatchSamples)
+				batch   = make([]Series, 0, benchBatchSamples)
+				pbatch  = make([]prompb.TimeSeries, 0, benchBatchSamples)
 				samples = make([]prompb.Sample, benchBatchSamples)
 				sent    int
 				total   int
 			)
 			flush := func() {
-				sent += v.encode(batch)
-				batch = batch[:0]
+				if pre {
+					sent += v.encode(batch, nil)
+				} else {
+					sent += v.encode(nil, pbatch)
+				}
+				batch, pbatch = batch[:0], pbatch[:0]
 			}
 			b.ReportAllocs()
 			cpu0 := cpuSeconds(b)
@@ -187,16 +198,20 @@ func BenchmarkEncode(b *testing.B) {
 						b.Fatal(err)
 					}
 					for _, s := range refs {
-						k := len(batch)
+						k := len(batch) + len(pbatch)
 						samples[k] = prompb.Sample{Value: s.V, Timestamp: s.T}
-						batch = append(batch, prompb.TimeSeries{Labels: labelsByRef[s.Ref], Samples: samples[k : k+1]})
-						if len(batch) == benchBatchSamples {
+						if pre {
+							batch = append(batch, Series{Labels: encodedByRef[s.Ref], Samples: samples[k : k+1]})
+						} else {
+							pbatch = append(pbatch, prompb.TimeSeries{Labels: labelsByRef[s.Ref], Samples: samples[k : k+1]})
+						}
+						if k+1 == benchBatchSamples {
 							flush()
 						}
 					}
 					total += len(refs)
 				}
-				if len(batch) > 0 {
+				if len(batch)+len(pbatch) > 0 {
 					flush()
 				}
 			}
@@ -207,6 +222,15 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportMetric(float64(sent)/float64(total), "bytes/sample")
 		})
 	}
+}
+
+// prompbSeries returns one sample-less series per label set.
+func prompbSeries(ls [][]prompb.Label) []prompb.TimeSeries {
+	out := make([]prompb.TimeSeries, len(ls))
+	for i := range ls {
+		out[i].Labels = ls[i]
+	}
+	return out
 }
 
 // cpuSeconds is the CPU time (user + system) the process has used, GC included.

@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -11,8 +12,8 @@ import (
 )
 
 // referenceV2 builds the io.prometheus.write.v2.Request of series with Prometheus' own symbol
-// table, interning in the order the encoder does (each series' labels, then its exemplars').
-func referenceV2(t testing.TB, series []prompb.TimeSeries) *writev2.Request {
+// table, interning in the order the encoder does (each series' labels in order).
+func referenceV2(series []prompb.TimeSeries) *writev2.Request {
 	st := writev2.NewSymbolTable()
 	refs := func(ls []prompb.Label) []uint32 {
 		var out []uint32
@@ -27,52 +28,10 @@ func referenceV2(t testing.TB, series []prompb.TimeSeries) *writev2.Request {
 		for _, smp := range s.Samples {
 			ts.Samples = append(ts.Samples, writev2.Sample{Value: smp.Value, Timestamp: smp.Timestamp})
 		}
-		for _, h := range s.Histograms {
-			ts.Histograms = append(ts.Histograms, histogramV2(t, h))
-		}
-		for _, ex := range s.Exemplars {
-			ts.Exemplars = append(ts.Exemplars, writev2.Exemplar{LabelsRefs: refs(ex.Labels), Value: ex.Value, Timestamp: ex.Timestamp})
-		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
 	req.Symbols = st.Symbols()
 	return req
-}
-
-// histogramV2 converts a prompb.Histogram field by field (not through its encoding, which is
-// what the encoder relies on).
-func histogramV2(t testing.TB, h prompb.Histogram) writev2.Histogram {
-	out := writev2.Histogram{
-		Sum: h.Sum, Schema: h.Schema, ZeroThreshold: h.ZeroThreshold,
-		NegativeDeltas: h.NegativeDeltas, NegativeCounts: h.NegativeCounts,
-		PositiveDeltas: h.PositiveDeltas, PositiveCounts: h.PositiveCounts,
-		ResetHint: writev2.Histogram_ResetHint(h.ResetHint), Timestamp: h.Timestamp, CustomValues: h.CustomValues,
-	}
-	switch c := h.Count.(type) {
-	case *prompb.Histogram_CountInt:
-		out.Count = &writev2.Histogram_CountInt{CountInt: c.CountInt}
-	case *prompb.Histogram_CountFloat:
-		out.Count = &writev2.Histogram_CountFloat{CountFloat: c.CountFloat}
-	case nil:
-	default:
-		t.Fatalf("count %T", c)
-	}
-	switch c := h.ZeroCount.(type) {
-	case *prompb.Histogram_ZeroCountInt:
-		out.ZeroCount = &writev2.Histogram_ZeroCountInt{ZeroCountInt: c.ZeroCountInt}
-	case *prompb.Histogram_ZeroCountFloat:
-		out.ZeroCount = &writev2.Histogram_ZeroCountFloat{ZeroCountFloat: c.ZeroCountFloat}
-	case nil:
-	default:
-		t.Fatalf("zero count %T", c)
-	}
-	for _, s := range h.NegativeSpans {
-		out.NegativeSpans = append(out.NegativeSpans, writev2.BucketSpan{Offset: s.Offset, Length: s.Length})
-	}
-	for _, s := range h.PositiveSpans {
-		out.PositiveSpans = append(out.PositiveSpans, writev2.BucketSpan{Offset: s.Offset, Length: s.Length})
-	}
-	return out
 }
 
 // checkEncodingV2 decodes the encoder's block with golang/snappy and gogo's generated Unmarshal
@@ -80,7 +39,7 @@ func histogramV2(t testing.TB, h prompb.Histogram) writev2.Histogram {
 // by their bits).
 func checkEncodingV2(t testing.TB, e *encoder, series []prompb.TimeSeries) {
 	t.Helper()
-	block, err := e.encodeV2(series)
+	block, err := e.encodeV2(toSeries(series))
 	if err != nil {
 		t.Fatalf("encodeV2: %v", err)
 	}
@@ -99,12 +58,12 @@ func checkEncodingV2(t testing.TB, e *encoder, series []prompb.TimeSeries) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := referenceV2(t, series).Marshal()
+	want, err := referenceV2(series).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(gotBytes, want) {
-		t.Fatalf("decoded request differs from the reference:\n got %+v\nwant %+v", got, referenceV2(t, series))
+		t.Fatalf("decoded request differs from the reference:\n got %+v\nwant %+v", got, referenceV2(series))
 	}
 	// The labels read back as the receiver reads them (sorted by name).
 	b := labels.NewScratchBuilder(0)
@@ -142,7 +101,7 @@ func TestEncodeV2SymbolsPerRequest(t *testing.T) {
 		{Labels: lbls("__name__", "up", "job", "node"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
 	}
 	for range 2 {
-		block, err := e.encodeV2(series)
+		block, err := e.encodeV2(toSeries(series))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,12 +128,12 @@ func TestEncodeV2Smaller(t *testing.T) {
 		series[i] = prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1700000000000}}}
 	}
 	e := &encoder{}
-	v1, err := e.encode(series)
+	v1, err := e.encode(toSeries(series))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n1 := len(v1)
-	v2, err := e.encodeV2(series)
+	v2, err := e.encodeV2(toSeries(series))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,3 +157,25 @@ func equalStrings(a, b []string) bool {
 // FuzzEncodeV2 compares the RW 2.0 encoder with Prometheus' symbol table and gogo's Marshal on
 // the inputs of FuzzEncode.
 func FuzzEncodeV2(f *testing.F) { fuzzEncoding(f, checkEncodingV2) }
+
+// TestEncodeV2MalformedLabels: labels that are not the RW 1.0 encoding are an encode error,
+// never a panic and never a request.
+func TestEncodeV2MalformedLabels(t *testing.T) {
+	good := toSeries([]prompb.TimeSeries{{Labels: lbls("__name__", "up", "job", "node")}})[0].Labels
+	for name, enc := range map[string]string{
+		"wrong field tag":      "\x12\x00",
+		"truncated length":     "\x0a",
+		"length past end":      "\x0a\x05\x0a\x01a",
+		"group in a label":     "\x0a\x02\x1b\x1c",
+		"runaway varint":       "\x0a\x02\x0a\xff",
+		"cut short":            good[:len(good)-1],
+		"bad field in a label": "\x0a\x03\x0a\x05a",
+	} {
+		t.Run(name, func(t *testing.T) {
+			series := []Series{{Labels: enc, Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}}}
+			if _, err := (&encoder{}).encodeV2(series); !errors.Is(err, errLabelEncoding) {
+				t.Fatalf("encodeV2 of labels %x: %v, want errLabelEncoding", enc, err)
+			}
+		})
+	}
+}

@@ -53,6 +53,10 @@ var (
 	// count. Recoverable: the batch stays queued rather than count unconfirmed samples as sent.
 	ErrPartialWrite = errors.New("2xx with fewer samples written than sent")
 
+	// errLabelEncoding is wrapped by the error of a 2.0 encoding whose Series.Labels are not the
+	// RW 1.0 label encoding (a bug of the caller: Send reports it as a permanent "encode" error).
+	errLabelEncoding = errors.New("malformed label encoding")
+
 	// errBodyReleased is returned by requestBody.Read after Send has handed the buffer back to
 	// the pool. The transport sees it only if it was still writing a body the server had already
 	// answered.

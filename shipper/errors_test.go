@@ -21,7 +21,7 @@ func sendTo(t *testing.T, handler http.HandlerFunc, opts Options) error {
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
 	c := newTestClient(t, srv.URL+"/api/v1/receive", opts)
-	return c.Send(context.Background(), testSeries())
+	return c.Send(context.Background(), toSeries(testSeries()))
 }
 
 func respond(status int, header map[string]string, body string) http.HandlerFunc {
@@ -151,7 +151,7 @@ func TestClassification(t *testing.T) {
 			}
 			var err error
 			if tc.url != "" {
-				err = newTestClient(t, tc.url, opts).Send(context.Background(), testSeries())
+				err = newTestClient(t, tc.url, opts).Send(context.Background(), toSeries(testSeries()))
 			} else {
 				err = sendTo(t, tc.handler, opts)
 			}
@@ -219,7 +219,7 @@ func TestTLSErrorClassification(t *testing.T) {
 	srv := httptest.NewTLSServer(respond(204, nil, ""))
 	t.Cleanup(srv.Close)
 	// Verification is on by default: httptest's certificate is not in the system roots.
-	err := newTestClient(t, srv.URL, DefaultOptions()).Send(context.Background(), testSeries())
+	err := newTestClient(t, srv.URL, DefaultOptions()).Send(context.Background(), toSeries(testSeries()))
 	var e *Error
 	if !errors.As(err, &e) || e.Reason() != "tls" || !e.Recoverable() {
 		t.Fatalf("Send = %v, want a recoverable tls *Error", err)
@@ -274,7 +274,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	})
 	t.Run("url password on transport error", func(t *testing.T) {
 		u := strings.Replace(refusedURL(t), "http://", "http://alice:url-pw-1234@", 1)
-		err := newTestClient(t, u, DefaultOptions()).Send(context.Background(), testSeries())
+		err := newTestClient(t, u, DefaultOptions()).Send(context.Background(), toSeries(testSeries()))
 		if err == nil || strings.Contains(err.Error(), "url-pw-1234") || strings.Contains(err.Error(), "alice") {
 			t.Fatalf("Error() = %q, want no userinfo", err)
 		}

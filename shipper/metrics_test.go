@@ -43,12 +43,12 @@ func TestMetrics(t *testing.T) {
 	series := testSeries() // 3 samples
 	for _, s := range []int{http.StatusNoContent, http.StatusNoContent, http.StatusServiceUnavailable, http.StatusConflict} {
 		status.Store(int32(s))
-		_ = c.Send(ctx, series)
+		_ = c.Send(ctx, toSeries(series))
 	}
-	_ = refused.Send(ctx, series)
+	_ = refused.Send(ctx, toSeries(series))
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	_ = c.Send(canceled, series) // not an attempt: not counted
+	_ = c.Send(canceled, toSeries(series)) // not an attempt: not counted
 
 	want := fmt.Sprintf(`
 # HELP collector_shipper_requests_total Remote-write requests by HTTP status code; status_code is "error" when no response was received.

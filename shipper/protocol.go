@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
-
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // Protocol selects the remote-write message sent to an endpoint.
@@ -86,12 +84,13 @@ func (c *Client) setProtocolMetric() {
 }
 
 // Send delivers series as one remote-write request: 1.0 or 2.0 as negotiated (Options.Protocol).
-// It returns nil on 2xx (for 2.0: a 2xx whose written counts cover every sample and histogram),
+// It does not modify series nor keep them after it returns. It returns nil on 2xx (for 2.0: a
+// 2xx whose written counts cover every sample),
 // the wrapped ctx.Err() if ctx ended first, and an *Error otherwise. Under ProtocolAuto, a 2.0
 // request that the endpoint shows it does not understand (415, or 2xx without written counts) is
 // sent again at once as 1.0, and 1.0 is kept from then on: the batch is never dropped for it.
 // Safe for concurrent use.
-func (c *Client) Send(ctx context.Context, series []prompb.TimeSeries) error {
+func (c *Client) Send(ctx context.Context, series []Series) error {
 	if !c.proto.v2.Load() {
 		return c.send(ctx, series, false)
 	}
@@ -156,12 +155,12 @@ func parseWritten(h http.Header) (writtenStats, error) {
 // write gets a non-2xx status; a 2xx that says otherwise leaves the batch in the queue (a
 // Recoverable *Error wrapping ErrPartialWrite) rather than let samples go unconfirmed. Exemplars
 // are not compared: receivers drop out-of-order exemplars silently by design.
-func (c *Client) checkWritten(resp *http.Response, series []prompb.TimeSeries) error {
+func (c *Client) checkWritten(resp *http.Response, series []Series) error {
 	stats, err := parseWritten(resp.Header)
 	if err != nil {
 		return localError(c.endpoint, "partial_write", true, false, fmt.Errorf("%w: %w", ErrPartialWrite, err))
 	}
-	samples, histograms := countSamplesHistograms(series)
+	samples, histograms := countSamples(series), 0 // the WAL holds no histograms
 	if samples+histograms == 0 {
 		return nil
 	}
@@ -172,12 +171,4 @@ func (c *Client) checkWritten(resp *http.Response, series []prompb.TimeSeries) e
 		return localError(c.endpoint, "partial_write", true, false, fmt.Errorf("%w: HTTP %d but %d of %d samples and %d of %d histograms written", ErrPartialWrite, resp.StatusCode, stats.samples, samples, stats.histograms, histograms))
 	}
 	return nil
-}
-
-func countSamplesHistograms(series []prompb.TimeSeries) (samples, histograms int) {
-	for i := range series {
-		samples += len(series[i].Samples)
-		histograms += len(series[i].Histograms)
-	}
-	return samples, histograms
 }

@@ -186,7 +186,7 @@ func TestProtocolAgainstPrometheus(t *testing.T) {
 			now := time.Now().Truncate(time.Second).UnixMilli()
 			var errs []error
 			for i := range 2 {
-				errs = append(errs, c.Send(context.Background(), rwBatch(3, now+int64(i)*1000)))
+				errs = append(errs, c.Send(context.Background(), toSeries(rwBatch(3, now+int64(i)*1000))))
 			}
 			if got := r.seen(); strings.Join(got, "|") != strings.Join(tc.wantSeen, "|") {
 				t.Errorf("requests seen:\n%q\nwant\n%q", got, tc.wantSeen)
@@ -262,7 +262,7 @@ func TestProtocolWrittenCounts(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			c, _, _ := protocolClient(t, srv.URL, tc.protocol)
-			err := c.Send(context.Background(), rwBatch(3, 1000))
+			err := c.Send(context.Background(), toSeries(rwBatch(3, 1000)))
 			if tc.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Send: %v", err)

@@ -32,10 +32,10 @@ func TestTimingAgainstPrometheus(t *testing.T) {
 	one := func(name string, ts int64, v float64) []prompb.TimeSeries {
 		return []prompb.TimeSeries{{Labels: lbls("__name__", name, "job", "test"), Samples: []prompb.Sample{{Value: v, Timestamp: ts}}}}
 	}
-	if err := c.Send(context.Background(), one("a", now, 1)); err != nil {
+	if err := c.Send(context.Background(), toSeries(one("a", now, 1))); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Send(context.Background(), one("a", now, 1)); err != nil {
+	if err := c.Send(context.Background(), toSeries(one("a", now, 1))); err != nil {
 		t.Fatalf("an exact duplicate of the newest sample: %v, want accepted", err)
 	}
 	for _, tc := range []struct {
@@ -49,7 +49,7 @@ func TestTimingAgainstPrometheus(t *testing.T) {
 		{"out of order beside a new sample", append(one("d", now, 1), one("a", now-1000, 1)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := c.Send(context.Background(), tc.series)
+			err := c.Send(context.Background(), toSeries(tc.series))
 			var e *Error
 			if !errors.As(err, &e) || e.StatusCode() != 400 || !e.Timing() || e.Recoverable() || e.TooLarge() || e.Reason() != "http_400" {
 				t.Fatalf("Send = %v, want a permanent timing 400", err)

@@ -62,7 +62,7 @@ func TestErrorsRedactURLCredentials(t *testing.T) {
 						t.Fatal(err)
 					}
 					defer c.Close()
-					err = c.Send(context.Background(), testSeries())
+					err = c.Send(context.Background(), toSeries(testSeries()))
 					var se *Error
 					if !errors.As(err, &se) || se.StatusCode() != status {
 						t.Fatalf("Send = %v, want a %d", err, status)

@@ -169,7 +169,7 @@ func TestMTLSWithRotation(t *testing.T) {
 	opts := DefaultOptions()
 	opts.HTTPClientConfig.TLSConfig = config.TLSConfig{CAFile: files.ca, CertFile: files.cert, KeyFile: files.key}
 	c := newTestClient(t, srv.URL, opts)
-	send := func() error { return c.Send(context.Background(), testSeries()) }
+	send := func() error { return c.Send(context.Background(), toSeries(testSeries())) }
 	// newConn forces a new handshake, as after a server restart.
 	newConn := func() { _ = c.Close() }
 
@@ -260,7 +260,7 @@ func TestServerVerification(t *testing.T) {
 				writeFile(t, files.ca, string(tc.caPEM))
 				opts.HTTPClientConfig.TLSConfig.CAFile = files.ca
 			}
-			err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries())
+			err := newTestClient(t, srv.URL, opts).Send(context.Background(), toSeries(testSeries()))
 			if tc.wantErr {
 				tlsError(t, err)
 				return
@@ -291,7 +291,7 @@ func TestTLSMinVersion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := DefaultOptions()
 			opts.HTTPClientConfig.TLSConfig = config.TLSConfig{InsecureSkipVerify: true, MinVersion: tc.min}
-			err := newTestClient(t, srv.URL, opts).Send(context.Background(), testSeries())
+			err := newTestClient(t, srv.URL, opts).Send(context.Background(), toSeries(testSeries()))
 			if tc.wantErr {
 				var e *Error
 				if !errors.As(err, &e) || !e.Recoverable() {

@@ -124,7 +124,7 @@ type sender struct {
 	behave   func(ctx context.Context, n int) error // n counts requests from 1
 }
 
-func (s *sender) Send(ctx context.Context, series []prompb.TimeSeries) error {
+func (s *sender) Send(ctx context.Context, series []queue.Series) error {
 	s.mu.Lock()
 	s.requests++
 	n, behave := s.requests, s.behave
@@ -139,7 +139,13 @@ func (s *sender) Send(ctx context.Context, series []prompb.TimeSeries) error {
 	if s.got == nil {
 		s.got = map[string]bool{}
 	}
-	for _, ts := range series {
+	for _, in := range series {
+		// Series.Labels is field 1 of prompb.TimeSeries as it is.
+		var ts prompb.TimeSeries
+		if err := ts.Unmarshal([]byte(in.Labels)); err != nil {
+			return fmt.Errorf("decode labels: %w", err)
+		}
+		ts.Samples = in.Samples
 		b := labels.NewScratchBuilder(len(ts.Labels))
 		for _, l := range ts.Labels {
 			b.Add(l.Name, l.Value)
