@@ -63,20 +63,26 @@ func (e *encoder) encode(series []Series) ([]byte, error) {
 // same series as prompb.TimeSeries, including its proto3 rule of omitting zero values (a -0.0
 // sample value is omitted like +0.0) and the XXX_unrecognized bytes of each sample.
 //
-// The labels are copied as they are (one copy per series). Each series is written after a
-// two-byte length slot, which fits series of 128 B to 16 KiB; other sizes move the series by a
-// byte or more afterwards.
+// The labels are copied as they are (one copy per series); their length is known, so the size
+// of a series is computed from its samples before it is written, and nothing moves afterwards.
 func appendWriteRequest(b []byte, series []Series) []byte {
 	for k := range series {
 		ts := &series[k]
-		b = grow(b, 3+len(ts.Labels)+len(ts.Samples)*22)
-		b = append(b, tagWriteRequestTimeseries, 0, 0)
-		start := len(b)
-		b = append(b, ts.Labels...)
+		n := len(ts.Labels)
+		for j := range ts.Samples {
+			m := sampleSize(&ts.Samples[j])
+			n += 1 + uvarintLen(uint64(m)) + m
+		}
+		b = grow(b, 1+binary.MaxVarintLen64+n)
+		i := len(b)
+		b = b[:cap(b)]
+		b[i] = tagWriteRequestTimeseries
+		i = putUvarint(b, i+1, uint64(n))
+		i += copy(b[i:], ts.Labels)
+		b = b[:i]
 		for j := range ts.Samples {
 			b = appendSample(b, &ts.Samples[j])
 		}
-		b = putLength(b, start)
 	}
 	return b
 }
@@ -111,13 +117,8 @@ func grow(b []byte, n int) []byte {
 	return nb
 }
 
-// appendSample appends one TimeSeries.samples field.
-func appendSample(b []byte, s *prompb.Sample) []byte {
-	// At most 2 (tag, length) + 9 (value) + 11 (timestamp) bytes, plus unknown fields.
-	b = grow(b, 2+binary.MaxVarintLen64+20+len(s.XXX_unrecognized))
-	i := len(b)
-	b = b[:cap(b)]
-	b[i] = tagTimeSeriesSamples
+// sampleSize is the size of the prompb.Sample message s.
+func sampleSize(s *prompb.Sample) int {
 	size := len(s.XXX_unrecognized)
 	if s.Value != 0 {
 		size += 9
@@ -125,6 +126,17 @@ func appendSample(b []byte, s *prompb.Sample) []byte {
 	if s.Timestamp != 0 {
 		size += 1 + uvarintLen(uint64(s.Timestamp))
 	}
+	return size
+}
+
+// appendSample appends one TimeSeries.samples field.
+func appendSample(b []byte, s *prompb.Sample) []byte {
+	// At most 2 (tag, length) + 9 (value) + 11 (timestamp) bytes, plus unknown fields.
+	b = grow(b, 2+binary.MaxVarintLen64+20+len(s.XXX_unrecognized))
+	i := len(b)
+	b = b[:cap(b)]
+	b[i] = tagTimeSeriesSamples
+	size := sampleSize(s)
 	if size < 0x80 {
 		b[i+1] = byte(size)
 		i += 2
