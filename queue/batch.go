@@ -106,23 +106,54 @@ func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
 
 // builder accumulates a shard's items into a batch within the request limits. Its slices are
 // reused from batch to batch. Not safe for concurrent use.
+//
+// The samples of one series in a batch share one Series entry (the labels are sent once). A
+// record (one scrape) holds each series once, so while the batch holds the samples of a single
+// record every item starts a new entry and no index is kept: the common case at a large scrape,
+// whose records fill many requests. Only when a second record joins are the entries indexed by
+// series ref. Should a record hold a series twice, it gets two entries: a valid request too (the
+// samples stay in order), only a few bytes longer.
 type builder struct {
 	maxSamples, maxBytes int
 
-	idx    map[wal.SeriesRef]int
 	series []Series
+	refs   []wal.SeriesRef // refs[k] is the series of series[k]
 	seqs   [][]uint64
 	n      int
 	bytes  int
+	// seq is the record of the batch's first sample; idx maps refs to entries once indexed.
+	seq     uint64
+	indexed bool
+	idx     map[wal.SeriesRef]int
 }
 
 func newBuilder(maxSamples, maxBytes int) *builder {
 	return &builder{maxSamples: maxSamples, maxBytes: maxBytes, idx: map[wal.SeriesRef]int{}}
 }
 
-// fits reports whether it can join the batch without exceeding a limit. An empty batch takes any
-// item.
-func (b *builder) fits(it *item) bool {
+// entry returns the entry of it's series in the batch, or -1 when it would start one.
+func (b *builder) entry(it *item) int {
+	if b.n == 0 {
+		return -1
+	}
+	if !b.indexed {
+		if it.seq == b.seq {
+			return -1
+		}
+		for k, ref := range b.refs {
+			b.idx[ref] = k
+		}
+		b.indexed = true
+	}
+	if k, ok := b.idx[it.ref]; ok {
+		return k
+	}
+	return -1
+}
+
+// fits reports whether it, whose entry is k (entry), can join the batch without exceeding a
+// limit. An empty batch takes any item.
+func (b *builder) fits(it *item, k int) bool {
 	if b.n == 0 {
 		return true
 	}
@@ -130,7 +161,7 @@ func (b *builder) fits(it *item) bool {
 		return false
 	}
 	cost := bytesPerSample
-	if _, ok := b.idx[it.ref]; !ok {
+	if k < 0 {
 		cost += bytesPerSeries + len(it.lbl)
 	}
 	return b.bytes+cost <= b.maxBytes
@@ -139,11 +170,16 @@ func (b *builder) fits(it *item) bool {
 // full reports whether no further sample can join.
 func (b *builder) full() bool { return b.n >= b.maxSamples || b.bytes >= b.maxBytes }
 
-func (b *builder) add(it *item) {
-	k, ok := b.idx[it.ref]
-	if !ok {
+// add appends it to entry k, or to a new entry when k < 0 (entry).
+func (b *builder) add(it *item, k int) {
+	if b.n == 0 {
+		b.seq = it.seq
+	}
+	if k < 0 {
 		k = len(b.series)
-		b.idx[it.ref] = k
+		if b.indexed {
+			b.idx[it.ref] = k
+		}
 		if k < cap(b.series) {
 			b.series = b.series[:k+1]
 			b.series[k].Samples = b.series[k].Samples[:0]
@@ -156,6 +192,7 @@ func (b *builder) add(it *item) {
 		} else {
 			b.seqs = append(b.seqs, nil)
 		}
+		b.refs = append(b.refs, it.ref)
 		b.series[k].Labels = it.lbl
 		b.bytes += bytesPerSeries + len(it.lbl)
 	}
@@ -174,7 +211,10 @@ func (b *builder) batch() batch { return batch{series: b.series, seqs: b.seqs} }
 // reused slice until overwritten: at most one request's worth, which the reader holds anyway
 // while the series live.
 func (b *builder) reset() {
-	clear(b.idx)
-	b.series, b.seqs = b.series[:0], b.seqs[:0]
+	if b.indexed {
+		clear(b.idx)
+		b.indexed = false
+	}
+	b.series, b.refs, b.seqs = b.series[:0], b.refs[:0], b.seqs[:0]
 	b.n, b.bytes = 0, 0
 }

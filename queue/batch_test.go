@@ -23,6 +23,16 @@ func prompbSeries(t *testing.T, s Series) prompb.TimeSeries {
 	return ts[0]
 }
 
+// addItem adds it to b as a shard does, and reports false (adding nothing) when it does not fit.
+func addItem(b *builder, it item) bool {
+	k := b.entry(&it)
+	if !b.fits(&it, k) {
+		return false
+	}
+	b.add(&it, k)
+	return true
+}
+
 func TestBuilderLimits(t *testing.T) {
 	one := bytesPerSeries + len(testItem(0, 0, 0).lbl) + bytesPerSample
 	for _, tc := range []struct {
@@ -34,17 +44,16 @@ func TestBuilderLimits(t *testing.T) {
 		wantSeries int
 	}{
 		{"samples cap", 3, 1 << 20, []item{testItem(1, 1, 0), testItem(2, 1, 0), testItem(3, 1, 0), testItem(4, 1, 0)}, 3, 3},
-		{"bytes cap counts labels once per series", 100, one + 2*bytesPerSample, []item{testItem(1, 1, 0), testItem(1, 2, 0), testItem(1, 3, 0), testItem(2, 1, 0)}, 3, 1},
+		{"bytes cap counts labels once per series", 100, one + 2*bytesPerSample, []item{testItem(1, 1, 0), testItem(1, 2, 1), testItem(1, 3, 2), testItem(2, 1, 2)}, 3, 1},
 		{"an oversized first item still fits", 100, 1, []item{testItem(1, 1, 0), testItem(2, 1, 0)}, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBuilder(tc.maxSamples, tc.maxBytes)
 			n := 0
 			for i := range tc.items {
-				if !b.fits(&tc.items[i]) {
+				if !addItem(b, tc.items[i]) {
 					break
 				}
-				b.add(&tc.items[i])
 				n++
 			}
 			if n != tc.wantFits || len(b.batch().series) != tc.wantSeries || b.len() != n {
@@ -61,7 +70,7 @@ func TestBuilderLimits(t *testing.T) {
 func TestBuilderGroupsInOrder(t *testing.T) {
 	b := newBuilder(100, 1<<20)
 	for _, it := range []item{testItem(2, 10, 0), testItem(1, 10, 0), testItem(2, 20, 1), testItem(1, 20, 1), testItem(3, 5, 1)} {
-		b.add(&it)
+		addItem(b, it)
 	}
 	bt := b.batch()
 	if len(bt.series) != 3 || bt.samples() != 5 {
@@ -76,7 +85,7 @@ func TestBuilderGroupsInOrder(t *testing.T) {
 	// Reuse after reset keeps nothing of the previous batch.
 	b.reset()
 	it := testItem(7, 1, 9)
-	b.add(&it)
+	addItem(b, it)
 	if bt := b.batch(); len(bt.series) != 1 || len(bt.series[0].Samples) != 1 || !slices.Equal(bt.seqs[0], []uint64{9}) {
 		t.Fatalf("reused batch %+v", bt)
 	}
@@ -97,6 +106,45 @@ func mkBatch(samplesPerSeries ...int) batch {
 		b.seqs = append(b.seqs, seqs)
 	}
 	return b
+}
+
+// TestBuilderIndexesFromTheSecondRecord: the samples of one record each start an entry without
+// an index (a record holds a series once; a repeat gets an entry of its own, still in order);
+// from the first sample of a second record on, the entries are indexed and a series' samples
+// share its entry.
+func TestBuilderIndexesFromTheSecondRecord(t *testing.T) {
+	b := newBuilder(100, 1<<20)
+	for _, it := range []item{testItem(1, 10, 0), testItem(2, 10, 0), testItem(1, 11, 0)} {
+		addItem(b, it)
+	}
+	if b.indexed || len(b.idx) != 0 || len(b.series) != 3 {
+		t.Fatalf("one record: indexed %v with %d refs, %d entries; want no index, 3 entries", b.indexed, len(b.idx), len(b.series))
+	}
+	for _, it := range []item{testItem(2, 20, 1), testItem(3, 20, 1), testItem(3, 30, 2)} {
+		addItem(b, it)
+	}
+	bt := b.batch()
+	if !b.indexed || len(bt.series) != 4 || bt.samples() != 6 {
+		t.Fatalf("indexed %v, %d entries, %d samples; want indexed, 4 entries, 6 samples", b.indexed, len(bt.series), bt.samples())
+	}
+	for k, want := range [][]int64{{10}, {10, 20}, {11}, {20, 30}} {
+		var got []int64
+		for _, smp := range bt.series[k].Samples {
+			got = append(got, smp.Timestamp)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("entry %d timestamps %v, want %v", k, got, want)
+		}
+	}
+	b.reset()
+	if b.indexed || len(b.idx) != 0 {
+		t.Fatal("reset kept the index")
+	}
+	addItem(b, testItem(2, 40, 3))
+	addItem(b, testItem(2, 50, 3))
+	if len(b.batch().series) != 2 {
+		t.Fatalf("after reset: %d entries, want 2 (one record, no index)", len(b.batch().series))
+	}
 }
 
 func TestBatchSplit(t *testing.T) {
@@ -144,7 +192,7 @@ func TestBatchDropOlder(t *testing.T) {
 func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 	b := newBuilder(100, 1<<20)
 	for _, it := range []item{testItem(1, 1, 0), testItem(2, 100, 0), testItem(3, 100, 0)} {
-		b.add(&it)
+		addItem(b, it)
 	}
 	kept, dropped := b.batch().dropOlder(50, nil)
 	if kept.samples() != 2 || len(dropped) != 1 {
@@ -152,7 +200,7 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 	}
 	b.reset()
 	for _, it := range []item{testItem(4, 1, 1), testItem(5, 1, 2), testItem(6, 1, 3)} {
-		b.add(&it)
+		addItem(b, it)
 	}
 	bt := b.batch()
 	for i, want := range []string{"host-4", "host-5", "host-6"} {

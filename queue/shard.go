@@ -62,15 +62,17 @@ func (s *shard) run(ctx context.Context) {
 			}
 			for i := range *c {
 				it := &(*c)[i]
-				if !s.bld.fits(it) {
+				k := s.bld.entry(it)
+				if !s.bld.fits(it, k) {
 					if !s.flush(ctx) {
 						return
 					}
+					k = -1
 				}
 				if s.bld.len() == 0 {
 					deadline.Reset(s.q.opts.BatchSendDeadline)
 				}
-				s.bld.add(it)
+				s.bld.add(it, k)
 			}
 			s.q.chunks.put(c)
 			if s.bld.full() && !s.flush(ctx) {
