@@ -7,14 +7,42 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// item is one sample on its way from the tailer to a shard. lbl is the series' encoded labels
-// (Series.Labels), shared by every sample of the series and never modified.
+// item is one sample on its way from the tailer to a shard: 32 bytes. key is what the reader
+// keeps for the series (tailer.encodeLabels): its ref in 8 bytes, then its encoded labels
+// (Series.Labels); it is shared by every sample of the series and never modified. The record
+// the sample came from is its chunk's.
 type item struct {
-	lbl string
-	ref wal.SeriesRef
+	key string
 	t   int64
 	v   float64
-	seq uint64 // the record it came from (tracker)
+}
+
+// refKeyLen is the length of the series ref at the start of a key.
+const refKeyLen = 8
+
+// makeKey returns the key of series ref with the encoded labels enc: the ref little endian,
+// then enc.
+func makeKey(buf []byte, ref wal.SeriesRef) []byte {
+	for i := 0; i < refKeyLen; i++ {
+		buf = append(buf, byte(ref>>(8*i)))
+	}
+	return buf
+}
+
+// ref returns the series ref of the item.
+func (it *item) ref() wal.SeriesRef {
+	k := it.key[:refKeyLen]
+	return wal.SeriesRef(uint64(k[0]) | uint64(k[1])<<8 | uint64(k[2])<<16 | uint64(k[3])<<24 |
+		uint64(k[4])<<32 | uint64(k[5])<<40 | uint64(k[6])<<48 | uint64(k[7])<<56)
+}
+
+// labels returns the encoded labels of the item's series (Series.Labels).
+func (it *item) labels() string { return it.key[refKeyLen:] }
+
+// chunk is a run of samples of one record (seq, for the tracker) for one shard.
+type chunk struct {
+	seq   uint64
+	items []item
 }
 
 // Size estimates used to cap requests (protobuf, before compression): a series costs its encoded
@@ -24,22 +52,21 @@ const (
 	bytesPerSeries = 4  // TimeSeries tag and length
 )
 
-// chunkPool recycles the slices the tailer hands to shards.
+// chunkPool recycles the chunks the tailer hands to shards.
 type chunkPool struct{ p sync.Pool }
 
-func (c *chunkPool) get(capacity int) *[]item {
-	if v, ok := c.p.Get().(*[]item); ok && cap(*v) >= capacity {
-		*v = (*v)[:0]
+func (c *chunkPool) get(capacity int) *chunk {
+	if v, ok := c.p.Get().(*chunk); ok && cap(v.items) >= capacity {
+		v.items = v.items[:0]
 		return v
 	}
-	s := make([]item, 0, capacity)
-	return &s
+	return &chunk{items: make([]item, 0, capacity)}
 }
 
-func (c *chunkPool) put(s *[]item) {
-	clear(*s) // drop the label references: a pooled chunk must not pin the labels of dead series
-	*s = (*s)[:0]
-	c.p.Put(s)
+func (c *chunkPool) put(ch *chunk) {
+	clear(ch.items) // drop the label references: a pooled chunk must not pin the labels of dead series
+	ch.items = ch.items[:0]
+	c.p.Put(ch)
 }
 
 // batch is one request: samples grouped by series in arrival order, and the record of each
@@ -131,13 +158,14 @@ func newBuilder(maxSamples, maxBytes int) *builder {
 	return &builder{maxSamples: maxSamples, maxBytes: maxBytes, idx: map[wal.SeriesRef]int{}}
 }
 
-// entry returns the entry of it's series in the batch, or -1 when it would start one.
-func (b *builder) entry(it *item) int {
+// entry returns the entry of the series of it, a sample of record seq, in the batch, or -1 when
+// it would start one.
+func (b *builder) entry(it *item, seq uint64) int {
 	if b.n == 0 {
 		return -1
 	}
 	if !b.indexed {
-		if it.seq == b.seq {
+		if seq == b.seq {
 			return -1
 		}
 		for k, ref := range b.refs {
@@ -145,7 +173,7 @@ func (b *builder) entry(it *item) int {
 		}
 		b.indexed = true
 	}
-	if k, ok := b.idx[it.ref]; ok {
+	if k, ok := b.idx[it.ref()]; ok {
 		return k
 	}
 	return -1
@@ -162,7 +190,7 @@ func (b *builder) fits(it *item, k int) bool {
 	}
 	cost := bytesPerSample
 	if k < 0 {
-		cost += bytesPerSeries + len(it.lbl)
+		cost += bytesPerSeries + len(it.key) - refKeyLen
 	}
 	return b.bytes+cost <= b.maxBytes
 }
@@ -170,15 +198,16 @@ func (b *builder) fits(it *item, k int) bool {
 // full reports whether no further sample can join.
 func (b *builder) full() bool { return b.n >= b.maxSamples || b.bytes >= b.maxBytes }
 
-// add appends it to entry k, or to a new entry when k < 0 (entry).
-func (b *builder) add(it *item, k int) {
+// add appends it, a sample of record seq, to entry k, or to a new entry when k < 0 (entry).
+func (b *builder) add(it *item, k int, seq uint64) {
 	if b.n == 0 {
-		b.seq = it.seq
+		b.seq = seq
 	}
 	if k < 0 {
 		k = len(b.series)
+		ref := it.ref()
 		if b.indexed {
-			b.idx[it.ref] = k
+			b.idx[ref] = k
 		}
 		if k < cap(b.series) {
 			b.series = b.series[:k+1]
@@ -192,12 +221,12 @@ func (b *builder) add(it *item, k int) {
 		} else {
 			b.seqs = append(b.seqs, nil)
 		}
-		b.refs = append(b.refs, it.ref)
-		b.series[k].Labels = it.lbl
-		b.bytes += bytesPerSeries + len(it.lbl)
+		b.refs = append(b.refs, ref)
+		b.series[k].Labels = it.labels()
+		b.bytes += bytesPerSeries + len(b.series[k].Labels)
 	}
 	b.series[k].Samples = append(b.series[k].Samples, prompb.Sample{Value: it.v, Timestamp: it.t})
-	b.seqs[k] = append(b.seqs[k], it.seq)
+	b.seqs[k] = append(b.seqs[k], seq)
 	b.bytes += bytesPerSample
 	b.n++
 }

@@ -1,16 +1,25 @@
 package queue
 
 import (
+	"math"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 )
 
-func testItem(ref int, t int64, seq uint64) item {
-	return item{lbl: string(appendLabels(nil, seriesLabels(ref))), ref: wal.SeriesRef(ref), t: t, v: 1, seq: seq}
+// seqItem is an item with the record of its chunk.
+type seqItem struct {
+	item
+	seq uint64
+}
+
+func testItem(ref int, t int64, seq uint64) seqItem {
+	key := string(appendLabels(makeKey(nil, wal.SeriesRef(ref)), seriesLabels(ref)))
+	return seqItem{item{key: key, t: t, v: 1}, seq}
 }
 
 // prompbSeries decodes s for the tests.
@@ -24,28 +33,29 @@ func prompbSeries(t *testing.T, s Series) prompb.TimeSeries {
 }
 
 // addItem adds it to b as a shard does, and reports false (adding nothing) when it does not fit.
-func addItem(b *builder, it item) bool {
-	k := b.entry(&it)
-	if !b.fits(&it, k) {
+func addItem(b *builder, it seqItem) bool {
+	k := b.entry(&it.item, it.seq)
+	if !b.fits(&it.item, k) {
 		return false
 	}
-	b.add(&it, k)
+	b.add(&it.item, k, it.seq)
 	return true
 }
 
 func TestBuilderLimits(t *testing.T) {
-	one := bytesPerSeries + len(testItem(0, 0, 0).lbl) + bytesPerSample
+	first := testItem(0, 0, 0)
+	one := bytesPerSeries + len(first.labels()) + bytesPerSample
 	for _, tc := range []struct {
 		name       string
 		maxSamples int
 		maxBytes   int
-		items      []item
+		items      []seqItem
 		wantFits   int // items that fit
 		wantSeries int
 	}{
-		{"samples cap", 3, 1 << 20, []item{testItem(1, 1, 0), testItem(2, 1, 0), testItem(3, 1, 0), testItem(4, 1, 0)}, 3, 3},
-		{"bytes cap counts labels once per series", 100, one + 2*bytesPerSample, []item{testItem(1, 1, 0), testItem(1, 2, 1), testItem(1, 3, 2), testItem(2, 1, 2)}, 3, 1},
-		{"an oversized first item still fits", 100, 1, []item{testItem(1, 1, 0), testItem(2, 1, 0)}, 1, 1},
+		{"samples cap", 3, 1 << 20, []seqItem{testItem(1, 1, 0), testItem(2, 1, 0), testItem(3, 1, 0), testItem(4, 1, 0)}, 3, 3},
+		{"bytes cap counts labels once per series", 100, one + 2*bytesPerSample, []seqItem{testItem(1, 1, 0), testItem(1, 2, 1), testItem(1, 3, 2), testItem(2, 1, 2)}, 3, 1},
+		{"an oversized first item still fits", 100, 1, []seqItem{testItem(1, 1, 0), testItem(2, 1, 0)}, 1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBuilder(tc.maxSamples, tc.maxBytes)
@@ -69,7 +79,7 @@ func TestBuilderLimits(t *testing.T) {
 
 func TestBuilderGroupsInOrder(t *testing.T) {
 	b := newBuilder(100, 1<<20)
-	for _, it := range []item{testItem(2, 10, 0), testItem(1, 10, 0), testItem(2, 20, 1), testItem(1, 20, 1), testItem(3, 5, 1)} {
+	for _, it := range []seqItem{testItem(2, 10, 0), testItem(1, 10, 0), testItem(2, 20, 1), testItem(1, 20, 1), testItem(3, 5, 1)} {
 		addItem(b, it)
 	}
 	bt := b.batch()
@@ -114,13 +124,13 @@ func mkBatch(samplesPerSeries ...int) batch {
 // share its entry.
 func TestBuilderIndexesFromTheSecondRecord(t *testing.T) {
 	b := newBuilder(100, 1<<20)
-	for _, it := range []item{testItem(1, 10, 0), testItem(2, 10, 0), testItem(1, 11, 0)} {
+	for _, it := range []seqItem{testItem(1, 10, 0), testItem(2, 10, 0), testItem(1, 11, 0)} {
 		addItem(b, it)
 	}
 	if b.indexed || len(b.idx) != 0 || len(b.series) != 3 {
 		t.Fatalf("one record: indexed %v with %d refs, %d entries; want no index, 3 entries", b.indexed, len(b.idx), len(b.series))
 	}
-	for _, it := range []item{testItem(2, 20, 1), testItem(3, 20, 1), testItem(3, 30, 2)} {
+	for _, it := range []seqItem{testItem(2, 20, 1), testItem(3, 20, 1), testItem(3, 30, 2)} {
 		addItem(b, it)
 	}
 	bt := b.batch()
@@ -191,7 +201,7 @@ func TestBatchDropOlder(t *testing.T) {
 // builder's entries share label or record storage, which the next batch would overwrite.
 func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 	b := newBuilder(100, 1<<20)
-	for _, it := range []item{testItem(1, 1, 0), testItem(2, 100, 0), testItem(3, 100, 0)} {
+	for _, it := range []seqItem{testItem(1, 1, 0), testItem(2, 100, 0), testItem(3, 100, 0)} {
 		addItem(b, it)
 	}
 	kept, dropped := b.batch().dropOlder(50, nil)
@@ -199,7 +209,7 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 		t.Fatalf("kept %d, dropped %d", kept.samples(), len(dropped))
 	}
 	b.reset()
-	for _, it := range []item{testItem(4, 1, 1), testItem(5, 1, 2), testItem(6, 1, 3)} {
+	for _, it := range []seqItem{testItem(4, 1, 1), testItem(5, 1, 2), testItem(6, 1, 3)} {
 		addItem(b, it)
 	}
 	bt := b.batch()
@@ -209,6 +219,19 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 		}
 		if !slices.Equal(bt.seqs[i], []uint64{uint64(i + 1)}) {
 			t.Fatalf("series %d records %v", i, bt.seqs[i])
+		}
+	}
+}
+
+// TestItemKey: an item is 32 bytes and its key gives back the series ref and labels.
+func TestItemKey(t *testing.T) {
+	if n := unsafe.Sizeof(item{}); n != 32 {
+		t.Errorf("item is %d bytes, want 32", n)
+	}
+	for _, ref := range []wal.SeriesRef{0, 1, 255, 256, 1<<40 + 5, math.MaxUint64} {
+		it := item{key: string(append(makeKey(nil, ref), "labels"...))}
+		if it.ref() != ref || it.labels() != "labels" {
+			t.Errorf("ref %d: key gives ref %d and labels %q", ref, it.ref(), it.labels())
 		}
 	}
 }

@@ -114,7 +114,7 @@ func TestWriteRelabelOncePerSeries(t *testing.T) {
 	first, second := b.Samples[0].Ref, b.Samples[1].Ref
 	lbl, ok := r.Derived(first, tl.derive)
 	lset, _ := r.Labels(first)
-	if !ok || lbl != string(appendLabels(nil, lset)) {
+	if !ok || lbl != string(appendLabels(makeKey(nil, first), lset)) {
 		t.Fatalf("first series encoded as %q, %v", lbl, ok)
 	}
 	tl.relabel.cfgs = []*relabel.Config{dropAll} // from now on only new series see it

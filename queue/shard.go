@@ -13,7 +13,7 @@ import (
 type shard struct {
 	q      *Queue
 	id     int
-	in     chan *[]item
+	in     chan *chunk
 	bld    *builder
 	bo     *backoff.ExponentialBackOff
 	logger logrus.FieldLogger
@@ -39,7 +39,7 @@ func (q *Queue) newShard(id int) *shard {
 	return &shard{
 		q:      q,
 		id:     id,
-		in:     make(chan *[]item, max(1, o.Capacity/o.MaxSamplesPerSend)),
+		in:     make(chan *chunk, max(1, o.Capacity/o.MaxSamplesPerSend)),
 		bld:    newBuilder(o.MaxSamplesPerSend, o.MaxRequestBytes),
 		bo:     bo,
 		logger: q.logger.WithField("shard", id),
@@ -60,9 +60,9 @@ func (s *shard) run(ctx context.Context) {
 				s.flush(ctx)
 				return
 			}
-			for i := range *c {
-				it := &(*c)[i]
-				k := s.bld.entry(it)
+			for i := range c.items {
+				it := &c.items[i]
+				k := s.bld.entry(it, c.seq)
 				if !s.bld.fits(it, k) {
 					if !s.flush(ctx) {
 						return
@@ -72,7 +72,7 @@ func (s *shard) run(ctx context.Context) {
 				if s.bld.len() == 0 {
 					deadline.Reset(s.q.opts.BatchSendDeadline)
 				}
-				s.bld.add(it, k)
+				s.bld.add(it, k, c.seq)
 			}
 			s.q.chunks.put(c)
 			if s.bld.full() && !s.flush(ctx) {

@@ -31,16 +31,17 @@ type tailer struct {
 	// runCtx is Run's context; sendCtx ends when the flush ends (see Run).
 	runCtx, sendCtx context.Context
 
-	buf    []item       // the record being dispatched, copied out of the reader's batch
-	counts []int        // per shard, scratch
-	cur    []*[]item    // per shard, the chunk being filled
+	counts []int        // per shard, an upper bound of the samples still to route
+	cur    []*chunk     // per shard, the chunk being filled
 	ready  []readyChunk // chunks to hand over, in order
-	left   []item       // samples not yet handed over when the last epoch ended
+	// left holds the samples of record leftSeq not handed over when the last epoch ended.
+	left    []item
+	leftSeq uint64
 	// relabel applies the endpoint's write relabeling; nil without rules.
 	relabel *writeRelabeler
 	// derive is encodeLabels as a func value, made once (a method value allocates); encBuf is
 	// its scratch space.
-	derive func(labels.Labels) string
+	derive func(wal.SeriesRef, labels.Labels) string
 	encBuf []byte
 }
 
@@ -50,31 +51,40 @@ func newTailer(q *Queue, r *wal.Reader, t *tracker, dir string, runCtx, sendCtx 
 	return tl
 }
 
-// encodeLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the
-// labels to send, after write relabeling, encoded as Series.Labels; "" when the rules drop the
-// series. It runs once per series definition, not per sample.
-func (tl *tailer) encodeLabels(lset labels.Labels) string {
+// encodeLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the key
+// of the series' items (item), its ref followed by the labels to send, after write relabeling,
+// encoded as Series.Labels; "" when the rules drop the series. It runs once per series
+// definition, not per sample.
+func (tl *tailer) encodeLabels(ref wal.SeriesRef, lset labels.Labels) string {
 	if tl.relabel != nil {
 		var keep bool
 		if lset, keep = tl.relabel.apply(lset); !keep {
 			return ""
 		}
 	}
-	tl.encBuf = appendLabels(tl.encBuf[:0], lset)
+	tl.encBuf = appendLabels(makeKey(tl.encBuf[:0], ref), lset)
 	return string(tl.encBuf)
 }
 
 type readyChunk struct {
 	shard int
-	c     *[]item
+	c     *chunk
 }
 
 // run reads until ctx is cancelled, the end of the WAL (StopAtEnd) or an unreadable WAL.
 func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) {
 	if len(tl.left) > 0 {
-		left := tl.left
+		left, seq := tl.left, tl.leftSeq
 		tl.left = nil
-		if !tl.dispatch(ctx, shards, left) {
+		tl.startRouting(len(shards))
+		for i := range left {
+			tl.counts[tl.shardOf(left[i].ref())]++
+		}
+		for i := range left {
+			tl.put(tl.shardOf(left[i].ref()), left[i])
+		}
+		tl.endRouting()
+		if !tl.handOver(ctx, shards, seq) {
 			return tailInterrupted, nil
 		}
 	}
@@ -103,18 +113,22 @@ func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) 
 		default:
 			return tailFailed, fmt.Errorf("read wal %s at %v: %w", tl.dir, tl.r.Position(), err)
 		}
-		if !tl.dispatch(ctx, shards, tl.convert(b)) {
+		if !tl.record(ctx, shards, b) {
 			return tailInterrupted, nil
 		}
 	}
 }
 
-// convert copies the samples of b that are to be sent into tl.buf, counting the others, and
-// registers the record with the tracker.
-func (tl *tailer) convert(b wal.Batch) []item {
+// record routes the samples of b that are to be sent into chunks per shard (shardOf), counts the
+// others, registers the record with the tracker and hands the chunks over (handOver, whose
+// result it returns). The samples go from the reader's batch into the chunks in one copy.
+func (tl *tailer) record(ctx context.Context, shards []*shard, b wal.Batch) bool {
 	q, o := tl.q, tl.q.opts
-	buf := tl.buf[:0]
-	unknown, filtered, relabeled := 0, 0, 0
+	tl.startRouting(len(shards))
+	for _, s := range b.Samples {
+		tl.counts[tl.shardOf(s.Ref)]++
+	}
+	unknown, filtered, relabeled, kept := 0, 0, 0, 0
 	var maxT int64
 	for _, s := range b.Samples {
 		maxT = max(maxT, s.T)
@@ -122,19 +136,19 @@ func (tl *tailer) convert(b wal.Batch) []item {
 			filtered++
 			continue
 		}
-		lbl, ok := tl.r.Derived(s.Ref, tl.derive)
+		key, ok := tl.r.Derived(s.Ref, tl.derive)
 		if !ok {
 			unknown++
 			continue
 		}
-		if lbl == "" && tl.relabel != nil {
-			// Without rules an empty encoding is a series without labels: sent as it is.
+		if key == "" {
 			relabeled++
 			continue
 		}
-		buf = append(buf, item{lbl: lbl, ref: s.Ref, t: s.T, v: s.V})
+		tl.put(tl.shardOf(s.Ref), item{key: key, t: s.T, v: s.V})
+		kept++
 	}
-	tl.buf = buf
+	tl.endRouting()
 	q.metrics.recordsRead.Inc()
 	q.metrics.samplesRead.Add(float64(len(b.Samples)))
 	storeMax(&q.rates.highestRead, maxT)
@@ -152,49 +166,57 @@ func (tl *tailer) convert(b wal.Batch) []item {
 		tl.t.filter(filtered)
 		q.metrics.samplesFiltered.Add(float64(filtered))
 	}
-	seq := tl.t.add(b.End, len(buf))
-	for i := range buf {
-		buf[i].seq = seq
-	}
-	q.rates.in.Add(int64(len(buf)))
-	return buf
+	seq := tl.t.add(b.End, kept)
+	q.rates.in.Add(int64(kept))
+	return tl.handOver(ctx, shards, seq)
 }
 
-// dispatch hands items to their shards (ref modulo the shard count), in chunks of at most
-// MaxSamplesPerSend, waiting for room: this is the back-pressure that keeps memory bounded. It
-// returns false when ctx (the epoch) was cancelled first, or at shutdown when the flush ended
-// first; the items not handed over are kept in tl.left.
-func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) bool {
-	n := len(shards)
-	maxChunk := tl.q.opts.MaxSamplesPerSend
+// shardOf is the shard of series ref: ref modulo the shard count (startRouting).
+func (tl *tailer) shardOf(ref wal.SeriesRef) int { return int(uint64(ref) % uint64(len(tl.cur))) }
+
+// startRouting prepares routing to n shards; the caller then counts the samples per shard in
+// tl.counts (an upper bound: it sizes the chunks) and puts them.
+func (tl *tailer) startRouting(n int) {
 	tl.counts = append(tl.counts[:0], make([]int, n)...)
-	for i := range items {
-		tl.counts[int(uint64(items[i].ref)%uint64(n))]++
+	tl.cur = append(tl.cur[:0], make([]*chunk, n)...)
+	tl.ready = tl.ready[:0]
+}
+
+// put appends it to the chunk of shard k, which joins tl.ready when it holds MaxSamplesPerSend.
+func (tl *tailer) put(k int, it item) {
+	maxChunk := tl.q.opts.MaxSamplesPerSend
+	c := tl.cur[k]
+	if c == nil {
+		c = tl.q.chunks.get(min(tl.counts[k], maxChunk))
+		tl.cur[k] = c
 	}
-	tl.cur = append(tl.cur[:0], make([]*[]item, n)...)
-	ready := tl.ready[:0]
-	for i := range items {
-		k := int(uint64(items[i].ref) % uint64(n))
-		c := tl.cur[k]
-		if c == nil {
-			c = tl.q.chunks.get(min(tl.counts[k], maxChunk))
-			tl.cur[k] = c
-		}
-		*c = append(*c, items[i])
-		tl.counts[k]--
-		if len(*c) == maxChunk {
-			ready = append(ready, readyChunk{k, c})
-			tl.cur[k] = nil
-		}
+	c.items = append(c.items, it)
+	tl.counts[k]--
+	if len(c.items) == maxChunk {
+		tl.ready = append(tl.ready, readyChunk{k, c})
+		tl.cur[k] = nil
 	}
+}
+
+// endRouting moves the chunks being filled to tl.ready.
+func (tl *tailer) endRouting() {
 	for k, c := range tl.cur {
 		if c != nil {
-			ready = append(ready, readyChunk{k, c})
+			tl.ready = append(tl.ready, readyChunk{k, c})
 		}
 	}
 	clear(tl.cur)
-	tl.ready = ready
+}
+
+// handOver gives the ready chunks, samples of record seq, to their shards in order, waiting for
+// room: this is the back-pressure that keeps memory bounded. It returns false when ctx (the
+// epoch) was cancelled first, or at shutdown when the flush ended first; the samples not handed
+// over are kept in tl.left.
+func (tl *tailer) handOver(ctx context.Context, shards []*shard, seq uint64) bool {
+	ready := tl.ready
+	defer func() { clear(ready); tl.ready = ready[:0] }()
 	for i, rc := range ready {
+		rc.c.seq = seq
 		select {
 		case shards[rc.shard].in <- rc.c:
 			continue
@@ -202,21 +224,20 @@ func (tl *tailer) dispatch(ctx context.Context, shards []*shard, items []item) b
 		}
 		if !tl.wait(ctx, shards[rc.shard], rc.c) {
 			for _, rest := range ready[i:] {
-				tl.left = append(tl.left, *rest.c...)
+				tl.left = append(tl.left, rest.c.items...)
 				tl.q.chunks.put(rest.c)
 			}
-			clear(tl.ready)
+			tl.leftSeq = seq
 			return false
 		}
 	}
-	clear(tl.ready)
 	return true
 }
 
 // wait hands c to s, waiting for room. It gives up when ctx (the epoch) ends, except at shutdown:
 // then it finishes the record in hand while the shards flush, so that the position can pass it,
 // and gives up only when the flush ends.
-func (tl *tailer) wait(ctx context.Context, s *shard, c *[]item) bool {
+func (tl *tailer) wait(ctx context.Context, s *shard, c *chunk) bool {
 	start := time.Now()
 	defer func() { tl.q.rates.blockedNanos.Add(int64(time.Since(start))) }()
 	stop := ctx.Done()

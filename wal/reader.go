@@ -290,18 +290,18 @@ func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
 	return e.lset, true
 }
 
-// Derived returns the labels of series ref in the caller's form: derive(labels), computed at the
+// Derived returns the labels of series ref in the caller's form: derive(ref, labels), computed at the
 // first call after the series was defined (or redefined with other labels) and kept with the
 // series until then, so that a caller that needs the labels in another form at every sample (the
 // queue: their wire encoding) computes it once per series. Pass the same derive at every call:
 // the value kept is whichever computed it. It returns false for an unknown ref.
-func (r *Reader) Derived(ref SeriesRef, derive func(labels.Labels) string) (string, bool) {
+func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, labels.Labels) string) (string, bool) {
 	e := r.series.get(ref)
 	if e == nil {
 		return "", false
 	}
 	if !e.hasDerived {
-		e.derived, e.hasDerived = derive(e.lset), true
+		e.derived, e.hasDerived = derive(ref, e.lset), true
 	}
 	return e.derived, true
 }

@@ -17,7 +17,7 @@ func TestReaderDerived(t *testing.T) {
 	}
 	defer r.Close()
 	calls := 0
-	derive := func(l labels.Labels) string { calls++; return l.String() }
+	derive := func(_ SeriesRef, l labels.Labels) string { calls++; return l.String() }
 	define := func(seg int, lset labels.Labels) {
 		t.Helper()
 		var enc record.Encoder
