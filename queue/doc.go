@@ -59,14 +59,15 @@
 // The shard count changes only at a drained boundary: the tailer stops, every shard sends all it
 // holds until acknowledged or dropped, and only then start the shards of the new count.
 //
-// Back-pressure. The tailer copies the samples of one record out of the reader and waits for
-// room in the shards' channels (Capacity samples each, in chunks of MaxSamplesPerSend). Memory is
-// therefore bounded by MaxShards × (Capacity + MaxSamplesPerSend) samples plus one record and
-// the series labels the reader keeps (none of its own in the agent: the reader shares the
-// writer's label data through wal.WAL.ShareLabels) and, per series, the labels' wire encoding,
-// whatever the backlog on disk
-// (BenchmarkHeapBacklog: the same heap within 10% for 100 k and 10 M samples of backlog). Since all shards are fed
-// from one reader in WAL order, no shard runs ahead of another by more than its buffer: a
+// Back-pressure. The tailer routes the samples of one record from the reader straight into
+// per-shard chunks (one copy, 32 bytes per sample) and waits for room in the shards' channels
+// (Capacity samples each, in chunks of MaxSamplesPerSend). Memory is therefore bounded by
+// MaxShards × (Capacity + MaxSamplesPerSend) samples plus one record, the series labels the
+// reader keeps (none of its own in the agent: the reader shares the writer's label data through
+// wal.WAL.ShareLabels) and, per series, the ref and the labels' wire encoding, whatever the
+// backlog on disk (BenchmarkHeapBacklog: the same heap within 10% for 100 k and 10 M samples of
+// backlog). Since all shards are fed from one reader in WAL order, no shard runs ahead of
+// another by more than its buffer: a
 // backlog is replayed oldest first across all series, which keeps it inside Thanos' out-of-bounds
 // window as long as possible.
 //
