@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -25,6 +26,16 @@ var errLabelEncoding = errors.New("malformed label encoding")
 func appendLabels(b []byte, lset labels.Labels) []byte {
 	lset.Range(func(l labels.Label) {
 		nl, vl := len(l.Name), len(l.Value)
+		if size := 4 + nl + vl; size < 0x80 && nl > 0 && vl > 0 {
+			// The common case: every length fits one byte.
+			i := len(b)
+			b = slices.Grow(b, 2+size)[:i+2+size]
+			b[i], b[i+1], b[i+2], b[i+3] = tagTimeSeriesLabels, byte(size), tagLabelName, byte(nl)
+			i += 4 + copy(b[i+4:], l.Name)
+			b[i], b[i+1] = tagLabelValue, byte(vl)
+			copy(b[i+2:], l.Value)
+			return
+		}
 		size := 0
 		if nl > 0 {
 			size += 1 + uvarintLen(nl) + nl

@@ -93,7 +93,7 @@ func TestWriteRelabel(t *testing.T) {
 
 // TestWriteRelabelOncePerSeries: the tailer relabels and encodes a series once, at its first
 // sample, and the reader keeps the outcome with the series (wal.Reader.Derived): later samples
-// use it even when the rules would now decide otherwise; a dropped series is kept as "".
+// use it even when the rules would now decide otherwise; a dropped series is kept as droppedKey.
 func TestWriteRelabelOncePerSeries(t *testing.T) {
 	keepAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Keep})
 	dropAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Drop})
@@ -121,7 +121,7 @@ func TestWriteRelabelOncePerSeries(t *testing.T) {
 	if again, _ := r.Derived(first, tl.derive); again != lbl {
 		t.Fatalf("series relabeled again although its labels did not change: %q", again)
 	}
-	if dropped, ok := r.Derived(second, tl.derive); !ok || dropped != "" {
+	if dropped, ok := r.Derived(second, tl.derive); !ok || dropped != droppedKey {
 		t.Fatalf("series dropped by the rules encoded as %q, %v", dropped, ok)
 	}
 	if newWriteRelabeler(nil) != nil {

@@ -51,15 +51,19 @@ func newTailer(q *Queue, r *wal.Reader, t *tracker, dir string, runCtx, sendCtx 
 	return tl
 }
 
+// droppedKey is the key of a series that the write relabeling drops: shorter than any key of a
+// series that is sent, and not "" (wal.Reader.Derived would compute it again at every sample).
+const droppedKey = "\x00"
+
 // encodeLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the key
 // of the series' items (item), its ref followed by the labels to send, after write relabeling,
-// encoded as Series.Labels; "" when the rules drop the series. It runs once per series
+// encoded as Series.Labels; droppedKey when the rules drop the series. It runs once per series
 // definition, not per sample.
 func (tl *tailer) encodeLabels(ref wal.SeriesRef, lset labels.Labels) string {
 	if tl.relabel != nil {
 		var keep bool
 		if lset, keep = tl.relabel.apply(lset); !keep {
-			return ""
+			return droppedKey
 		}
 	}
 	tl.encBuf = appendLabels(makeKey(tl.encBuf[:0], ref), lset)
@@ -141,8 +145,8 @@ func (tl *tailer) record(ctx context.Context, shards []*shard, b wal.Batch) bool
 			unknown++
 			continue
 		}
-		if key == "" {
-			relabeled++
+		if len(key) < refKeyLen {
+			relabeled++ // droppedKey
 			continue
 		}
 		tl.put(tl.shardOf(s.Ref), item{key: key, t: s.T, v: s.V})

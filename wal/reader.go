@@ -48,18 +48,17 @@ type Batch struct {
 // readerSeries is a series known to a reader.
 type readerSeries struct {
 	lset labels.Labels
-	// derived is the caller's form of lset (Derived) when hasDerived; both are reset when the
-	// series is redefined with other labels.
-	derived    string
-	hasDerived bool
-	defSeg     int // segment of its newest definition (a checkpoint's index for one loaded from it)
-	ckpt       int // index of the newest checkpoint that held it, -1 if none
+	// derived is the caller's form of lset (Derived), "" until computed; reset when the series
+	// is redefined with other labels.
+	derived string
+	defSeg  int // segment of its newest definition (a checkpoint's index for one loaded from it)
+	ckpt    int // index of the newest checkpoint that held it, -1 if none
 }
 
 // setLabels sets the labels of the series, forgetting the derived form when they change.
 func (e *readerSeries) setLabels(lset labels.Labels) {
-	if e.hasDerived && !labels.Equal(e.lset, lset) {
-		e.derived, e.hasDerived = "", false
+	if e.derived != "" && !labels.Equal(e.lset, lset) {
+		e.derived = ""
 	}
 	e.lset = lset
 }
@@ -294,14 +293,15 @@ func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
 // first call after the series was defined (or redefined with other labels) and kept with the
 // series until then, so that a caller that needs the labels in another form at every sample (the
 // queue: their wire encoding) computes it once per series. Pass the same derive at every call:
-// the value kept is whichever computed it. It returns false for an unknown ref.
+// the value kept is whichever computed it. derive must not return "", which means "not yet
+// computed" (it would be called again at every call). It returns false for an unknown ref.
 func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, labels.Labels) string) (string, bool) {
 	e := r.series.get(ref)
 	if e == nil {
 		return "", false
 	}
-	if !e.hasDerived {
-		e.derived, e.hasDerived = derive(ref, e.lset), true
+	if e.derived == "" {
+		e.derived = derive(ref, e.lset)
 	}
 	return e.derived, true
 }
