@@ -83,8 +83,8 @@ type Options struct {
 	MinTime, MaxTime int64
 
 	// WriteRelabelConfigs are the endpoint's write_relabel_configs (Prometheus' relabeling),
-	// applied to the labels of each series once, before its samples are sharded (the outcome is
-	// cached by series ref). A series they drop is counted with reason "write_relabel" and never
+	// applied to the labels of each series once, before its samples are sharded (the outcome,
+	// encoded for the wire, is kept with the series by the reader). A series they drop is counted with reason "write_relabel" and never
 	// sent; a series whose rules remove its metric name too. Nil: series are sent as written.
 	WriteRelabelConfigs []*relabel.Config
 
