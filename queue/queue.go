@@ -235,7 +235,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); q.commitLoop(bgCtx, dir, t) }()
 	go func() { defer bg.Done(); q.updateShardsLoop(bgCtx) }()
 
-	tl := newTailer(q, r, t, dir, ctx, sendCtx)
+	tl := (&tailer{q: q, r: r, t: t, dir: dir, runCtx: ctx, sendCtx: sendCtx}).init()
 	n := q.opts.MinShards
 	var runErr error
 	for {

@@ -110,7 +110,7 @@ func TestWriteRelabelOncePerSeries(t *testing.T) {
 	}
 	q := &Queue{opts: fastOptions("hub")}
 	q.opts.WriteRelabelConfigs = []*relabel.Config{keepAll}
-	tl := newTailer(q, r, nil, w.Dir(), context.Background(), context.Background())
+	tl := (&tailer{q: q, r: r, dir: w.Dir()}).init()
 	first, second := b.Samples[0].Ref, b.Samples[1].Ref
 	lbl, ok := r.Derived(first, tl.derive)
 	lset, _ := r.Labels(first)

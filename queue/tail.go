@@ -45,8 +45,9 @@ type tailer struct {
 	encBuf []byte
 }
 
-func newTailer(q *Queue, r *wal.Reader, t *tracker, dir string, runCtx, sendCtx context.Context) *tailer {
-	tl := &tailer{q: q, r: r, t: t, dir: dir, runCtx: runCtx, sendCtx: sendCtx, relabel: newWriteRelabeler(q.opts.WriteRelabelConfigs)}
+// init sets up the write relabeling and the derivation of keys; call it once, before run.
+func (tl *tailer) init() *tailer {
+	tl.relabel = newWriteRelabeler(tl.q.opts.WriteRelabelConfigs)
 	tl.derive = tl.encodeLabels
 	return tl
 }
