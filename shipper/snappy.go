@@ -156,13 +156,42 @@ func (p *protoSnappy) message(src []byte, pos, end int) bool {
 // match emits the tokens of p.cur, copying what the previous record or the table has.
 func (p *protoSnappy) match(e *emitter) {
 	src := e.src
+	if len(p.cur) == 0 {
+		return
+	}
+	last := p.cur[len(p.cur)-1]
+	recEnd := last.off + last.n
+	covered := int32(0)
+	// extend copies the token t from d bytes back and as far beyond it as the bytes match.
+	extend := func(t token, d int32) {
+		end := t.off + t.n
+		x := int32(commonPrefix(src[end:recEnd], src[end-d:recEnd-d]))
+		e.copy(int(t.off), int(t.n+x), int(d))
+		covered = end + x
+	}
 	for k, t := range p.cur {
+		if t.off+t.n <= covered {
+			continue
+		}
 		cur := src[t.off : t.off+t.n]
 		var pt token
+		if t.off < covered {
+			// Partly copied already: look for a common suffix in the rest.
+			if k < len(p.prev) {
+				pt = p.prev[k]
+				skip := covered - t.off
+				if skip < pt.n {
+					if suf := commonSuffix(cur[skip:], src[pt.off+skip:pt.off+pt.n]); suf >= minCopy {
+						e.copy(int(t.off+t.n)-suf, suf, int(t.off+t.n-pt.off-pt.n))
+					}
+				}
+			}
+			continue
+		}
 		if k < len(p.prev) {
 			pt = p.prev[k]
 			if pt.n == t.n && string(src[pt.off:pt.off+pt.n]) == string(cur) {
-				e.copy(int(t.off), int(t.n), int(t.off-pt.off))
+				extend(t, t.off-pt.off)
 				continue
 			}
 		}
@@ -171,8 +200,8 @@ func (p *protoSnappy) match(e *emitter) {
 			if c := p.table[h]; c > 0 {
 				c--
 				if string(src[c:c+t.n]) == string(cur) {
-					e.copy(int(t.off), int(t.n), int(t.off-c))
 					p.table[h] = t.off + 1
+					extend(t, t.off-c)
 					continue
 				}
 			}

@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,6 +81,65 @@ func realisticSeries(n int) [][]prompb.Label {
 	return out
 }
 
+// randomSeries returns n label sets like agent/ingest's generated federate output: cadvisor,
+// kube-state-metrics, apiserver and node-exporter families with random pod hashes, uids and
+// nodes, external labels prometheus and prometheus_replica, clusterID, sorted by name.
+func randomSeries(n int) [][]prompb.Label {
+	r := rand.New(rand.NewPCG(7, 0x5eed))
+	nss := []string{"openshift-monitoring", "openshift-apiserver", "openshift-etcd", "openshift-ingress", "openshift-kube-apiserver", "openshift-dns", "payments", "checkout", "inventory", "search", "frontend", "batch-jobs"}
+	pod := func(j int) (ns, pod, container, uid string) {
+		ns = nss[j%len(nss)]
+		base := []string{"prometheus-k8s", "alertmanager-main", "thanos-querier", "node-exporter", "kube-state-metrics", "router-default", "etcd", "apiserver", "web", "worker", "api"}[r.IntN(11)]
+		pod = fmt.Sprintf("%s-%08x-%05x", base, r.Uint32(), j)
+		container = []string{"kube-rbac-proxy", "prometheus", "config-reloader", "main", "oauth-proxy", "server", "sidecar"}[r.IntN(7)]
+		uid = fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
+		return
+	}
+	nodeOf := func() (node, instance string) {
+		k := r.IntN(60)
+		return fmt.Sprintf("ip-10-0-%d-%d", 128+k/16, 10+k), fmt.Sprintf("10.0.%d.%d:10250", 128+k/16, 10+k)
+	}
+	fams := []struct {
+		name   string
+		labels func(j int) []string
+	}{
+		{"apiserver_request_total", func(j int) []string {
+			_, instance := nodeOf()
+			return []string{"apiserver", "kube-apiserver", "code", []string{"200", "201", "404", "409", "500"}[r.IntN(5)], "endpoint", "https", "instance", instance, "job", "apiserver", "namespace", "default", "resource", fmt.Sprintf("pods-%d", j), "verb", []string{"GET", "LIST", "WATCH", "POST"}[r.IntN(4)]}
+		}},
+		{"container_cpu_usage_seconds_total", func(j int) []string {
+			ns, p, c, uid := pod(j)
+			node, instance := nodeOf()
+			return []string{"container", c, "cpu", "total", "endpoint", "https-metrics", "id", "/kubepods.slice/kubepods-pod" + uid[:8], "instance", instance, "job", "kubelet", "namespace", ns, "node", node, "pod", p, "service", "kubelet"}
+		}},
+		{"container_memory_working_set_bytes", func(j int) []string {
+			ns, p, c, uid := pod(j)
+			node, instance := nodeOf()
+			return []string{"container", c, "endpoint", "https-metrics", "id", "/kubepods.slice/kubepods-pod" + uid[:8], "instance", instance, "job", "kubelet", "namespace", ns, "node", node, "pod", p, "service", "kubelet"}
+		}},
+		{"kube_pod_status_phase", func(j int) []string {
+			ns, p, _, uid := pod(j)
+			return []string{"endpoint", "https-main", "instance", "10.128.2.14:8443", "job", "kube-state-metrics", "namespace", ns, "phase", []string{"Pending", "Running", "Succeeded", "Failed", "Unknown"}[j%5], "pod", p, "service", "kube-state-metrics", "uid", uid}
+		}},
+		{"node_cpu_seconds_total", func(j int) []string {
+			node, _ := nodeOf()
+			return []string{"cpu", fmt.Sprint(j % 64), "endpoint", "https", "instance", node, "job", "node-exporter", "mode", []string{"idle", "user", "system", "iowait"}[r.IntN(4)], "namespace", "openshift-monitoring", "pod", fmt.Sprintf("node-exporter-%05x", r.Uint32()&0xfffff), "service", "node-exporter"}
+		}},
+	}
+	per := n / len(fams)
+	out := make([][]prompb.Label, 0, n)
+	for _, f := range fams {
+		for j := range per {
+			kv := append(f.labels(j), "__name__", f.name, "prometheus", "openshift-monitoring/k8s", "prometheus_replica", "prometheus-k8s-0",
+				"clusterID", "9f1b3c2e-6a0d-4c7b-b8e5-2d4f7a9c1e03")
+			ls := lbls(kv...)
+			sort.Slice(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
+			out = append(out, ls)
+		}
+	}
+	return out
+}
+
 // realisticRequests cuts the series into requests of perReq series with samples samples each,
 // one scrape interval apart, values of counters (integers) and gauges (fractions).
 func realisticRequests(labels [][]prompb.Label, perReq, samples int) [][]prompb.TimeSeries {
@@ -108,7 +168,15 @@ func realisticRequests(labels [][]prompb.Label, perReq, samples int) [][]prompb.
 // requests of one scrape of 20,000 series). It reports ns and compressed bytes per sample and
 // MB/s of input.
 func BenchmarkSnappy(b *testing.B) {
-	labels := realisticSeries(20_000)
+	for _, data := range []struct {
+		name   string
+		labels [][]prompb.Label
+	}{{"benche2e", realisticSeries(20_000)}, {"ingest", randomSeries(20_000)}} {
+		benchmarkSnappy(b, data.name, data.labels)
+	}
+}
+
+func benchmarkSnappy(b *testing.B, dataName string, labels [][]prompb.Label) {
 	for _, shape := range []struct {
 		name           string
 		series, sample int
@@ -140,8 +208,9 @@ func BenchmarkSnappy(b *testing.B) {
 				{"s2", s2.EncodeSnappy},
 				{"proto", p.encode},
 				{"diff", diffSnappy{}.encode},
+				{"tokenize", tokenizeOnly},
 			} {
-				b.Run(shape.name+"/"+proto+"/"+c.name, func(b *testing.B) {
+				b.Run(dataName+"/"+shape.name+"/"+proto+"/"+c.name, func(b *testing.B) {
 					var dst []byte
 					sent := 0
 					b.SetBytes(int64(total))
