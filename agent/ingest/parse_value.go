@@ -1,0 +1,180 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/prometheus/prometheus/model/value"
+)
+
+// value parses the rest of the current sample line after the series (see parseValue).
+func (p *textParser) value(rest []byte) (float64, int64, bool, error) {
+	v, t, hasT, err := parseValue(rest)
+	if err != nil {
+		return 0, 0, false, p.lineError(err)
+	}
+	return v, t, hasT, nil
+}
+
+// parseValue parses the rest of a sample line after the series: blanks, the value, and
+// optionally blanks and a timestamp in milliseconds, then optional blanks. The value ends at a
+// blank or '{', as textparse's token does.
+//
+// The common case is one pass over the bytes: the value as fastFloat reads it, then the digits
+// of a timestamp of at most 18 digits (which cannot overflow). Anything else takes the general
+// path, which scans the value token first and gives it to parseFloat.
+func parseValue(rest []byte) (v float64, t int64, hasT bool, err error) {
+	i := skipBlanks(rest, 0)
+	f, n, ok := fastFloat(rest[i:])
+	j := i + n
+	if !ok || (j < len(rest) && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '{') {
+		for j = i; j < len(rest) && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '{'; j++ {
+		}
+		if i == j {
+			return 0, 0, false, fmt.Errorf("expected value after metric: %s", excerpt(rest))
+		}
+		if f, err = parseFloat(rest[i:j]); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	v = f
+	i = skipBlanks(rest, j)
+	if i == len(rest) {
+		return v, 0, false, nil
+	}
+	var u uint64
+	for j = i; j < len(rest) && rest[j]-'0' < 10; j++ {
+		u = u*10 + uint64(rest[j]-'0') // wraps past 19 digits: then parseTimestamp decides
+	}
+	switch {
+	case i == j:
+		return 0, 0, false, fmt.Errorf("expected timestamp or new record: %s", excerpt(rest))
+	case j-i <= 18:
+		t = int64(u)
+	default:
+		if t, err = parseTimestamp(rest[i:j]); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	if skipBlanks(rest, j) != len(rest) {
+		return 0, 0, false, fmt.Errorf("expected next entry after timestamp: %s", excerpt(rest))
+	}
+	return v, t, true, nil
+}
+
+// parseFloat parses a sample value as textparse does (strconv.ParseFloat without the Go 1.13
+// forms: no hex floats with p exponents, no underscores), through fastFloat when it can. NaN
+// becomes the canonical NaN.
+func parseFloat(b []byte) (float64, error) {
+	if f, n, ok := fastFloat(b); ok && n == len(b) {
+		return f, nil
+	}
+	for _, c := range b {
+		if c == 'p' || c == 'P' || c == '_' {
+			return 0, fmt.Errorf("unsupported character in float %s", excerpt(b))
+		}
+	}
+	f, err := strconv.ParseFloat(yolo(b), 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse value %s: %w", excerpt(b), errors.Unwrap(err))
+	}
+	if math.IsNaN(f) {
+		f = math.Float64frombits(value.NormalNaN)
+	}
+	return f, nil
+}
+
+// fastFloat parses the decimal number at the start of b, `-?digits(.digits)?([eE][+-]?digits)?`,
+// the forms strconv.FormatFloat(v, 'g', -1, 64) writes for every finite value (what /federate
+// writes: expfmt and Prometheus' text encoder), and returns it and the bytes it took. It gives
+// up (ok false) on anything else and on the numbers it cannot convert exactly: more than 19
+// digits, a mantissa of 2^53 or more, an exponent of more than 4 digits or out of the range
+// below. The caller then asks strconv.ParseFloat; ok means the result is the float64 that
+// strconv.ParseFloat returns for b[:n], bit for bit (FuzzFastFloat).
+//
+// Exactness (Clinger's fast path, strconv's atof64exact): the mantissa m < 2^53 and 10^k for
+// k <= 22 are exact float64 values, so m*10^k and m/10^k are one correctly rounded IEEE
+// operation. For 22 < k <= 37 the excess zeros first go into m when m*10^(k-22) stays at most
+// 10^15, which is then exact too. The sign is applied last: rounding to nearest even is
+// symmetric.
+func fastFloat(b []byte) (f float64, n int, ok bool) {
+	i, neg := 0, false
+	if len(b) > 0 && b[0] == '-' {
+		i, neg = 1, true
+	}
+	var m uint64
+	digits, frac := 0, 0
+	for ; i < len(b) && b[i]-'0' < 10; i++ {
+		m = m*10 + uint64(b[i]-'0')
+		digits++
+	}
+	if i < len(b) && b[i] == '.' {
+		for i++; i < len(b) && b[i]-'0' < 10; i++ {
+			m = m*10 + uint64(b[i]-'0')
+			digits++
+			frac++
+		}
+	}
+	// At most 19 digits: m did not wrap. At most 2^53: exact as a float64.
+	if digits == 0 || digits > 19 || m >= 1<<53 {
+		return 0, 0, false
+	}
+	exp := 0
+	if i < len(b) && b[i]|0x20 == 'e' {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			eneg = b[i] == '-'
+			i++
+		}
+		start := i
+		for ; i < len(b) && b[i]-'0' < 10; i++ {
+			if i-start == 4 {
+				return 0, 0, false
+			}
+			exp = exp*10 + int(b[i]-'0')
+		}
+		if i == start {
+			return 0, 0, false
+		}
+		if eneg {
+			exp = -exp
+		}
+	}
+	exp -= frac
+	f = float64(m)
+	switch {
+	case exp == 0:
+	case exp < 0 && exp >= -22:
+		f /= math.Pow10(-exp)
+	case exp > 0 && exp <= 22:
+		f *= math.Pow10(exp)
+	case exp > 22 && exp <= 22+15:
+		f *= math.Pow10(exp - 22)
+		if f > 1e15 {
+			return 0, 0, false
+		}
+		f *= 1e22
+	default:
+		return 0, 0, false
+	}
+	if neg {
+		f = -f
+	}
+	return f, i, true
+}
+
+// parseTimestamp parses decimal digits as an int64, failing on overflow as strconv.ParseInt.
+func parseTimestamp(b []byte) (int64, error) {
+	var n uint64
+	for _, c := range b {
+		d := uint64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, fmt.Errorf("timestamp %s out of range", excerpt(b))
+		}
+		n = n*10 + d
+	}
+	return int64(n), nil
+}
