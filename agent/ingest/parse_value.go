@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -44,9 +45,17 @@ func parseValue(rest []byte) (v float64, t int64, hasT bool, err error) {
 	if i == len(rest) {
 		return v, 0, false, nil
 	}
+	// u wraps past 19 digits: then parseTimestamp decides.
 	var u uint64
-	for j = i; j < len(rest) && rest[j]-'0' < 10; j++ {
-		u = u*10 + uint64(rest[j]-'0') // wraps past 19 digits: then parseTimestamp decides
+	for j = i; j+8 <= len(rest); j += 8 {
+		x := binary.LittleEndian.Uint64(rest[j:])
+		if !eightDigits(x) {
+			break
+		}
+		u = u*1e8 + parseEightDigits(x)
+	}
+	for ; j < len(rest) && rest[j]-'0' < 10; j++ {
+		u = u*10 + uint64(rest[j]-'0')
 	}
 	switch {
 	case i == j:
@@ -164,6 +173,24 @@ func fastFloat(b []byte) (f float64, n int, ok bool) {
 		f = -f
 	}
 	return f, i, true
+}
+
+// eightDigits reports whether the 8 bytes of x (little endian) are all ASCII digits
+// (Lemire's fast_float: a byte is a digit iff its high nibble is 3 and adding 6 keeps it 3).
+func eightDigits(x uint64) bool {
+	return x&0xF0F0F0F0F0F0F0F0|(x+0x0606060606060606)&0xF0F0F0F0F0F0F0F0>>4 == 0x3333333333333333
+}
+
+// parseEightDigits returns the value of the 8 ASCII digits in x, the first in the lowest byte
+// (fast_float's parse_eight_digits_unrolled): pairs, then quadruples, then the 8 digits, each
+// step one multiply.
+func parseEightDigits(x uint64) uint64 {
+	const mask = 0x000000FF000000FF
+	const mul1 = 100 + 1000000<<32
+	const mul2 = 1 + 10000<<32
+	x -= 0x3030303030303030
+	x = x*10 + x>>8
+	return (x&mask*mul1 + x>>16&mask*mul2) >> 32
 }
 
 // parseTimestamp parses decimal digits as an int64, failing on overflow as strconv.ParseInt.

@@ -168,6 +168,36 @@ func TestParseValue(t *testing.T) {
 	}
 }
 
+// TestParseValueTimestamp checks the timestamp of parseValue (8 digits at a time) against
+// strconv.ParseInt on every length from 1 to 24 digits, with a non-digit at every position.
+func TestParseValueTimestamp(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 3))
+	for n := 1; n <= 24; n++ {
+		for k := range 200 {
+			d := make([]byte, n)
+			for i := range d {
+				d[i] = byte('0' + r.IntN(10))
+			}
+			if k%3 == 0 {
+				const odd = "x/:\x00 {"
+				d[r.IntN(n)] = odd[r.IntN(len(odd))]
+			}
+			rest := " 1 " + string(d)
+			_, got, hasT, err := parseValue([]byte(rest))
+			digits := strings.Trim(string(d), " ") // blanks around the timestamp are allowed
+			want, werr := strconv.ParseInt(digits, 10, 64)
+			if digits == "" {
+				want, werr = 0, nil // no timestamp
+			} else if strings.Trim(digits, "0123456789") != "" {
+				werr = strconv.ErrSyntax
+			}
+			if (err == nil) != (werr == nil) || (err == nil && (got != want || hasT != (digits != ""))) {
+				t.Fatalf("%q: %d %v, %v; strconv.ParseInt: %d, %v", rest, got, hasT, err, want, werr)
+			}
+		}
+	}
+}
+
 // FuzzFastFloat: whatever fastFloat accepts, strconv.ParseFloat reads as the same float64; and
 // parseFloat accepts what strconv.ParseFloat accepts (without p exponents and underscores, as
 // textparse) and returns the same value.
@@ -189,4 +219,18 @@ func FuzzFastFloat(f *testing.F) {
 			t.Fatalf("%q: parseFloat %v, strconv %v", s, got, want)
 		}
 	})
+}
+
+// BenchmarkParseValue: the value and timestamp of a sample line as /federate writes them.
+func BenchmarkParseValue(b *testing.B) {
+	for _, rest := range []string{" 5.0123456775e+08 1764320000000", " 1 1764320000000", " 0.0123 1764320000000", " 123456.78901234567 1764320000000"} {
+		b.Run(strings.Fields(rest)[0], func(b *testing.B) {
+			r := []byte(rest)
+			for range b.N {
+				if _, _, _, err := parseValue(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
