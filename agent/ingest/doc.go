@@ -106,11 +106,12 @@
 // ns/sample against 420 for the plain body, so the scrape asks for an uncompressed body by
 // default (--from-compression none; the numbers that chose it are in docs/configuration.md).
 //
-// Values are read by fastFloat, which takes every form strconv.FormatFloat(v, 'g', -1, 64)
-// writes (what /federate writes) with at most 15 significant digits, exponents included, and
-// returns what strconv.ParseFloat returns, bit for bit (Clinger's exact path; FuzzFastFloat);
-// other values (17 significant digits, NaN, Inf) take strconv.ParseFloat. Timestamps are read
-// in the same pass. The series hash stays two hash/maphash calls (AES-based, seeded): a pure-Go
+// Values are read by fastFloat, which takes the forms strconv.FormatFloat(v, 'g', -1, 64)
+// writes (what /federate writes), exponents included, and returns what strconv.ParseFloat
+// returns, bit for bit (FuzzFastFloat, TestDivPow10): every value of at most 15 significant
+// digits between 1e-7 and 1e15 and every shortest form between 1e-3 and 1e16; the others (NaN,
+// Inf, very large or small values with many digits) take strconv.ParseFloat. Timestamps are
+// read in the same pass, 8 digits at a time. The series hash stays two hash/maphash calls (AES-based, seeded): a pure-Go
 // one-pass 128-bit hash measured no cheaper (about 95 ns against 110 for the two calls on a
 // 250-byte series), and a second hash of another family (xxhash) costs what maphash does while
 // weakening the collision argument of seriesCache.

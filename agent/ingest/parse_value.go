@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 
 	"github.com/prometheus/prometheus/model/value"
@@ -98,15 +99,17 @@ func parseFloat(b []byte) (float64, error) {
 // fastFloat parses the decimal number at the start of b, `-?digits(.digits)?([eE][+-]?digits)?`,
 // the forms strconv.FormatFloat(v, 'g', -1, 64) writes for every finite value (what /federate
 // writes: expfmt and Prometheus' text encoder), and returns it and the bytes it took. It gives
-// up (ok false) on anything else and on the numbers it cannot convert exactly: more than 19
-// digits, a mantissa of 2^53 or more, an exponent of more than 4 digits or out of the range
-// below. The caller then asks strconv.ParseFloat; ok means the result is the float64 that
-// strconv.ParseFloat returns for b[:n], bit for bit (FuzzFastFloat).
+// up (ok false) on anything else and on the numbers it does not convert exactly: more than 19
+// significant digits, an exponent of more than 4 digits, a value out of the ranges below. The caller then
+// asks strconv.ParseFloat; ok means the result is the float64 that strconv.ParseFloat returns
+// for b[:n], bit for bit (FuzzFastFloat).
 //
-// Exactness (Clinger's fast path, strconv's atof64exact): the mantissa m < 2^53 and 10^k for
-// k <= 22 are exact float64 values, so m*10^k and m/10^k are one correctly rounded IEEE
-// operation. For 22 < k <= 37 the excess zeros first go into m when m*10^(k-22) stays at most
-// 10^15, which is then exact too. The sign is applied last: rounding to nearest even is
+// Exactness. A mantissa m < 2^53 (up to 15 or 16 digits) takes Clinger's fast path, strconv's
+// atof64exact: m and 10^k for k <= 22 are exact float64 values, so m*10^k and m/10^k are one
+// correctly rounded IEEE operation; for 22 < k <= 37 the excess zeros first go into m when
+// m*10^(k-22) stays at most 10^15, which is then exact too. A larger mantissa (16 to 19 digits,
+// as the shortest form of most computed values has) divided by 10^k, k <= 19, is rounded in
+// integer arithmetic (divPow10). The sign is applied last: rounding to nearest even is
 // symmetric.
 func fastFloat(b []byte) (f float64, n int, ok bool) {
 	i, neg := 0, false
@@ -114,20 +117,26 @@ func fastFloat(b []byte) (f float64, n int, ok bool) {
 		i, neg = 1, true
 	}
 	var m uint64
-	digits, frac := 0, 0
+	digits, sig, frac := 0, 0, 0 // all digits; significant ones (from the first non-zero); after the dot
 	for ; i < len(b) && b[i]-'0' < 10; i++ {
 		m = m*10 + uint64(b[i]-'0')
 		digits++
+		if sig > 0 || b[i] != '0' {
+			sig++
+		}
 	}
 	if i < len(b) && b[i] == '.' {
 		for i++; i < len(b) && b[i]-'0' < 10; i++ {
 			m = m*10 + uint64(b[i]-'0')
 			digits++
+			if sig > 0 || b[i] != '0' {
+				sig++
+			}
 			frac++
 		}
 	}
-	// At most 19 digits: m did not wrap. At most 2^53: exact as a float64.
-	if digits == 0 || digits > 19 || m >= 1<<53 {
+	// At most 19 significant digits: m did not wrap.
+	if digits == 0 || sig > 19 {
 		return 0, 0, false
 	}
 	exp := 0
@@ -153,6 +162,16 @@ func fastFloat(b []byte) (f float64, n int, ok bool) {
 		}
 	}
 	exp -= frac
+	if m >= 1<<53 {
+		if exp > 0 || exp < -19 {
+			return 0, 0, false
+		}
+		f = divPow10(m, -exp)
+		if neg {
+			f = -f
+		}
+		return f, i, true
+	}
 	f = float64(m)
 	switch {
 	case exp == 0:
@@ -191,6 +210,25 @@ func parseEightDigits(x uint64) uint64 {
 	x -= 0x3030303030303030
 	x = x*10 + x>>8
 	return (x&mask*mul1 + x>>16&mask*mul2) >> 32
+}
+
+// divPow10 returns the float64 nearest to m/10^k, ties to even, for 2^53 <= m < 2^64 and
+// 0 <= k <= 19. The quotient q = floor(m*2^e / 10^k) is made to have 63 or 64 bits by the choice
+// of e (m*2^e/10^k lies in (2^62, 2^64), so the 128-bit division does not overflow); its top 53
+// bits are the mantissa, rounded by the bits below them and, for an exact tie, by whether the
+// division left a remainder. The result is at least 2^53/10^19: a normal float64.
+func divPow10(m uint64, k int) float64 {
+	d := uint64(math.Pow10(k)) // exact: 10^k <= 10^19 < 2^64 is a float64 for k <= 22
+	e := 63 - bits.Len64(m) + bits.Len64(d)
+	hi := m>>uint(64-e) | m<<uint(e-64) // m<<e as 128 bits; shifts of 64 or more give 0
+	lo := m << uint(e)
+	q, r := bits.Div64(hi, lo, d)
+	s := bits.Len64(q) - 53 // 10 or 11 bits below the mantissa
+	mant, rem, half := q>>s, q&(1<<s-1), uint64(1)<<(s-1)
+	if rem > half || (rem == half && (r != 0 || mant&1 == 1)) {
+		mant++ // at most 2^53: still exact as a float64
+	}
+	return float64(mant) * math.Float64frombits(uint64(1023+s-e)<<52) // times 2^(s-e), exact
 }
 
 // parseTimestamp parses decimal digits as an int64, failing on overflow as strconv.ParseInt.

@@ -58,8 +58,10 @@ func TestFastFloat(t *testing.T) {
 			ok bool
 		}{
 			{"5.0123456775e+08", true}, {"1.234567e+06", true}, {"0.1", true}, {"-0", true}, {"1e37", true},
-			{"123e35", false}, {"1e38", false}, {"1e-23", false}, {"9007199254740993", false},
-			{"00000000000000000001", false}, {"NaN", false}, {"+1", false}, {"1e", false}, {"1e00001", false},
+			{"9007199254740993", true}, {"123456.78901234567", true}, {"1.2345678901234567e-03", true},
+			{"9999999999999999999", true}, {"1.2345678901234567e+17", false}, {"1.2345678901234567e-04", false},
+			{"123e35", false}, {"1e38", false}, {"1e-23", false},
+			{"00000000000000000001", true}, {"0.00000000000000000000000001", false}, {"12345678901234567890", false}, {"NaN", false}, {"+1", false}, {"1e", false}, {"1e00001", false},
 		} {
 			if _, n, ok := fastFloat([]byte(c.s)); ok != c.ok || (ok && n != len(c.s)) {
 				t.Errorf("fastFloat(%q): took %d bytes, ok %v; want ok %v", c.s, n, ok, c.ok)
@@ -71,7 +73,7 @@ func TestFastFloat(t *testing.T) {
 // TestFastFloatFormatted checks fastFloat against strconv.ParseFloat on 131072 values as
 // FormatFloat writes them (shortest 'g', as /federate does, and other precisions and forms),
 // and that the shortest form of values with at most 15 significant digits always takes the
-// fast path. Deterministic: a fixed seed.
+// fast path, and so does every shortest form between 1e-3 and 1e16. Deterministic: a fixed seed.
 func TestFastFloatFormatted(t *testing.T) {
 	r := rand.New(rand.NewPCG(14, 2))
 	fast, total := 0, 0
@@ -104,12 +106,56 @@ func TestFastFloatFormatted(t *testing.T) {
 		s := strconv.FormatFloat(v, 'g', -1, 64)
 		if _, n, ok := fastFloat([]byte(s)); ok && n == len(s) {
 			fast++
-		} else if sigDigits(s) <= 15 && math.Abs(v) >= 1e-7 && math.Abs(v) < 1e15 {
+		} else if a := math.Abs(v); (sigDigits(s) <= 15 && a >= 1e-7 && a < 1e15) || a >= 1e-3 && a < 1e16 {
 			t.Fatalf("%q took the slow path", s)
 		}
 		total++
 	}
 	t.Logf("%d of %d shortest forms on the fast path", fast, total)
+}
+
+// TestDivPow10 checks the 16-to-19-digit path against strconv.ParseFloat: random mantissas at
+// every scale, and exact ties ((2^53+odd)*5^k / 10^k lies halfway between two float64 values).
+func TestDivPow10(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 4))
+	check := func(m uint64, k int) {
+		t.Helper()
+		d := strconv.FormatUint(m, 10)
+		s := d
+		if k > 0 {
+			s = strings.Repeat("0", max(k-len(d)+1, 0)) + d
+			s = s[:len(s)-k] + "." + s[len(s)-k:]
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := divPow10(m, k); math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("divPow10(%d, %d) = %v, strconv.ParseFloat(%q) = %v", m, k, got, s, want)
+		}
+		checkFastFloat(t, s)
+	}
+	for k := 0; k <= 19; k++ {
+		for range 5000 {
+			m := 1<<53 + r.Uint64N(math.MaxUint64-1<<53)
+			if r.IntN(2) == 0 {
+				m = 1<<53 + r.Uint64N(1<<(r.IntN(11)+1)) // near 2^53, where the mantissa has 54 bits
+			}
+			check(m, k)
+		}
+	}
+	for k := 0; k <= 4; k++ {
+		p := uint64(math.Pow(5, float64(k)))
+		for j := uint64(0); j < 500; j++ {
+			check((1<<53+2*j+1)*p, k)
+		}
+	}
+	for j := uint64(0); j < 500; j++ {
+		check(1<<62+j*1024+512, 0) // halfway between two float64 values of 2^62 and more
+	}
+	check(math.MaxUint64, 0)
+	check(math.MaxUint64, 19)
+	check(1<<53, 19)
 }
 
 // sigDigits counts the significant digits of a decimal number as FormatFloat writes it.
