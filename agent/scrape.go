@@ -27,7 +27,8 @@ package agent
 // seed skipped verification whenever no CA file was given), a client certificate for mTLS, CA,
 // certificate and key compared at every request and the connection rebuilt when one changed,
 // credentials files (a bearer token in any format, not only a JWT: projected service-account
-// tokens rotate) read at every request. It asks for gzip and decompresses itself, keeps
+// tokens rotate) read at every request. It asks for an uncompressed body (Accept-Encoding:
+// identity) unless the source's compression is gzip, inflates a gzipped body itself, keeps
 // connections alive, drains and closes every body, follows no redirect unless follow_redirects
 // (and then never with the credentials to another host) and uses no proxy unless configured (the
 // source is in-cluster, as in the seed).
@@ -185,10 +186,10 @@ func (s *Source) scrape(ctx context.Context, st *sourceState, matchers []string)
 		return &scrapeError{Reason: reasonTransport, Err: fmt.Errorf("federate %s: %w", redactURL(st.federate), err)}
 	}
 	req.Header.Set("Accept", ingest.FederateAccept)
-	if st.cfg.Compression == CompressionNone {
-		req.Header.Set("Accept-Encoding", "identity")
-	} else {
+	if st.cfg.Compression == CompressionGzip {
 		req.Header.Set("Accept-Encoding", "gzip")
+	} else {
+		req.Header.Set("Accept-Encoding", "identity") // the default, see SourceConfig.Compression
 	}
 	req.Header.Set("User-Agent", s.agent)
 	resp, err := st.client.Do(req)

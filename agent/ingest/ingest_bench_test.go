@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -73,6 +75,7 @@ func toProtobuf(tb testing.TB, text []byte) []byte {
 func reportRate(b *testing.B, samples int, m0, m1 *runtime.MemStats) {
 	total := float64(samples) * float64(b.N)
 	b.ReportMetric(total/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/sample")
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/total, "allocs/sample")
 	b.ReportMetric(float64(m1.TotalAlloc-m0.TotalAlloc)/total, "B/sample")
 }
@@ -81,38 +84,17 @@ func reportRate(b *testing.B, samples int, m0, m1 *runtime.MemStats) {
 // to WAL records on one goroutine.
 //
 //   - steady: the cache is warm, timestamps advance 30s per iteration (the production case);
+//   - steady-gzip: the same with the body gzipped (level 6, as Prometheus serves it) and
+//     inflated as the scrape does (klauspost gzip over a bufio.Reader): what
+//     --from-compression gzip costs on top;
 //   - cold: a new Ingester and WAL per iteration, every series new;
 //   - protobuf: the same body as delimited protobuf through Ingest (textparse, no cache);
 //   - textparse: Prometheus' text parser alone, labels and values (the baseline);
 //   - expfmt-protobuf: the seeds' decoder alone on the protobuf body.
 func BenchmarkIngest(b *testing.B) {
 	fb := newFederateBody(b, benchSeries, 1, testNowMs)
-	b.Run("steady", func(b *testing.B) {
-		now := time.UnixMilli(testNowMs)
-		w := benchWAL(b)
-		defer w.Close()
-		ing := benchIngester(b, w, &now)
-		if _, err := ing.Ingest(bytes.NewReader(fb.b), textType); err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(int64(len(fb.b)))
-		var m0, m1 runtime.MemStats
-		runtime.ReadMemStats(&m0)
-		b.ResetTimer()
-		for range b.N {
-			b.StopTimer()
-			fb.shift(30000)
-			now = now.Add(30 * time.Second)
-			b.StartTimer()
-			res, err := ing.Ingest(bytes.NewReader(fb.b), textType)
-			if err != nil || res.Appended != benchSeries {
-				b.Fatalf("%+v %v", res, err)
-			}
-		}
-		b.StopTimer()
-		runtime.ReadMemStats(&m1)
-		reportRate(b, benchSeries, &m0, &m1)
-	})
+	b.Run("steady", func(b *testing.B) { benchSteady(b, fb, false) })
+	b.Run("steady-gzip", func(b *testing.B) { benchSteady(b, fb, true) })
 	b.Run("cold", func(b *testing.B) {
 		now := time.UnixMilli(testNowMs)
 		b.SetBytes(int64(len(fb.b)))
@@ -217,6 +199,57 @@ func BenchmarkIngest(b *testing.B) {
 		runtime.ReadMemStats(&m1)
 		reportRate(b, benchSeries, &m0, &m1)
 	})
+}
+
+// benchSteady ingests fb again and again with a warm cache, its timestamps advanced 30s per
+// iteration, gzipped (outside the timer) and inflated during the ingest when gz is set.
+func benchSteady(b *testing.B, fb *federateBody, gz bool) {
+	now := time.UnixMilli(testNowMs)
+	w := benchWAL(b)
+	defer w.Close()
+	ing := benchIngester(b, w, &now)
+	if _, err := ing.Ingest(bytes.NewReader(fb.b), textType); err != nil {
+		b.Fatal(err)
+	}
+	var zbuf bytes.Buffer
+	body := func() (io.Reader, error) { return bytes.NewReader(fb.b), nil }
+	if gz {
+		body = func() (io.Reader, error) { return gzip.NewReader(bufio.NewReader(bytes.NewReader(zbuf.Bytes()))) }
+	}
+	b.SetBytes(int64(len(fb.b)))
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		fb.shift(30000)
+		now = now.Add(30 * time.Second)
+		if gz {
+			zbuf.Reset()
+			zw, err := gzip.NewWriterLevel(&zbuf, 6)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := zw.Write(fb.b); err != nil {
+				b.Fatal(err)
+			}
+			if err := zw.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		r, err := body()
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := ing.Ingest(r, textType)
+		if err != nil || res.Appended != benchSeries {
+			b.Fatalf("%+v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	reportRate(b, benchSeries, &m0, &m1)
 }
 
 // BenchmarkIngestMemory measures the heap held per known series (the cache and the WAL's series

@@ -3,17 +3,17 @@ package ingest
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/value"
 )
 
 // textParser reads the Prometheus text format (version 0.0.4) as /federate writes it, line by
@@ -203,7 +203,7 @@ func (p *textParser) cacheable() bool {
 // a name without labels ends where the name characters end (textparse accepts `up+1`). An
 // invalid line may be split anywhere; the parsers of the two parts reject it.
 func splitSeries(line []byte) (series, rest []byte) {
-	if e := bytes.LastIndexByte(line, '}'); e >= 0 {
+	if e := lastIndexBrace(line); e >= 0 {
 		return line[:e+1], line[e+1:]
 	}
 	if len(line) > 0 && isNameStart(line[0], true) {
@@ -214,6 +214,27 @@ func splitSeries(line []byte) (series, rest []byte) {
 		return line[:i], line[i:]
 	}
 	return line, nil
+}
+
+// lastIndexBrace is bytes.LastIndexByte(b, '}'), 8 bytes at a time from the end: the brace of
+// a sample line is followed by its value and timestamp, 15 to 40 bytes that a byte loop takes
+// one by one.
+func lastIndexBrace(b []byte) int {
+	const lows = 0x7F7F7F7F7F7F7F7F
+	i := len(b)
+	for ; i >= 8; i -= 8 {
+		x := binary.LittleEndian.Uint64(b[i-8:]) ^ ('}' * 0x0101010101010101) // '}' bytes become 0
+		// The high bit of each byte that is 0, exactly: no carry crosses a byte.
+		if z := ^((x&lows + lows) | x | lows); z != 0 {
+			return i - 8 + (63-bits.LeadingZeros64(z))/8
+		}
+	}
+	for i--; i >= 0; i-- {
+		if b[i] == '}' {
+			return i
+		}
+	}
+	return -1
 }
 
 // parseSeries parses the series part of a sample line into p.name and p.pairs (input order,
@@ -397,116 +418,6 @@ func skipBlanks(s []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// value parses the rest of the current sample line after the series (see parseValue).
-func (p *textParser) value(rest []byte) (float64, int64, bool, error) {
-	v, t, hasT, err := parseValue(rest)
-	if err != nil {
-		return 0, 0, false, p.lineError(err)
-	}
-	return v, t, hasT, nil
-}
-
-// parseValue parses the rest of a sample line after the series: blanks, the value, and
-// optionally blanks and a timestamp in milliseconds, then optional blanks.
-func parseValue(rest []byte) (v float64, t int64, hasT bool, err error) {
-	i := skipBlanks(rest, 0)
-	j := i
-	for j < len(rest) && rest[j] != ' ' && rest[j] != '\t' && rest[j] != '{' {
-		j++
-	}
-	if i == j {
-		return 0, 0, false, fmt.Errorf("expected value after metric: %s", excerpt(rest))
-	}
-	if v, err = parseFloat(rest[i:j]); err != nil {
-		return 0, 0, false, err
-	}
-	i = skipBlanks(rest, j)
-	if i == len(rest) {
-		return v, 0, false, nil
-	}
-	j = i
-	for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-		j++
-	}
-	if i == j {
-		return 0, 0, false, fmt.Errorf("expected timestamp or new record: %s", excerpt(rest))
-	}
-	if t, err = parseTimestamp(rest[i:j]); err != nil {
-		return 0, 0, false, err
-	}
-	if skipBlanks(rest, j) != len(rest) {
-		return 0, 0, false, fmt.Errorf("expected next entry after timestamp: %s", excerpt(rest))
-	}
-	return v, t, true, nil
-}
-
-// parseFloat parses a sample value as textparse does (strconv.ParseFloat without the Go 1.13
-// forms: no hex floats with p exponents, no underscores), with a fast path for plain decimals.
-// NaN becomes the canonical NaN.
-func parseFloat(b []byte) (float64, error) {
-	if len(b) <= 15 {
-		var n uint64
-		i, neg := 0, false
-		if b[0] == '-' {
-			neg, i = true, 1
-		}
-		digits, dot, frac := 0, false, 0
-		for ; i < len(b); i++ {
-			c := b[i]
-			switch {
-			case c >= '0' && c <= '9':
-				n = n*10 + uint64(c-'0')
-				digits++
-				if dot {
-					frac++
-				}
-				continue
-			case c == '.' && !dot:
-				dot = true
-				continue
-			}
-			break
-		}
-		// Exact: an integer below 2^53 divided by an exact power of ten is correctly rounded.
-		if i == len(b) && digits > 0 && frac <= 15 && n < 1<<53 {
-			f := float64(n)
-			if frac > 0 {
-				f /= math.Pow10(frac) // exact for frac <= 22
-			}
-			if neg {
-				f = -f
-			}
-			return f, nil
-		}
-	}
-	for _, c := range b {
-		if c == 'p' || c == 'P' || c == '_' {
-			return 0, fmt.Errorf("unsupported character in float %s", excerpt(b))
-		}
-	}
-	f, err := strconv.ParseFloat(yolo(b), 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse value %s: %w", excerpt(b), errors.Unwrap(err))
-	}
-	if math.IsNaN(f) {
-		f = math.Float64frombits(value.NormalNaN)
-	}
-	return f, nil
-}
-
-// parseTimestamp parses decimal digits as an int64, failing on overflow as strconv.ParseInt.
-func parseTimestamp(b []byte) (int64, error) {
-	var n uint64
-	for _, c := range b {
-		d := uint64(c - '0')
-		if n > (math.MaxInt64-d)/10 {
-			return 0, fmt.Errorf("timestamp %s out of range", excerpt(b))
-		}
-		n = n*10 + d
-	}
-	return int64(n), nil
 }
 
 // yolo returns b as a string without copying; the string is valid while b is unchanged.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -206,5 +207,26 @@ func TestParseLineTooLong(t *testing.T) {
 	var ie *IngestError
 	if !errors.As(err, &ie) || ie.Reason != ReasonParse || ie.Line != 2 {
 		t.Fatalf("err %v, want a parse error at line 2", err)
+	}
+}
+
+// TestLastIndexBrace checks lastIndexBrace against bytes.LastIndexByte on every length up to 40
+// with bytes around '}' (0x7d) in value and in bit pattern, at every position.
+func TestLastIndexBrace(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 5))
+	const alphabet = "}\x7c\x7e\xfd\xff\x00\x80a 1"
+	for n := 0; n <= 40; n++ {
+		for range 500 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+				if r.IntN(3) > 0 {
+					b[i] = 'a' // mostly no brace, so the search runs far
+				}
+			}
+			if got, want := lastIndexBrace(b), bytes.LastIndexByte(b, '}'); got != want {
+				t.Fatalf("lastIndexBrace(%q) = %d, want %d", b, got, want)
+			}
+		}
 	}
 }

@@ -173,11 +173,12 @@ func writeFlag(b *bytes.Buffer, f cli.Flag) {
 		envs = append(envs, "`"+e+"`")
 	}
 	def := df.GetDefaultText()
+	quoted := false
 	if u, err := strconv.Unquote(def); err == nil {
-		def = u // a string flag's value, quoted by cli
+		def, quoted = u, true // a string flag's value, quoted by cli: "none" is then a value
 	}
-	switch def {
-	case "", "none":
+	switch {
+	case def == "", def == "none" && !quoted:
 		def = "none"
 	default:
 		def = "`" + strings.ReplaceAll(def, "|", `\|`) + "`"

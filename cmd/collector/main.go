@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strings"
 
 	"github.com/sirupsen/logrus"
@@ -25,7 +26,25 @@ import (
 var version = "dev"
 
 func main() {
+	defaultGOGC(os.Getenv)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// gcPercent is the garbage collector's target when GOGC is not set: the heap may grow 50 % past
+// what the last collection left live instead of Go's 100 %. The collector allocates little in
+// steady state (the GC takes under 1 % of its CPU), so the lower target costs little CPU and
+// lowers the peak RSS. Measured with make bench-e2e at 200k series (2 min of steady state): GOGC
+// 100: 286 MiB peak, 2.58 CPU-s per million samples; 50: 241 MiB, 2.60; 25: 228 MiB, 2.76.
+// Prometheus 3 lowers its own default the same way (runtime.gogc: 75).
+const gcPercent = 50
+
+// defaultGOGC sets gcPercent unless the environment sets GOGC (which the runtime applied).
+func defaultGOGC(getenv func(string) string) bool {
+	if getenv("GOGC") != "" {
+		return false
+	}
+	debug.SetGCPercent(gcPercent)
+	return true
 }
 
 // run executes the command line and returns the process exit code.
