@@ -63,8 +63,10 @@
 // them as substrings, without copies; its output decodes to what Prometheus' own symbol table
 // and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable, FuzzEncodeV2), and labels
 // that are not the 1.0 encoding are a permanent "encode" error, never a panic. Both write into
-// buffers pooled per Client, so a Send allocates no payload memory in steady state. The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is
-// the standard snappy block format (golang/snappy.Decode and every receiver read it; a test
+// buffers pooled per Client, so a Send allocates no payload memory in steady state.
+//
+// The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is the standard
+// snappy block format (golang/snappy.Decode and every receiver read it; a test
 // decodes it that way). On amd64 it is as fast as golang/snappy.Encode (both have assembly) and
 // about 6% smaller on OpenShift-like requests, because its match table spans the whole block
 // instead of 64 KiB chunks. BenchmarkEncode measures the path from WAL records to request bytes.
