@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&c.collector, "collector", "bin/collector", "collector binary")
 	flag.StringVar(&c.prometheus, "prometheus", "/usr/bin/prometheus", "Prometheus binary (2.x, run with --enable-feature=agent)")
 	flag.StringVar(&c.workDir, "workdir", "", "directory for WALs, configurations and logs (default: a temporary directory, removed at the end)")
-	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and a heap profile at its end of each agent there")
+	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and a heap profile at its end of each agent there (with -outage also at the end of the outage and of the drain)")
 	flag.BoolVar(&c.gzip, "source-gzip", true, "the source gzips its body when the request accepts it")
 	flag.IntVar(&c.gzipLevel, "source-gzip-level", 6, "gzip level of the source (6: the default level of Prometheus' compression handler)")
 	flag.StringVar(&c.extraArgs, "collector-args", "", "more collector flags, separated by spaces")
@@ -398,6 +398,7 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 		case <-ctx.Done():
 			return r, ctx.Err()
 		}
+		c.heapProfile(base, a.name, "outage")
 		rcv.down.Store(false)
 		t := time.Now()
 		if err := wait("the backlog to drain", c.outage+10*time.Minute, func() bool {
@@ -407,6 +408,7 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 			return r, err
 		}
 		r.drainWall = time.Since(t)
+		c.heapProfile(base, a.name, "drained")
 		u, err := readUsage(pid)
 		if err != nil {
 			return r, err
@@ -414,6 +416,18 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 		r.drainPeakRSS, r.drainEndRSS = u.PeakRSS, u.RSS
 	}
 	return r, nil
+}
+
+// heapProfile saves a heap profile of the agent at base as <agent>-<series>-<when>-heap.pprof in
+// the -pprof directory, if there is one.
+func (c config) heapProfile(base, agent, when string) {
+	if c.pprofDir == "" {
+		return
+	}
+	path := filepath.Join(c.pprofDir, fmt.Sprintf("%s-%d-%s-heap.pprof", agent, c.series, when))
+	if err := fetch(base+"/debug/pprof/heap", path, time.Minute); err != nil {
+		fmt.Fprintf(os.Stderr, "benche2e: %s: heap profile %s: %v\n", agent, when, err)
+	}
 }
 
 // fetch saves the body of url to path.
