@@ -254,3 +254,57 @@ func TestReaderKeepsSeriesOfCheckpointedSegment(t *testing.T) {
 		t.Fatalf("read %d scrapes, wrote %d", read, k)
 	}
 }
+
+// TestReaderResolvesBetweenCheckpointAndDeletion pins the interleaving behind the failures of
+// TestReaderResolvesWhileTruncating: a reader opens while truncation has renamed checkpoint.8
+// into place but not yet deleted the segments it covers, and the writer has appended new series
+// since. The checkpoint holds the long-lived refs and the recent ones, more than a thousand refs
+// apart; the segments up to 8, still there, fill the gap between them; the new series come after.
+// The reader's ref table put the recent refs in its map and then grew its window over them, and
+// lost them (refTable.adopt). Every ref of every sample after the start must resolve.
+func TestReaderResolvesBetweenCheckpointAndDeletion(t *testing.T) {
+	w := openTest(t, t.TempDir(), smallSegments())
+	defer w.Close()
+	k := 0
+	for ; w.cur < 9; k++ {
+		churnScrape(t, w, k, 20, 8, 3)
+	}
+	for range 2 {
+		churnScrape(t, w, k, 20, 8, 3)
+		k++
+	}
+	size, err := statSegment(w.Dir(), w.cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := Position{Segment: w.cur, Offset: size}
+	w.mtx.Lock()
+	err = w.checkpointLocked(8) // truncation to segment 9, stopped before its deletions
+	w.mtx.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		churnScrape(t, w, k, 20, 8, 3)
+		k++
+	}
+	for _, from := range []Position{{}, {Segment: 8}, {Segment: 9}, start} {
+		r, err := NewReader(w.Dir(), from, ReaderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			b, err := r.Next(context.Background())
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err == nil {
+				err = checkBatch(r, b)
+			}
+			if err != nil {
+				t.Fatalf("reader from %v: %v", from, err)
+			}
+		}
+		r.Close()
+	}
+}

@@ -9,14 +9,18 @@ import "slices"
 // a map. compact, called after a batch of deletions, picks the window again and rebuilds the map
 // when it has shrunk, since Go maps never give memory back.
 //
+// A ref is in the window or in the map, never in both, and the map never holds a ref the window
+// covers (get and del look in one place only): a ref that went to the map because it was far
+// above the window moves into the window when the window grows over it.
+//
 // Pointers returned by get and put are valid until the next put, del or compact. A refTable is
 // not safe for concurrent use.
 type refTable[T any] struct {
 	base    SeriesRef
-	win     []refSlot[T] // win[i] holds ref base+i
-	winLive int          // live slots in win
-	other   map[SeriesRef]*T
-	peak    int // largest len(other) since it was last rebuilt
+	win     []refSlot[T]     // win[i] holds ref base+i
+	winLive int              // live slots in win
+	other   map[SeriesRef]*T // refs outside [base, base+len(win))
+	peak    int              // largest len(other) since it was last rebuilt
 }
 
 type refSlot[T any] struct {
@@ -55,7 +59,9 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 		// loading an old checkpoint) go to the map instead of allocating the gaps.
 		if i := int(ref - t.base); i < len(t.win) || i < 4*(t.winLive+1)+windowSlack {
 			if i >= len(t.win) {
-				t.win = slices.Grow(t.win, i+1-len(t.win))[:i+1]
+				n := len(t.win)
+				t.win = slices.Grow(t.win, i+1-n)[:i+1]
+				t.adopt(n)
 			}
 			t.win[i] = refSlot[T]{ok: true}
 			t.winLive++
@@ -69,6 +75,33 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 	t.other[ref] = p
 	t.peak = max(t.peak, len(t.other))
 	return p, true
+}
+
+// adopt moves into the window the map's refs at window index from or later, after the window
+// grew over them.
+func (t *refTable[T]) adopt(from int) {
+	if len(t.other) == 0 {
+		return
+	}
+	move := func(ref SeriesRef, p *T) {
+		t.win[ref-t.base] = refSlot[T]{v: *p, ok: true}
+		t.winLive++
+		delete(t.other, ref)
+	}
+	lo, hi := t.base+SeriesRef(from), t.base+SeriesRef(len(t.win))
+	if int(hi-lo) > len(t.other) {
+		for ref, p := range t.other {
+			if ref >= lo && ref < hi {
+				move(ref, p)
+			}
+		}
+		return
+	}
+	for ref := lo; ref < hi; ref++ {
+		if p, ok := t.other[ref]; ok {
+			move(ref, p)
+		}
+	}
 }
 
 // del forgets ref.

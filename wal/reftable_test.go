@@ -16,6 +16,18 @@ func TestRefTable(t *testing.T) {
 		{name: "dense", next: func(_ *rand.Rand, i int) SeriesRef { return SeriesRef(i + 1) }},
 		{name: "sparse", next: func(_ *rand.Rand, i int) SeriesRef { return SeriesRef(1 + i*10_000) }},
 		{name: "churn", next: func(_ *rand.Rand, i int) SeriesRef { return SeriesRef(i + 1) }, del: 0.9},
+		// A reader loading a checkpoint (long-lived low refs, then recent ones far above, which
+		// go to the map), then the Series records of a segment the checkpoint covers (filling
+		// the gap into the window) and of later segments (growing the window past the map's).
+		{name: "gap", next: func(_ *rand.Rand, i int) SeriesRef {
+			switch {
+			case i < 20:
+				return SeriesRef(i + 1)
+			case i < 60:
+				return SeriesRef(1149 + i - 20)
+			}
+			return SeriesRef(1037 + i - 60)
+		}},
 		{name: "random", next: func(rng *rand.Rand, _ int) SeriesRef { return SeriesRef(rng.Uint64N(1 << 40)) }, del: 0.5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,6 +51,11 @@ func TestRefTable(t *testing.T) {
 					live = live[:len(live)-1]
 				}
 				if i%1000 == 999 {
+					for ref, w := range want {
+						if v := tab.get(ref); v == nil || *v != w {
+							t.Fatalf("put %d: get %d = %v, want %d", i, ref, v, w)
+						}
+					}
 					tab.compact()
 					if f := tab.footprint(); f > 4*tab.len()+2*windowSlack {
 						t.Fatalf("after compact: footprint %d for %d refs", f, tab.len())
