@@ -169,7 +169,12 @@ func newWlog(dir string, opts Options) (*wlog.WL, error) {
 }
 
 func acquireLock(dir string) (*os.File, error) {
-	path := filepath.Join(dir, lockFile)
+	return lockPath(filepath.Join(dir, lockFile), dir)
+}
+
+// lockPath takes an exclusive flock on the file at path, created if missing; when another
+// process holds it the error wraps ErrLocked and names what.
+func lockPath(path, what string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
@@ -177,7 +182,7 @@ func acquireLock(dir string) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+			return nil, fmt.Errorf("%w: %s", ErrLocked, what)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
