@@ -7,37 +7,16 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 )
 
-// item is one sample on its way from the tailer to a shard: 32 bytes. key is what the reader
-// keeps for the series (tailer.encodeLabels): its ref in 8 bytes, then its encoded labels
-// (Series.Labels); it is shared by every sample of the series and never modified. The record
-// the sample came from is its chunk's.
+// item is one sample on its way from the tailer to a shard: 40 bytes. lbl is what the reader
+// keeps for the series (tailer.derive): its encoded labels (Series.Labels), without write
+// relabeling the WAL writer's own copy (wal.ReaderOptions.ShareLabels); it is shared by every
+// sample of the series and never modified. The record the sample came from is its chunk's.
 type item struct {
-	key string
+	lbl string
+	ref wal.SeriesRef
 	t   int64
 	v   float64
 }
-
-// refKeyLen is the length of the series ref at the start of a key.
-const refKeyLen = 8
-
-// makeKey returns the key of series ref with the encoded labels enc: the ref little endian,
-// then enc.
-func makeKey(buf []byte, ref wal.SeriesRef) []byte {
-	for i := 0; i < refKeyLen; i++ {
-		buf = append(buf, byte(ref>>(8*i)))
-	}
-	return buf
-}
-
-// ref returns the series ref of the item.
-func (it *item) ref() wal.SeriesRef {
-	k := it.key[:refKeyLen]
-	return wal.SeriesRef(uint64(k[0]) | uint64(k[1])<<8 | uint64(k[2])<<16 | uint64(k[3])<<24 |
-		uint64(k[4])<<32 | uint64(k[5])<<40 | uint64(k[6])<<48 | uint64(k[7])<<56)
-}
-
-// labels returns the encoded labels of the item's series (Series.Labels).
-func (it *item) labels() string { return it.key[refKeyLen:] }
 
 // chunk is a run of samples of one record (seq, for the tracker) for one shard.
 type chunk struct {
@@ -173,7 +152,7 @@ func (b *builder) entry(it *item, seq uint64) int {
 		}
 		b.indexed = true
 	}
-	if k, ok := b.idx[it.ref()]; ok {
+	if k, ok := b.idx[it.ref]; ok {
 		return k
 	}
 	return -1
@@ -190,7 +169,7 @@ func (b *builder) fits(it *item, k int) bool {
 	}
 	cost := bytesPerSample
 	if k < 0 {
-		cost += bytesPerSeries + len(it.key) - refKeyLen
+		cost += bytesPerSeries + len(it.lbl)
 	}
 	return b.bytes+cost <= b.maxBytes
 }
@@ -205,7 +184,7 @@ func (b *builder) add(it *item, k int, seq uint64) {
 	}
 	if k < 0 {
 		k = len(b.series)
-		ref := it.ref()
+		ref := it.ref
 		if b.indexed {
 			b.idx[ref] = k
 		}
@@ -222,7 +201,7 @@ func (b *builder) add(it *item, k int, seq uint64) {
 			b.seqs = append(b.seqs, nil)
 		}
 		b.refs = append(b.refs, ref)
-		b.series[k].Labels = it.labels()
+		b.series[k].Labels = it.lbl
 		b.bytes += bytesPerSeries + len(b.series[k].Labels)
 	}
 	b.series[k].Samples = append(b.series[k].Samples, prompb.Sample{Value: it.v, Timestamp: it.t})

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"math"
 	"slices"
 	"testing"
 	"unsafe"
@@ -18,8 +17,8 @@ type seqItem struct {
 }
 
 func testItem(ref int, t int64, seq uint64) seqItem {
-	key := string(appendLabels(makeKey(nil, wal.SeriesRef(ref)), seriesLabels(ref)))
-	return seqItem{item{key: key, t: t, v: 1}, seq}
+	lbl := string(wal.AppendLabels(nil, seriesLabels(ref)))
+	return seqItem{item{lbl: lbl, ref: wal.SeriesRef(ref), t: t, v: 1}, seq}
 }
 
 // prompbSeries decodes s for the tests.
@@ -44,7 +43,7 @@ func addItem(b *builder, it seqItem) bool {
 
 func TestBuilderLimits(t *testing.T) {
 	first := testItem(0, 0, 0)
-	one := bytesPerSeries + len(first.labels()) + bytesPerSample
+	one := bytesPerSeries + len(first.lbl) + bytesPerSample
 	for _, tc := range []struct {
 		name       string
 		maxSamples int
@@ -105,7 +104,7 @@ func mkBatch(samplesPerSeries ...int) batch {
 	var b batch
 	seq := uint64(0)
 	for i, n := range samplesPerSeries {
-		ts := Series{Labels: string(appendLabels(nil, labels.FromStrings("i", string(rune('a'+i)))))}
+		ts := Series{Labels: string(wal.AppendLabels(nil, labels.FromStrings("i", string(rune('a'+i)))))}
 		var seqs []uint64
 		for j := 0; j < n; j++ {
 			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: int64(j)})
@@ -223,15 +222,9 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 	}
 }
 
-// TestItemKey: an item is 32 bytes and its key gives back the series ref and labels.
-func TestItemKey(t *testing.T) {
-	if n := unsafe.Sizeof(item{}); n != 32 {
-		t.Errorf("item is %d bytes, want 32", n)
-	}
-	for _, ref := range []wal.SeriesRef{0, 1, 255, 256, 1<<40 + 5, math.MaxUint64} {
-		it := item{key: string(append(makeKey(nil, ref), "labels"...))}
-		if it.ref() != ref || it.labels() != "labels" {
-			t.Errorf("ref %d: key gives ref %d and labels %q", ref, it.ref(), it.labels())
-		}
+// TestItemSize: an item is 40 bytes (the tailer holds a record's samples as items).
+func TestItemSize(t *testing.T) {
+	if n := unsafe.Sizeof(item{}); n != 40 {
+		t.Errorf("item is %d bytes, want 40", n)
 	}
 }

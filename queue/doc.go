@@ -4,12 +4,15 @@
 // splits or drops by the behaviour of the Sender's errors, and makes the delivered position
 // durable. It imports only the internal package wal.
 //
-// Labels are encoded once per series, not per sample: at a series' first sample the tailer
-// applies the write relabeling and encodes the outcome as remote-write 1.0's labels field
-// (Series.Labels), and the reader keeps that string with the series (wal.Reader.Derived) until
-// the series is redefined with other labels or forgotten. Items, batches and requests carry the
-// string; the Sender copies it into the request as it is (1.0) or reads the names and values
-// from it (2.0). The dead-letter log decodes it back to labels.
+// Labels travel encoded, never per sample: the WAL keeps the labels of each series in memory as
+// remote-write 1.0's labels field (wal.AppendLabels), and a reader in the writer's process
+// shares the writer's string (wal.WAL.ShareLabels). Without write relabeling that string is
+// what the queue sends (Series.Labels): a queue keeps no label data of its own. With it, the
+// tailer relabels a series at its first sample and the reader keeps the encoded outcome with the
+// series (wal.Reader.Derived) until the series is redefined with other labels or forgotten.
+// Items, batches and requests carry the string; the Sender copies it into the request as it is
+// (1.0) or reads the names and values from it (2.0). The dead-letter log decodes it back to
+// labels.
 //
 // # Delivery guarantee
 //
@@ -60,11 +63,11 @@
 // holds until acknowledged or dropped, and only then start the shards of the new count.
 //
 // Back-pressure. The tailer routes the samples of one record from the reader straight into
-// per-shard chunks (one copy, 32 bytes per sample) and waits for room in the shards' channels
+// per-shard chunks (one copy, 40 bytes per sample) and waits for room in the shards' channels
 // (Capacity samples each, in chunks of MaxSamplesPerSend). Memory is therefore bounded by
-// MaxShards × (Capacity + MaxSamplesPerSend) samples plus one record, the series labels the
+// MaxShards × (Capacity + MaxSamplesPerSend) samples plus one record and the series labels the
 // reader keeps (none of its own in the agent: the reader shares the writer's label data through
-// wal.WAL.ShareLabels) and, per series, the ref and the labels' wire encoding, whatever the
+// wal.WAL.ShareLabels, and only relabeled series have a string of the queue's), whatever the
 // backlog on disk (BenchmarkHeapBacklog: the same heap within 10% for 100 k and 10 M samples of
 // backlog). Since all shards are fed from one reader in WAL order, no shard runs ahead of
 // another by more than its buffer: a

@@ -11,7 +11,6 @@ import (
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
-	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/sirupsen/logrus"
 )
 
@@ -23,8 +22,8 @@ type Sender interface {
 	Send(ctx context.Context, series []Series) error
 }
 
-// Series is one series of a request. Labels holds its labels already encoded, once per series
-// for the life of the series: the repeated TimeSeries.labels field of remote-write 1.0
+// Series is one series of a request. Labels holds its labels already encoded, the form in which
+// the WAL keeps them in memory (wal.AppendLabels): the repeated TimeSeries.labels field of remote-write 1.0
 // (prompb.TimeSeries field 1, each a prompb.Label), in label order, byte for byte what gogo's
 // generated Marshal writes for them; a sender copies it into the request as it is (1.0) or
 // reads the names and values from it (2.0). Samples are the series' samples in time order.
@@ -51,7 +50,7 @@ type Source interface {
 // labelSharer is the optional part of a Source that lets the reader keep the writer's copy of
 // the series labels instead of its own (*wal.WAL): with it a queue costs no label data.
 type labelSharer interface {
-	ShareLabels([]record.RefSeries)
+	ShareLabels(ref wal.SeriesRef, enc []byte) (string, bool)
 }
 
 var _ labelSharer = (*wal.WAL)(nil)

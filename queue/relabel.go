@@ -11,7 +11,7 @@ const ReasonWriteRelabel = "write_relabel"
 
 // writeRelabeler applies Options.WriteRelabelConfigs to the labels of a series. The tailer calls
 // it once per series: its outcome is part of what the reader keeps per series
-// (tailer.encodeLabels, wal.Reader.Derived), so a ref reissued with other labels after a writer
+// (tailer.deriveLabels, wal.Reader.Derived), so a ref reissued with other labels after a writer
 // restart is relabeled again and a series the reader forgets takes its outcome along. Not safe
 // for concurrent use: owned by the tailer.
 type writeRelabeler struct {

@@ -93,7 +93,7 @@ func TestWriteRelabel(t *testing.T) {
 
 // TestWriteRelabelOncePerSeries: the tailer relabels and encodes a series once, at its first
 // sample, and the reader keeps the outcome with the series (wal.Reader.Derived): later samples
-// use it even when the rules would now decide otherwise; a dropped series is kept as droppedKey.
+// use it even when the rules would now decide otherwise; a dropped series is kept as droppedLabels.
 func TestWriteRelabelOncePerSeries(t *testing.T) {
 	keepAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Keep})
 	dropAll := relabelRule(t, relabel.Config{SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp(".+"), Action: relabel.Drop})
@@ -114,14 +114,14 @@ func TestWriteRelabelOncePerSeries(t *testing.T) {
 	first, second := b.Samples[0].Ref, b.Samples[1].Ref
 	lbl, ok := r.Derived(first, tl.derive)
 	lset, _ := r.Labels(first)
-	if !ok || lbl != string(appendLabels(makeKey(nil, first), lset)) {
+	if !ok || lbl != string(wal.AppendLabels(nil, lset)) {
 		t.Fatalf("first series encoded as %q, %v", lbl, ok)
 	}
 	tl.relabel.cfgs = []*relabel.Config{dropAll} // from now on only new series see it
 	if again, _ := r.Derived(first, tl.derive); again != lbl {
 		t.Fatalf("series relabeled again although its labels did not change: %q", again)
 	}
-	if dropped, ok := r.Derived(second, tl.derive); !ok || dropped != droppedKey {
+	if dropped, ok := r.Derived(second, tl.derive); !ok || dropped != droppedLabels {
 		t.Fatalf("series dropped by the rules encoded as %q, %v", dropped, ok)
 	}
 	if newWriteRelabeler(nil) != nil {

@@ -39,35 +39,45 @@ type tailer struct {
 	leftSeq uint64
 	// relabel applies the endpoint's write relabeling; nil without rules.
 	relabel *writeRelabeler
-	// derive is encodeLabels as a func value, made once (a method value allocates); encBuf is
-	// its scratch space.
-	derive func(wal.SeriesRef, labels.Labels) string
+	// derive is deriveLabels as a func value, made once (a method value allocates); encBuf and
+	// sb are its scratch space.
+	derive func(wal.SeriesRef, string) string
 	encBuf []byte
+	sb     labels.ScratchBuilder
 }
 
-// init sets up the write relabeling and the derivation of keys; call it once, before run.
+// init sets up the write relabeling and the derivation of labels; call it once, before run.
 func (tl *tailer) init() *tailer {
 	tl.relabel = newWriteRelabeler(tl.q.opts.WriteRelabelConfigs)
-	tl.derive = tl.encodeLabels
+	tl.derive = tl.deriveLabels
 	return tl
 }
 
-// droppedKey is the key of a series that the write relabeling drops: shorter than any key of a
-// series that is sent, and not "" (wal.Reader.Derived would compute it again at every sample).
-const droppedKey = "\x00"
+// droppedLabels is what the reader keeps for a series that the write relabeling drops: not the
+// encoding of any label set (which starts with a field tag, or is empty), and not "" (which
+// wal.Reader.Derived takes for "not yet computed").
+const droppedLabels = "\x00"
 
-// encodeLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the key
-// of the series' items (item), its ref followed by the labels to send, after write relabeling,
-// encoded as Series.Labels; droppedKey when the rules drop the series. It runs once per series
-// definition, not per sample.
-func (tl *tailer) encodeLabels(ref wal.SeriesRef, lset labels.Labels) string {
-	if tl.relabel != nil {
-		var keep bool
-		if lset, keep = tl.relabel.apply(lset); !keep {
-			return droppedKey
-		}
+// deriveLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the
+// labels to send, encoded as Series.Labels, given their encoding in the WAL, enc. Without write
+// relabeling that is enc itself: the reader's, in the writer's process the writer's, string, so
+// a queue keeps no label data of its own. With it, the labels after relabeling, or droppedLabels
+// when the rules drop the series. It runs once per series definition, not per sample.
+func (tl *tailer) deriveLabels(ref wal.SeriesRef, enc string) string {
+	if tl.relabel == nil {
+		return enc
 	}
-	tl.encBuf = appendLabels(makeKey(tl.encBuf[:0], ref), lset)
+	lset, err := wal.DecodeLabels(enc, &tl.sb)
+	if err != nil {
+		// The reader encoded enc itself; send the series as it is rather than lose it.
+		tl.q.logger.WithError(err).WithField("ref", ref).Error("undecodable series labels; sent without write relabeling")
+		return enc
+	}
+	lset, keep := tl.relabel.apply(lset)
+	if !keep {
+		return droppedLabels
+	}
+	tl.encBuf = wal.AppendLabels(tl.encBuf[:0], lset)
 	return string(tl.encBuf)
 }
 
@@ -83,10 +93,10 @@ func (tl *tailer) run(ctx context.Context, shards []*shard) (tailResult, error) 
 		tl.left = nil
 		tl.startRouting(len(shards))
 		for i := range left {
-			tl.counts[tl.shardOf(left[i].ref())]++
+			tl.counts[tl.shardOf(left[i].ref)]++
 		}
 		for i := range left {
-			tl.put(tl.shardOf(left[i].ref()), left[i])
+			tl.put(tl.shardOf(left[i].ref), left[i])
 		}
 		tl.endRouting()
 		if !tl.handOver(ctx, shards, seq) {
@@ -141,16 +151,16 @@ func (tl *tailer) record(ctx context.Context, shards []*shard, b wal.Batch) bool
 			filtered++
 			continue
 		}
-		key, ok := tl.r.Derived(s.Ref, tl.derive)
+		lbl, ok := tl.r.Derived(s.Ref, tl.derive)
 		if !ok {
 			unknown++
 			continue
 		}
-		if len(key) < refKeyLen {
-			relabeled++ // droppedKey
+		if lbl == droppedLabels {
+			relabeled++
 			continue
 		}
-		tl.put(tl.shardOf(s.Ref), item{key: key, t: s.T, v: s.V})
+		tl.put(tl.shardOf(s.Ref), item{lbl: lbl, ref: s.Ref, t: s.T, v: s.V})
 		kept++
 	}
 	tl.endRouting()

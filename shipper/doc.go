@@ -55,7 +55,7 @@
 // Performance table shows (BenchmarkEncode).
 //
 // Send takes []Series: each series' labels arrive already encoded, once per series for the
-// life of the series (the queue keeps the encoding with the series), as the repeated
+// life of the series (the WAL keeps the labels of its series in memory in this form), as the repeated
 // TimeSeries.labels field of 1.0. The 1.0 encoder copies those bytes into the request as they
 // are (one copy per series and request) and writes the samples; its output is exactly the bytes
 // of gogo's generated Marshal of the same series as prompb.TimeSeries (a test and FuzzEncode

@@ -40,8 +40,8 @@ type encoder struct {
 
 // Series is one series of a request. Labels holds its labels already encoded: the repeated
 // TimeSeries.labels field of remote-write 1.0 (prompb.TimeSeries field 1, each a prompb.Label),
-// byte for byte what gogo's generated Marshal writes for them; the queue encodes them once per
-// series. Samples are its samples in time order. The WAL holds float samples only: there are no
+// byte for byte what gogo's generated Marshal writes for them; the WAL keeps
+// them in memory in this form (wal.AppendLabels). Samples are its samples in time order. The WAL holds float samples only: there are no
 // exemplars or histograms to send.
 //
 // Series is an alias of an unnamed struct type, the same type as queue.Series: the queue's

@@ -22,6 +22,7 @@ const seriesRecordBytes = 4 << 20
 type Appender struct {
 	w       *WAL
 	samples []record.RefSample
+	lblBuf  []byte // Ref's scratch for AppendLabels
 	open    bool   // between Begin (or Ref) and Commit or Rollback
 	epoch   uint32 // the WAL's epoch at Begin
 }
@@ -45,19 +46,19 @@ func (w *WAL) Appender() *Appender { return &Appender{w: w} }
 // sorted and hold __name__ (labels.Labels always is sorted). Ref begins the scrape (see Begin).
 func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 	w := a.w
-	h := lset.Hash()
+	a.lblBuf = AppendLabels(a.lblBuf[:0], lset)
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
 	a.beginLocked()
-	if ref := w.byHash.find(h, func(ref SeriesRef) bool {
+	if ref := w.byHash.find(w.hashLabels(string(a.lblBuf)), func(ref SeriesRef) bool {
 		ms := w.series.get(ref)
-		return ms != nil && labels.Equal(ms.lset, lset)
+		return ms != nil && ms.enc == string(a.lblBuf)
 	}); ref != 0 {
 		w.series.get(ref).used = w.epoch
 		return ref
 	}
 	ref := w.nextRef
-	w.addSeries(ref, lset, w.cur, false)
+	w.addSeries(ref, string(a.lblBuf), w.cur, false)
 	return ref
 }
 
@@ -127,7 +128,7 @@ func (a *Appender) Commit() (AppendStats, error) {
 		if !ms.written {
 			// A new series, or one whose definition truncation deleted: (re-)declare it.
 			ms.written = true // undone below if the write fails
-			ser = append(ser, record.RefSeries{Ref: s.Ref, Labels: ms.lset})
+			ser = append(ser, encodedSeries{ref: s.Ref, enc: ms.enc})
 		}
 		if copied {
 			keep = append(keep, s)
@@ -250,19 +251,24 @@ func (w *WAL) releaseBuffersLocked(recBytes, serBytes, samples, series int) {
 }
 
 // seriesBytes bounds the encoded size of s in a Series record.
-func seriesBytes(s record.RefSeries) int { return 16 + int(s.Labels.ByteSize()) }
+func seriesBytes(s encodedSeries) int { return 16 + len(s.enc) }
 
 // logSeriesLocked logs the Series records of ser, each of about seriesRecordBytes, encoded in
 // turn into w.serRec, and returns the bytes it logged. A failure may leave some of them in the
 // WAL: the caller cuts the scrape back (recoverLocked), as after a failure inside one Log call.
-func (w *WAL) logSeriesLocked(ser []record.RefSeries) (int, error) {
+func (w *WAL) logSeriesLocked(ser []encodedSeries) (int, error) {
 	n := 0
 	for i := 0; i < len(ser); {
 		size, j := 0, i
 		for ; j < len(ser) && (j == i || size < seriesRecordBytes); j++ {
 			size += seriesBytes(ser[j])
 		}
-		w.serRec = w.enc.Series(ser[i:j], slices.Grow(w.serRec[:0], size)) // size bounds it
+		var err error
+		w.serRec, err = appendSeriesRecord(slices.Grow(w.serRec[:0], size), ser[i:j]) // size bounds it
+		if err != nil {
+			// The writer encoded these labels itself: memory corruption or a bug.
+			return n, err
+		}
 		if err := w.wl.Log(w.serRec); err != nil {
 			return n, err
 		}
@@ -284,12 +290,12 @@ func (w *WAL) countSkipped(st AppendStats) {
 	}
 }
 
-func (w *WAL) rollbackLocked(undo []undoEntry, ser []record.RefSeries) {
+func (w *WAL) rollbackLocked(undo []undoEntry, ser []encodedSeries) {
 	for i := len(undo) - 1; i >= 0; i-- {
 		w.series.get(undo[i].ref).lastT = undo[i].lastT
 	}
 	for _, s := range ser {
-		w.series.get(s.Ref).written = false
+		w.series.get(s.ref).written = false
 	}
 }
 

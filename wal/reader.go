@@ -25,10 +25,11 @@ type ReaderOptions struct {
 	// FirstSegment, when set, returns the oldest retained segment (WAL.FirstSegment); the reader
 	// skips forward when a cap evicted the segment under it.
 	FirstSegment func() int
-	// ShareLabels, when set, is given the series of every Series record and checkpoint the
-	// reader loads, and may replace their labels by an equal copy (WAL.ShareLabels): a reader in
-	// the writer's process then keeps the writer's label data instead of a copy of its own.
-	ShareLabels func([]record.RefSeries)
+	// ShareLabels, when set, is given the ref and the encoded labels (AppendLabels) of every
+	// series the reader loads from a Series record or checkpoint, and may return an identical
+	// string the reader keeps instead of a copy of its own (WAL.ShareLabels): a reader in the
+	// writer's process then keeps the writer's label data.
+	ShareLabels func(ref SeriesRef, enc []byte) (string, bool)
 	// PollInterval is how often a following reader looks for new data without a notification.
 	// Default 250ms.
 	PollInterval time.Duration
@@ -47,8 +48,8 @@ type Batch struct {
 
 // readerSeries is a series known to a reader.
 type readerSeries struct {
-	lset labels.Labels
-	// derived is the caller's form of lset (Derived), "" until computed; reset when the series
+	enc string // its labels, encoded by AppendLabels
+	// derived is the caller's form of enc (Derived), "" until computed; reset when the series
 	// is redefined with other labels.
 	derived string
 	defSeg  int // segment of its newest definition (a checkpoint's index for one loaded from it)
@@ -56,11 +57,11 @@ type readerSeries struct {
 }
 
 // setLabels sets the labels of the series, forgetting the derived form when they change.
-func (e *readerSeries) setLabels(lset labels.Labels) {
-	if e.derived != "" && !labels.Equal(e.lset, lset) {
+func (e *readerSeries) setLabels(enc string) {
+	if e.derived != "" && e.enc != enc {
 		e.derived = ""
 	}
-	e.lset = lset
+	e.enc = enc
 }
 
 // maxSnapshotTries bounds how often a reader reloads the checkpoint because truncation replaced it
@@ -85,6 +86,7 @@ type Reader struct {
 	dec     record.Decoder
 	samples []record.RefSample
 	serBuf  []record.RefSeries
+	lblBuf  []byte // scratch for AppendLabels
 	closed  bool
 	// missing counts the segments the reader had to jump over because they were gone (truncated
 	// or evicted before it read them); see MissingSegments.
@@ -181,13 +183,10 @@ func (r *Reader) loadCheckpoint() error {
 			// unreadable part are lost; keep every series the reader knows.
 			r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
 		}
-		if r.opts.ShareLabels != nil {
-			r.opts.ShareLabels(buf)
-		}
 		for _, s := range buf {
 			e, created := r.series.put(s.Ref)
 			if created || e.defSeg <= idx {
-				e.setLabels(s.Labels)
+				e.setLabels(r.encode(s))
 			}
 			e.defSeg, e.ckpt = max(e.defSeg, idx), idx
 		}
@@ -202,18 +201,33 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 	if err != nil {
 		return err
 	}
-	if r.opts.ShareLabels != nil {
-		r.opts.ShareLabels(r.serBuf)
-	}
 	for _, s := range r.serBuf {
 		e, created := r.series.put(s.Ref)
 		if created {
 			e.ckpt = -1
 		}
-		e.setLabels(s.Labels)
+		e.setLabels(r.encode(s))
 		e.defSeg = max(e.defSeg, seg)
 	}
+	// The decoded labels are garbage now: the buffer kept for the next record must not pin them.
+	clear(r.serBuf)
 	return nil
+}
+
+// encode returns the encoded labels of s: the writer's copy when it shares them, else a string
+// of the reader's own. The one it already keeps is returned as it is, so that a definition
+// read again (a checkpoint and a segment) does not copy the labels.
+func (r *Reader) encode(s record.RefSeries) string {
+	r.lblBuf = AppendLabels(r.lblBuf[:0], s.Labels)
+	if e := r.series.get(s.Ref); e != nil && e.enc == string(r.lblBuf) {
+		return e.enc
+	}
+	if r.opts.ShareLabels != nil {
+		if enc, ok := r.opts.ShareLabels(s.Ref, r.lblBuf); ok {
+			return enc
+		}
+	}
+	return string(r.lblBuf)
 }
 
 // seek positions the reader at from, loading the series defined before it. Where it starts is
@@ -286,24 +300,41 @@ func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
 	if e == nil {
 		return labels.EmptyLabels(), false
 	}
-	return e.lset, true
+	var b labels.ScratchBuilder
+	lset, err := DecodeLabels(e.enc, &b)
+	if err != nil {
+		return labels.EmptyLabels(), false // the reader encoded them itself: cannot happen
+	}
+	return lset, true
 }
 
-// Derived returns the labels of series ref in the caller's form: derive(ref, labels), computed at the
-// first call after the series was defined (or redefined with other labels) and kept with the
-// series until then, so that a caller that needs the labels in another form at every sample (the
-// queue: their wire encoding) computes it once per series. Pass the same derive at every call:
-// the value kept is whichever computed it. derive must not return "", which means "not yet
-// computed" (it would be called again at every call). It returns false for an unknown ref.
-func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, labels.Labels) string) (string, bool) {
+// Derived returns the labels of series ref in the caller's form: derive(ref, enc) of their
+// encoding (AppendLabels), computed at the first call after the series was defined (or
+// redefined with other labels) and kept with the series until then, so that a caller that needs
+// the labels in another form at every sample (the queue, with write relabeling) computes it once
+// per series. A derive that returns enc itself costs no memory: the string is shared. Pass the
+// same derive at every call: the value kept is whichever computed it. derive must not return "",
+// which means "not yet computed" (it would be called again at every call). It returns false for
+// an unknown ref.
+func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, string) string) (string, bool) {
 	e := r.series.get(ref)
 	if e == nil {
 		return "", false
 	}
 	if e.derived == "" {
-		e.derived = derive(ref, e.lset)
+		e.derived = derive(ref, e.enc)
 	}
 	return e.derived, true
+}
+
+// Encoded returns the labels of series ref encoded by AppendLabels, or false for an unknown ref.
+// With ShareLabels the string is the writer's.
+func (r *Reader) Encoded(ref SeriesRef) (string, bool) {
+	e := r.series.get(ref)
+	if e == nil {
+		return "", false
+	}
+	return e.enc, true
 }
 
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of

@@ -17,7 +17,15 @@ func TestReaderDerived(t *testing.T) {
 	}
 	defer r.Close()
 	calls := 0
-	derive := func(_ SeriesRef, l labels.Labels) string { calls++; return l.String() }
+	derive := func(_ SeriesRef, enc string) string {
+		calls++
+		var b labels.ScratchBuilder
+		l, err := DecodeLabels(enc, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.String()
+	}
 	define := func(seg int, lset labels.Labels) {
 		t.Helper()
 		var enc record.Encoder

@@ -1,10 +1,5 @@
 package wal
 
-import (
-	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/tsdb/record"
-)
-
 // The lifecycle of a series in the writer (FORMAT.md, "Series across truncation"):
 //
 //   - Ref creates it (not yet written); the first Commit with a sample of it writes its Series
@@ -20,19 +15,18 @@ import (
 // before the ref can be used again, ReleaseSeries after the holder stopped handing it out, and
 // every scrape that may use a held ref runs inside Begin ... Commit/Rollback.
 
-// ShareLabels replaces the labels of each series in ss by the writer's copy where the writer
-// holds equal labels under the same ref, so that a reader in the writer's process (a queue per
-// endpoint) keeps no label data of its own: the label data of a WAL is in memory once, however
-// many readers follow it (ReaderOptions.ShareLabels). Series the writer does not know, or knows
-// with other labels (a foreign directory), keep theirs. Safe for concurrent use.
-func (w *WAL) ShareLabels(ss []record.RefSeries) {
+// ShareLabels returns the writer's copy of the labels of series ref if they are enc (their
+// encoding, AppendLabels), so that a reader in the writer's process (a queue per endpoint) keeps
+// no label data of its own: the label data of a WAL is in memory once, however many readers
+// follow it (ReaderOptions.ShareLabels). It returns false for a series the writer does not know,
+// or knows with other labels (a foreign directory). Safe for concurrent use.
+func (w *WAL) ShareLabels(ref SeriesRef, enc []byte) (string, bool) {
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
-	for i := range ss {
-		if ms := w.series.get(ss[i].Ref); ms != nil && labels.Equal(ms.lset, ss[i].Labels) {
-			ss[i].Labels = ms.lset
-		}
+	if ms := w.series.get(ref); ms != nil && ms.enc == string(enc) {
+		return ms.enc, true
 	}
+	return "", false
 }
 
 // Begin opens a scrape: refs obtained after Begin from a holder (HoldSeries) stay valid until
@@ -113,7 +107,7 @@ func (w *WAL) dropSeriesLocked(ref SeriesRef) {
 	if ms == nil {
 		return
 	}
-	w.byHash.remove(ms.lset.Hash(), ref)
+	w.byHash.remove(w.hashLabels(ms.enc), ref)
 	w.series.del(ref)
 }
 

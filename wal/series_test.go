@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/tsdb/record"
 )
 
 // fillSegments appends scrapes of filler series (not s) until the WAL has moved n segments on.
@@ -179,11 +178,8 @@ func TestReaderSharesWriterLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := batches[len(batches)-1].end
-	// sameData reports whether a and b point to the same bytes: a shared copy.
-	sameData := func(a, b labels.Labels) bool {
-		x, y := a.Get("instance"), b.Get("instance")
-		return x == y && unsafe.StringData(x) == unsafe.StringData(y)
-	}
+	// sameData reports whether a and b are the same bytes: a shared copy.
+	sameData := func(a, b string) bool { return a == b && unsafe.StringData(a) == unsafe.StringData(b) }
 	check := func(t *testing.T, from Position, share, want bool) {
 		t.Helper()
 		ro := ReaderOptions{}
@@ -205,12 +201,16 @@ func TestReaderSharesWriterLabels(t *testing.T) {
 		w.mtx.Lock()
 		defer w.mtx.Unlock()
 		for ref := SeriesRef(1); ref <= n; ref++ {
-			rl, ok := r.Labels(ref)
+			enc, ok := r.Encoded(ref)
 			ms := w.series.get(ref)
 			if !ok || ms == nil {
 				t.Fatalf("ref %d: reader knows it %v, writer %v", ref, ok, ms != nil)
 			}
-			if got := sameData(rl, ms.lset); got != want {
+			if enc != ms.enc {
+				t.Fatalf("ref %d: reader's labels %x, writer's %x", ref, enc, ms.enc)
+			}
+			if got := sameData(enc, ms.enc); got != want {
+				rl, _ := r.Labels(ref)
 				t.Fatalf("ref %d %s: shares the writer's labels %v, want %v", ref, rl, got, want)
 			}
 		}
@@ -232,13 +232,17 @@ func TestReaderSharesWriterLabels(t *testing.T) {
 		check(t, end, true, true)
 	})
 	t.Run("other labels under the same ref", func(t *testing.T) {
-		other := labels.FromStrings("__name__", "not_the_writers", "instance", "x")
-		ss := []record.RefSeries{{Ref: 1, Labels: other}, {Ref: n + 1000, Labels: other}}
-		w.ShareLabels(ss)
-		for _, s := range ss {
-			if !sameData(s.Labels, other) {
-				t.Errorf("ref %d: labels replaced by %s", s.Ref, s.Labels)
+		other := AppendLabels(nil, labels.FromStrings("__name__", "not_the_writers", "instance", "x"))
+		for _, ref := range []SeriesRef{1, n + 1000} {
+			if enc, ok := w.ShareLabels(ref, other); ok {
+				t.Errorf("ref %d: labels %x shared for %x", ref, enc, other)
 			}
+		}
+		w.mtx.Lock()
+		mine := w.series.get(1).enc
+		w.mtx.Unlock()
+		if enc, ok := w.ShareLabels(1, []byte(mine)); !ok || !sameData(enc, mine) {
+			t.Errorf("ref 1: equal labels not shared: %v", ok)
 		}
 	})
 }

@@ -298,16 +298,18 @@ func (w *WAL) checkpointLocked(last int) error {
 		return fmt.Errorf("create checkpoint %s: %w", tmp, err)
 	}
 	var (
-		batch []record.RefSeries
+		batch []encodedSeries
 		size  int
 		buf   []byte
-		enc   record.Encoder
 	)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		buf = enc.Series(batch, buf[:0])
+		var err error
+		if buf, err = appendSeriesRecord(buf[:0], batch); err != nil {
+			return err
+		}
 		batch, size = batch[:0], 0
 		return cw.Log(buf)
 	}
@@ -316,8 +318,8 @@ func (w *WAL) checkpointLocked(last int) error {
 		if ferr != nil || !ms.written || int(ms.lastSeg) <= last {
 			return // not written yet, or an orphan: see orphanSeriesLocked
 		}
-		batch = append(batch, record.RefSeries{Ref: ref, Labels: ms.lset})
-		size += 16 + int(ms.lset.ByteSize())
+		batch = append(batch, encodedSeries{ref: ref, enc: ms.enc})
+		size += 16 + len(ms.enc)
 		if size >= seriesRecordBytes {
 			ferr = flush()
 		}

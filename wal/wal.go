@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
@@ -35,7 +36,7 @@ const (
 // memSeries is the writer's state of one series.
 // Kept to 40 bytes: Commit touches one per sample.
 type memSeries struct {
-	lset    labels.Labels
+	enc     string // the labels, encoded by AppendLabels (shared with readers: see labels.go)
 	lastT   int64  // newest timestamp appended; math.MinInt64 before the first
 	lastSeg int32  // newest segment holding a sample (or the Series record) of this series
 	used    uint32 // epoch of the last Ref returning it or ReleaseSeries letting it go
@@ -75,9 +76,11 @@ type WAL struct {
 	cur     int // segment being written
 	dirty   bool
 	enc     record.Encoder
-	recBuf  []byte // the Samples record of a commit
-	serRec  []byte // one Series record of a commit
-	serBuf  []record.RefSeries
+	seed    maphash.Seed // of the hashes in byHash (hashLabels)
+	lblBuf  []byte       // scratch for AppendLabels
+	recBuf  []byte       // the Samples record of a commit
+	serRec  []byte       // one Series record of a commit
+	serBuf  []encodedSeries
 	keep    []record.RefSample
 	undo    []undoEntry
 	changed chan struct{}
@@ -122,6 +125,7 @@ func Open(logger logrus.FieldLogger, reg prometheus.Registerer, baseDir, id stri
 		lock:    lock,
 		stopc:   make(chan struct{}),
 		byHash:  newHashIndex(),
+		seed:    maphash.MakeSeed(),
 		nextRef: 1,
 		active:  map[uint32]int{},
 		segs:    map[int]*segmentMeta{},
@@ -241,7 +245,7 @@ func (w *WAL) load() error {
 				return err
 			}
 			for _, s := range series {
-				w.addSeries(s.Ref, s.Labels, ckIdx, true)
+				w.addSeries(s.Ref, w.encodeLocked(s.Labels), ckIdx, true)
 			}
 			return nil
 		})
@@ -296,7 +300,7 @@ func (w *WAL) load() error {
 					continue
 				}
 				for _, s := range series {
-					w.addSeries(s.Ref, s.Labels, k, true)
+					w.addSeries(s.Ref, w.encodeLocked(s.Labels), k, true)
 				}
 			case record.Samples, record.SamplesV2:
 				samples, err = dec.Samples(rec, samples[:0])
@@ -342,8 +346,9 @@ func (w *WAL) loadSamples(seg int, meta *segmentMeta, samples []record.RefSample
 	}
 }
 
-// addSeries records a series read from disk (written) or created by an appender (not yet written).
-func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool) {
+// addSeries records a series read from disk (written) or created by an appender (not yet
+// written), its labels encoded by AppendLabels.
+func (w *WAL) addSeries(ref SeriesRef, enc string, seg int, written bool) {
 	w.nextRef = max(w.nextRef, ref+1)
 	ms, created := w.series.put(ref)
 	if !created {
@@ -351,9 +356,17 @@ func (w *WAL) addSeries(ref SeriesRef, lset labels.Labels, seg int, written bool
 		ms.lastSeg = max(ms.lastSeg, int32(seg))
 		return
 	}
-	h := lset.Hash()
-	*ms = memSeries{lset: lset, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
-	w.byHash.add(h, ref)
+	*ms = memSeries{enc: enc, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
+	w.byHash.add(w.hashLabels(enc), ref)
+}
+
+// hashLabels is the key of a series in byHash: a hash of its encoded labels.
+func (w *WAL) hashLabels(enc string) uint64 { return maphash.String(w.seed, enc) }
+
+// encodeLocked returns the encoding of lset (AppendLabels) as a string of its own.
+func (w *WAL) encodeLocked(lset labels.Labels) string {
+	w.lblBuf = AppendLabels(w.lblBuf[:0], lset)
+	return string(w.lblBuf)
 }
 
 // repair cuts segment k at off after a read error, keeping the cut bytes under corrupt/.
