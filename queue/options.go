@@ -89,7 +89,8 @@ type Options struct {
 	WriteRelabelConfigs []*relabel.Config
 
 	// PollInterval is how often the reader looks for new data without a notification from the
-	// writer. Default 250ms.
+	// writer. Default (0): the reader's default, 250ms for a bare directory and 5s for a WAL of
+	// this process, whose writer wakes the reader at every commit (wal.ReaderOptions).
 	PollInterval time.Duration
 	// Now is the clock (age limit, timestamps of metrics). Default time.Now.
 	Now func() time.Time
@@ -114,7 +115,6 @@ func DefaultOptions() Options {
 		MaxRetryAfter:       5 * time.Minute,
 		FlushDeadline:       15 * time.Second,
 		CommitInterval:      time.Second,
-		PollInterval:        250 * time.Millisecond,
 		Now:                 time.Now,
 		Sleep:               sleep,
 	}
@@ -155,9 +155,6 @@ func (o *Options) validate() error {
 		if err := c.Validate(model.UTF8Validation); err != nil {
 			return fmt.Errorf("write relabel rule %d: %w", i, err)
 		}
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 250 * time.Millisecond
 	}
 	if o.Now == nil {
 		o.Now = time.Now

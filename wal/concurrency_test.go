@@ -8,8 +8,9 @@ import (
 )
 
 // TestOneAppenderTwoTailingReaders appends across many segment rotations while two readers follow:
-// one woken by the writer's notifications, one polling as another process would. Both read every
-// scrape whole, in order, with every ref resolved.
+// one woken only by the writer's notifications (its poll is an hour: a missed wake-up fails the
+// test), one polling as another process would. Both read every scrape whole, in order, with every
+// ref resolved.
 func TestOneAppenderTwoTailingReaders(t *testing.T) {
 	opts := testOptions()
 	opts.SegmentSize = 32 * 1024
@@ -21,7 +22,7 @@ func TestOneAppenderTwoTailingReaders(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	readers := map[string]ReaderOptions{
-		"notified": {Follow: true, Changed: w.Changed, FirstSegment: w.FirstSegment},
+		"notified": {Follow: true, Changed: w.Changed, FirstSegment: w.FirstSegment, PollInterval: time.Hour},
 		"polling":  {Follow: true, PollInterval: time.Millisecond},
 	}
 	var wg sync.WaitGroup

@@ -31,7 +31,8 @@ type ReaderOptions struct {
 	// writer's process then keeps the writer's label data.
 	ShareLabels func(ref SeriesRef, enc []byte) (string, bool)
 	// PollInterval is how often a following reader looks for new data without a notification.
-	// Default 250ms.
+	// Default 250ms without Changed, and 5s with it: the writer notifies at every commit, so the
+	// poll is only a safety net, and each one costs a read and a directory listing.
 	PollInterval time.Duration
 	// Logger gets the reader's warnings (position adjusted, data skipped). Default: discard.
 	Logger logrus.FieldLogger
@@ -63,6 +64,12 @@ func (e *readerSeries) setLabels(enc string) {
 	}
 	e.enc = enc
 }
+
+// Default poll intervals of a following reader (ReaderOptions.PollInterval).
+const (
+	defaultPollInterval  = 250 * time.Millisecond
+	notifiedPollInterval = 5 * time.Second
+)
 
 // maxSnapshotTries bounds how often a reader reloads the checkpoint because truncation replaced it
 // while it was being read; each try is started by a truncation that made progress.
@@ -105,7 +112,10 @@ func (r *Reader) MissingSegments() int { return r.missing }
 // be read twice, never skipped.
 func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 250 * time.Millisecond
+		opts.PollInterval = defaultPollInterval
+		if opts.Changed != nil {
+			opts.PollInterval = notifiedPollInterval
+		}
 	}
 	logger := opts.Logger
 	if logger == nil {
