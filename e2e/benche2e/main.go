@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&c.collector, "collector", "bin/collector", "collector binary")
 	flag.StringVar(&c.prometheus, "prometheus", "/usr/bin/prometheus", "Prometheus binary (2.x, run with --enable-feature=agent)")
 	flag.StringVar(&c.workDir, "workdir", "", "directory for WALs, configurations and logs (default: a temporary directory, removed at the end)")
-	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and a heap profile at its end of each agent there (with -outage also at the end of the outage and of the drain)")
+	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and heap profiles at the end of the cold start and of the window of each agent there (with -outage also at the end of the outage and of the drain)")
 	flag.BoolVar(&c.gzip, "source-gzip", true, "the source gzips its body when the request accepts it")
 	flag.IntVar(&c.gzipLevel, "source-gzip-level", 6, "gzip level of the source (6: the default level of Prometheus' compression handler)")
 	flag.StringVar(&c.extraArgs, "collector-args", "", "more collector flags, separated by spaces")
@@ -237,8 +237,10 @@ type result struct {
 	scrapes      int // slots served in steady state
 	peakRSS      int64
 	endRSS       int64
-	behind       bool // the end of steady state was not a quiet point: the agent fell behind
-	v2           bool // the agent sent remote-write 2.0
+	coldPeakRSS  int64  // VmHWM at the end of the cold start
+	mem          string // the Go agent's memory at the end of steady state (goMemory), if it has go_memstats
+	behind       bool   // the end of steady state was not a quiet point: the agent fell behind
+	v2           bool   // the agent sent remote-write 2.0
 	drainPeakRSS int64
 	drainEndRSS  int64
 	drainWall    time.Duration
@@ -261,6 +263,10 @@ func (r result) bytesPerSample() float64 {
 func (r result) line() string {
 	s := fmt.Sprintf("%.3f CPU-s per 1M samples (%.1f CPU-s, %d samples, %d scrapes in %s), peak RSS %.0f MiB, RSS %.0f MiB, %.2f bytes/sample, cold start %.1f CPU-s in %s",
 		r.cpuPerMillion(), r.cpu, r.samples, r.scrapes, r.window.Round(time.Second), mib(r.peakRSS), mib(r.endRSS), r.bytesPerSample(), r.coldCPU, r.coldWall.Round(time.Second))
+	s += fmt.Sprintf(", peak RSS at the end of the cold start %.0f MiB", mib(r.coldPeakRSS))
+	if r.mem != "" {
+		s += "; " + r.mem
+	}
 	if r.behind {
 		s += " (BEHIND: the end of the window was not a quiet point)"
 	}
@@ -344,9 +350,10 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 		return r, err
 	}
 	t0 := time.Now()
-	r.coldCPU, r.coldWall = u0.CPUSeconds, t0.Sub(started)
+	r.coldCPU, r.coldWall, r.coldPeakRSS = u0.CPUSeconds, t0.Sub(started), u0.PeakRSS
 	var profDone chan struct{}
 	if c.pprofDir != "" {
+		c.heapProfile(base, a.name, "cold")
 		profDone = make(chan struct{})
 		go func() {
 			defer close(profDone)
@@ -385,6 +392,9 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 	r.scrapes = slots1 - slots0
 	r.peakRSS, r.endRSS = u1.PeakRSS, u1.RSS
 	r.v2 = c1.V2 > 0
+	if m, err := readGoMemory(base + "/metrics"); err == nil {
+		r.mem = m.String()
+	}
 	if c.pprofDir != "" {
 		if err := fetch(base+"/debug/pprof/heap", filepath.Join(c.pprofDir, fmt.Sprintf("%s-%d-heap.pprof", a.name, c.series)), time.Minute); err != nil {
 			fmt.Fprintf(os.Stderr, "benche2e: %s: heap profile: %v\n", a.name, err)
