@@ -1,9 +1,9 @@
 package ingest
 
 import (
+	"bytes"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -15,7 +15,6 @@ import (
 // Ingester, whose cache predicts b{y="2"} after a{x="1"}, and by a cold one: they must fail with
 // the same error, or append the same samples.
 func TestIngestPredictedSeries(t *testing.T) {
-	const first = "# TYPE a untyped\na{x=\"1\"} 1 1764319990000\nb{y=\"2\"} 2 1764319990000\nc 3 1764319990000\n"
 	for _, tc := range []struct {
 		name string
 		line string // the second sample line of the second body
@@ -43,46 +42,61 @@ func TestIngestPredictedSeries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			second := "# TYPE a untyped\na{x=\"1\"} 1 1764319995000\n" + tc.line + "\nc 3 1764319995000\n"
-			now := time.UnixMilli(testNowMs)
-			warm, _ := newTestIngester(t, DefaultTransformConfig(), &now)
-			if res, err := warm.Ingest(strings.NewReader(first), textType); err != nil || res.Appended != 3 {
-				t.Fatalf("first body: %+v %v", res, err)
-			}
-			base, _ := readWAL(t, warm.w.Dir())
-			cold, _ := newTestIngester(t, DefaultTransformConfig(), &now)
-			wres, werr := warm.Ingest(strings.NewReader(second), textType)
-			cres, cerr := cold.Ingest(strings.NewReader(second), textType)
-			if (werr == nil) != tc.ok {
-				t.Fatalf("warm: %+v %v, want ok %v", wres, werr, tc.ok)
-			}
-			if werr != nil {
-				var ie *IngestError
-				if !errors.As(werr, &ie) || cerr == nil || werr.Error() != cerr.Error() {
-					t.Fatalf("warm error %v, cold error %v", werr, cerr)
-				}
-				return
-			}
-			if cerr != nil {
-				t.Fatalf("cold: %v", cerr)
-			}
-			if wres.NewSeries != tc.news {
-				t.Fatalf("warm: %d new series, want %d", wres.NewSeries, tc.news)
-			}
-			wres.NewSeries, cres.NewSeries = 0, 0
-			if wres.Read != cres.Read || wres.Appended != cres.Appended || wres.Filtered != cres.Filtered || wres.Bytes != cres.Bytes {
-				t.Fatalf("warm %+v, cold %+v", wres, cres)
-			}
-			wgot, _ := readWAL(t, warm.w.Dir())
-			cgot, _ := readWAL(t, cold.w.Dir())
-			// New series are appended at the end of the scrape: the order of the two differs.
-			wgot = wgot[len(base):]
-			slices.Sort(wgot)
-			slices.Sort(cgot)
-			if !slices.Equal(wgot, cgot) {
-				t.Fatalf("warm appended %q, cold %q", wgot, cgot)
+			werr, news := comparePredicted(t, []byte(predictFirst), []byte(second))
+			if (werr == nil) != tc.ok || (werr == nil && news != tc.news) {
+				t.Fatalf("warm: %d new series, %v; want ok %v, %d new series", news, werr, tc.ok, tc.news)
 			}
 		})
 	}
+}
+
+const predictFirst = "# TYPE a untyped\na{x=\"1\"} 1 1764319990000\nb{y=\"2\"} 2 1764319990000\nc 3 1764319990000\n"
+
+// comparePredicted ingests second with an Ingester that ingested first (warm) and with a new one
+// (cold), and fails unless both fail with the same error or append the same samples. It returns
+// the warm error and how many series the warm Ingester did not know.
+func comparePredicted(t *testing.T, first, second []byte) (error, int) {
+	t.Helper()
+	now := time.UnixMilli(testNowMs)
+	warm, _ := newTestIngester(t, DefaultTransformConfig(), &now)
+	warm.Ingest(bytes.NewReader(first), textType) // a failed first body leaves the cache as it was
+	base, _ := readWAL(t, warm.w.Dir())
+	cold, _ := newTestIngester(t, DefaultTransformConfig(), &now)
+	wres, werr := warm.Ingest(bytes.NewReader(second), textType)
+	cres, cerr := cold.Ingest(bytes.NewReader(second), textType)
+	if werr != nil || cerr != nil {
+		var ie *IngestError
+		if werr == nil || cerr == nil || !errors.As(werr, &ie) || werr.Error() != cerr.Error() {
+			t.Fatalf("warm error %v, cold error %v", werr, cerr)
+		}
+		return werr, 0
+	}
+	news := wres.NewSeries
+	wres.NewSeries, cres.NewSeries = 0, 0
+	if wres.Read != cres.Read || wres.Appended != cres.Appended || wres.Filtered != cres.Filtered || wres.Bytes != cres.Bytes {
+		t.Fatalf("warm %+v, cold %+v", wres, cres)
+	}
+	// New series are appended at the end of the scrape: the order of the two differs.
+	wgot, _ := readWAL(t, warm.w.Dir())
+	cgot, _ := readWAL(t, cold.w.Dir())
+	wgot = wgot[len(base):]
+	slices.Sort(wgot)
+	slices.Sort(cgot)
+	if !slices.Equal(wgot, cgot) {
+		t.Fatalf("warm appended %q, cold %q", wgot, cgot)
+	}
+	return nil, news
+}
+
+// FuzzIngestPredicted: whatever the cache predicts from a first body, a second body ends as it
+// does for a new Ingester (comparePredicted). Seeds: the lines of TestIngestPredictedSeries.
+func FuzzIngestPredicted(f *testing.F) {
+	for _, line := range []string{`b{y="2"} 5 1764319995000`, `b{y="3"} 5`, `b{y="2"} 5 }`, `b{y="2"}} 5`, `b{y="2"} 5{`, `b{y="2"}`} {
+		f.Add([]byte(predictFirst), []byte("a{x=\"1\"} 1 1764319995000\n"+line+"\nc 3 1764319995000\n"))
+	}
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		comparePredicted(t, first, second)
+	})
 }
 
 // TestCacheEntrySize: the entry keeps the size seriesCache's memory note states.
