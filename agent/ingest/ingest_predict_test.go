@@ -3,8 +3,10 @@ package ingest
 import (
 	"bytes"
 	"errors"
+	"io"
 	"slices"
 	"testing"
+	"testing/iotest"
 	"time"
 	"unsafe"
 )
@@ -53,39 +55,64 @@ func TestIngestPredictedSeries(t *testing.T) {
 const predictFirst = "# TYPE a untyped\na{x=\"1\"} 1 1764319990000\nb{y=\"2\"} 2 1764319990000\nc 3 1764319990000\n"
 
 // comparePredicted ingests second with an Ingester that ingested first (warm) and with a new one
-// (cold), and fails unless both fail with the same error or append the same samples. It returns
-// the warm error and how many series the warm Ingester did not know.
+// (cold), and fails unless both fail with the same error or append the same samples. The warm
+// Ingester reads second whole, one byte per Read (no line is wholly buffered when the cache is
+// asked), and with a 64-byte buffer (lines cut at every point; the cold one then has the same
+// buffer). It returns the warm error and how many series the warm Ingester did not know.
 func comparePredicted(t *testing.T, first, second []byte) (error, int) {
 	t.Helper()
 	now := time.UnixMilli(testNowMs)
-	warm, _ := newTestIngester(t, DefaultTransformConfig(), &now)
-	warm.Ingest(bytes.NewReader(first), textType) // a failed first body leaves the cache as it was
-	base, _ := readWAL(t, warm.w.Dir())
-	cold, _ := newTestIngester(t, DefaultTransformConfig(), &now)
-	wres, werr := warm.Ingest(bytes.NewReader(second), textType)
-	cres, cerr := cold.Ingest(bytes.NewReader(second), textType)
-	if werr != nil || cerr != nil {
-		var ie *IngestError
-		if werr == nil || cerr == nil || !errors.As(werr, &ie) || werr.Error() != cerr.Error() {
-			t.Fatalf("warm error %v, cold error %v", werr, cerr)
+	ingester := func(maxLine int) *Ingester {
+		opts := testIngestOptions(&now)
+		opts.MaxLineBytes = maxLine
+		ing, err := NewIngester(nil, nil, openTestWAL(t), DefaultTransformConfig(), opts)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return werr, 0
+		return ing
 	}
-	news := wres.NewSeries
-	wres.NewSeries, cres.NewSeries = 0, 0
-	if wres.Read != cres.Read || wres.Appended != cres.Appended || wres.Filtered != cres.Filtered || wres.Bytes != cres.Bytes {
-		t.Fatalf("warm %+v, cold %+v", wres, cres)
+	var werr error
+	news := -1
+	for _, c := range []struct {
+		wrap    func(io.Reader) io.Reader
+		maxLine int
+	}{
+		{func(r io.Reader) io.Reader { return r }, 1 << 20},
+		{iotest.OneByteReader, 1 << 20},
+		{func(r io.Reader) io.Reader { return r }, 64},
+	} {
+		cold := ingester(c.maxLine)
+		cres, cerr := cold.Ingest(bytes.NewReader(second), textType)
+		warm := ingester(c.maxLine)
+		warm.Ingest(bytes.NewReader(first), textType) // a failed first body leaves the cache as it was
+		base, _ := readWAL(t, warm.w.Dir())
+		var wres IngestResult
+		wres, werr = warm.Ingest(c.wrap(bytes.NewReader(second)), textType)
+		if werr != nil || cerr != nil {
+			var ie *IngestError
+			if werr == nil || cerr == nil || !errors.As(werr, &ie) || werr.Error() != cerr.Error() {
+				t.Fatalf("buffer %d: warm error %v, cold error %v", c.maxLine, werr, cerr)
+			}
+			continue
+		}
+		if news >= 0 && wres.NewSeries != news {
+			t.Fatalf("warm: %d new series, %d when read otherwise", wres.NewSeries, news)
+		}
+		news = wres.NewSeries
+		if wres.Read != cres.Read || wres.Appended != cres.Appended || wres.Filtered != cres.Filtered || wres.Bytes != cres.Bytes {
+			t.Fatalf("warm %+v, cold %+v", wres, cres)
+		}
+		// New series are appended at the end of the scrape: the order of the two differs.
+		wgot, _ := readWAL(t, warm.w.Dir())
+		cgot, _ := readWAL(t, cold.w.Dir())
+		wgot = wgot[len(base):]
+		slices.Sort(wgot)
+		slices.Sort(cgot)
+		if !slices.Equal(wgot, cgot) {
+			t.Fatalf("warm appended %q, cold %q", wgot, cgot)
+		}
 	}
-	// New series are appended at the end of the scrape: the order of the two differs.
-	wgot, _ := readWAL(t, warm.w.Dir())
-	cgot, _ := readWAL(t, cold.w.Dir())
-	wgot = wgot[len(base):]
-	slices.Sort(wgot)
-	slices.Sort(cgot)
-	if !slices.Equal(wgot, cgot) {
-		t.Fatalf("warm appended %q, cold %q", wgot, cgot)
-	}
-	return nil, news
+	return werr, news
 }
 
 // FuzzIngestPredicted: whatever the cache predicts from a first body, a second body ends as it
