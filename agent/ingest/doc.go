@@ -111,10 +111,11 @@
 // returns, bit for bit (FuzzFastFloat, TestDivPow10): every value of at most 15 significant
 // digits between 1e-7 and 1e15 and every shortest form between 1e-3 and 1e16; the others (NaN,
 // Inf, very large or small values with many digits) take strconv.ParseFloat. Timestamps are
-// read in the same pass, 8 digits at a time. The series hash stays two hash/maphash calls (AES-based, seeded): a pure-Go
-// one-pass 128-bit hash measured no cheaper (about 95 ns against 110 for the two calls on a
-// 250-byte series), and a second hash of another family (xxhash) costs what maphash does while
-// weakening the collision argument of seriesCache.
+// read in the same pass, 8 digits at a time. The series hash is hash/maphash (AES-based, seeded),
+// the cheapest keyed hash at hand: about 25 ns for a 350-byte series, against 40 for wyhash
+// written in Go and 140 for AES-GCM's GHASH (a one-pass 128-bit hash in Go measured no cheaper
+// than two maphash calls). A known series in body order takes one call, verified by its position
+// and length; a series out of order or new takes two (seriesCache says why that is safe).
 //
 // Protobuf decoding must build every label of every sample before anything can be looked up, so
 // it cannot use the raw-bytes cache; the text format at steady state costs one pass over bytes

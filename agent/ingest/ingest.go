@@ -144,8 +144,8 @@ type ingestState struct {
 
 // pendingSeries is a series the cache did not know, resolved at the end of a body that parsed.
 type pendingSeries struct {
-	cache    bool // put in the cache under h1, h2
-	h1, h2   uint64
+	cache    bool // put in the cache under key
+	key      cacheKey
 	lset     labels.Labels
 	t        int64
 	v        float64
@@ -254,7 +254,7 @@ func (i *Ingester) IngestSamples(samples []RuleSample) (IngestResult, error) {
 		if s.Name != "" {
 			name = s.Name
 		}
-		i.slowPath(st, tr, name, pairs, false, 0, 0, s.T, true, s.V, now.UnixMilli(), &res)
+		i.slowPath(st, tr, name, pairs, false, cacheKey{}, s.T, true, s.V, now.UnixMilli(), &res)
 	}
 	return i.commit(st, gen, now, res)
 }
@@ -283,32 +283,31 @@ func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, n
 		if res.Read > i.opts.SampleLimit {
 			return fmt.Errorf("%w of %d samples", errSampleLimit, i.opts.SampleLimit)
 		}
-		series, rest := splitSeries(line)
 		cacheable := p.cacheable()
-		var h1, h2 uint64
 		if cacheable {
-			h1, h2 = maphash.Bytes(i.seed1, series), maphash.Bytes(i.seed2, series)
-			if e, ok := cache.get(&cursor, h1, h2, nowS); ok {
+			// The series the last body had next, taken on its length and first hash without
+			// splitting the line (see seriesCache); a rest that does not parse goes the general
+			// way below, which says what is wrong as it always did.
+			if e, k := cache.predict(cursor); e != nil {
+				if n := int(e.slen); n > 0 && n < len(line) && line[n-1] == '}' && maphash.Bytes(i.seed1, line[:n]) == e.h1 {
+					if v, t, hasT, err := parseValue(line[n:]); err == nil {
+						cache.touch(&cursor, e, k, nowS)
+						known(app, tr, e.hit(), v, t, hasT, nowMs, res)
+						continue
+					}
+				}
+			}
+		}
+		series, rest := splitSeries(line)
+		var key cacheKey
+		if cacheable {
+			key = cacheKey{h1: maphash.Bytes(i.seed1, series), h2: maphash.Bytes(i.seed2, series), slen: seriesLen(series)}
+			if e, ok := cache.get(&cursor, key.h1, key.h2, nowS); ok {
 				v, t, hasT, err := p.value(rest)
 				if err != nil {
 					return err
 				}
-				res.Stripped += int(e.stripped)
-				if e.drop != dropNone {
-					res.drop(dropReason(e.drop), 1)
-					res.Filtered++
-					continue
-				}
-				t, clamped, reason := tr.sampleTime(t, hasT, nowMs)
-				if reason != "" {
-					res.drop(reason, 1)
-					res.Filtered++
-					continue
-				}
-				if clamped {
-					res.Clamped++
-				}
-				app.Append(e.ref, t, v)
+				known(app, tr, e, v, t, hasT, nowMs, res)
 				continue
 			}
 		}
@@ -322,16 +321,36 @@ func (i *Ingester) parseText(st *ingestState, tr *transformer, body io.Reader, n
 		if !cacheable {
 			p.normalize()
 		}
-		i.slowPath(st, tr, p.name, p.pairs, cacheable, h1, h2, t, hasT, v, nowMs, res)
+		i.slowPath(st, tr, p.name, p.pairs, cacheable, key, t, hasT, v, nowMs, res)
 	}
 }
 
+// known appends the sample of a series the cache knows, or counts why it is dropped.
+func known(app *wal.Appender, tr *transformer, e cacheHit, v float64, t int64, hasT bool, nowMs int64, res *IngestResult) {
+	res.Stripped += int(e.stripped)
+	if e.drop != dropNone {
+		res.drop(dropReason(e.drop), 1)
+		res.Filtered++
+		return
+	}
+	t, clamped, reason := tr.sampleTime(t, hasT, nowMs)
+	if reason != "" {
+		res.drop(reason, 1)
+		res.Filtered++
+		return
+	}
+	if clamped {
+		res.Clamped++
+	}
+	app.Append(e.ref, t, v)
+}
+
 // slowPath transforms a series the cache does not know and queues it for the end of the body.
-func (i *Ingester) slowPath(st *ingestState, tr *transformer, name string, pairs []rawLabel, cache bool, h1, h2 uint64, t int64, hasT bool, v float64, nowMs int64, res *IngestResult) {
+func (i *Ingester) slowPath(st *ingestState, tr *transformer, name string, pairs []rawLabel, cache bool, key cacheKey, t int64, hasT bool, v float64, nowMs int64, res *IngestResult) {
 	r := tr.series(name, pairs, &st.builder)
 	res.Stripped += r.stripped
 	res.NewSeries++
-	ps := pendingSeries{cache: cache, h1: h1, h2: h2, lset: r.lset, v: v, stripped: uint8(min(r.stripped, 255))}
+	ps := pendingSeries{cache: cache, key: key, lset: r.lset, v: v, stripped: uint8(min(r.stripped, 255))}
 	switch {
 	case r.drop != "":
 		ps.drop = dropCode(r.drop)
@@ -370,7 +389,7 @@ func (i *Ingester) commit(st *ingestState, gen uint64, now time.Time, res Ingest
 			st.app.Append(ref, ps.t, ps.v)
 		}
 		if ps.cache {
-			puts = append(puts, cachePut{h1: ps.h1, h2: ps.h2, ref: ref, drop: ps.drop, stripped: ps.stripped})
+			puts = append(puts, cachePut{h1: ps.key.h1, h2: ps.key.h2, slen: ps.key.slen, ref: ref, drop: ps.drop, stripped: ps.stripped})
 		}
 		*ps = pendingSeries{}
 	}

@@ -172,7 +172,7 @@ func (i *Ingester) parseFamily(st *ingestState, tr *transformer, p textparse.Par
 			if ts != nil {
 				t = *ts
 			}
-			i.slowPath(st, tr, name, pairs, false, 0, 0, t, ts != nil, v, nowMs, res)
+			i.slowPath(st, tr, name, pairs, false, cacheKey{}, t, ts != nil, v, nowMs, res)
 		case textparse.EntryHistogram:
 			res.Read++
 			res.drop(DropNativeHistogram, 1)
