@@ -32,38 +32,42 @@ var ErrLabelEncoding = errors.New("malformed label encoding")
 // AppendLabels appends the encoding of lset (see above) to b. An empty name or value is left
 // out, as proto3 does; it decodes back as "".
 func AppendLabels(b []byte, lset labels.Labels) []byte {
-	lset.Range(func(l labels.Label) {
-		nl, vl := len(l.Name), len(l.Value)
-		if size := 4 + nl + vl; size < 0x80 && nl > 0 && vl > 0 {
-			// The common case: every length fits one byte.
-			i := len(b)
-			b = slices.Grow(b, 2+size)[:i+2+size]
-			b[i], b[i+1], b[i+2], b[i+3] = tagTimeSeriesLabels, byte(size), tagLabelName, byte(nl)
-			i += 4 + copy(b[i+4:], l.Name)
-			b[i], b[i+1] = tagLabelValue, byte(vl)
-			copy(b[i+2:], l.Value)
-			return
-		}
-		size := 0
-		if nl > 0 {
-			size += 1 + uvarintLen(nl) + nl
-		}
-		if vl > 0 {
-			size += 1 + uvarintLen(vl) + vl
-		}
-		b = append(b, tagTimeSeriesLabels)
-		b = appendUvarint(b, size)
-		if nl > 0 {
-			b = append(b, tagLabelName)
-			b = appendUvarint(b, nl)
-			b = append(b, l.Name...)
-		}
-		if vl > 0 {
-			b = append(b, tagLabelValue)
-			b = appendUvarint(b, vl)
-			b = append(b, l.Value...)
-		}
-	})
+	lset.Range(func(l labels.Label) { b = appendLabel(b, l.Name, l.Value) })
+	return b
+}
+
+// appendLabel appends the encoding of one label (AppendLabels).
+func appendLabel[S string | []byte](b []byte, name, value S) []byte {
+	nl, vl := len(name), len(value)
+	if size := 4 + nl + vl; size < 0x80 && nl > 0 && vl > 0 {
+		// The common case: every length fits one byte.
+		i := len(b)
+		b = slices.Grow(b, 2+size)[:i+2+size]
+		b[i], b[i+1], b[i+2], b[i+3] = tagTimeSeriesLabels, byte(size), tagLabelName, byte(nl)
+		i += 4 + copy(b[i+4:], name)
+		b[i], b[i+1] = tagLabelValue, byte(vl)
+		copy(b[i+2:], value)
+		return b
+	}
+	size := 0
+	if nl > 0 {
+		size += 1 + uvarintLen(nl) + nl
+	}
+	if vl > 0 {
+		size += 1 + uvarintLen(vl) + vl
+	}
+	b = append(b, tagTimeSeriesLabels)
+	b = appendUvarint(b, size)
+	if nl > 0 {
+		b = append(b, tagLabelName)
+		b = appendUvarint(b, nl)
+		b = append(b, name...)
+	}
+	if vl > 0 {
+		b = append(b, tagLabelValue)
+		b = appendUvarint(b, vl)
+		b = append(b, value...)
+	}
 	return b
 }
 
@@ -176,4 +180,81 @@ func appendSeriesRecord(b []byte, series []encodedSeries) ([]byte, error) {
 		})
 	}
 	return b, nil
+}
+
+// errSeriesRecord is returned for a Series record that does not decode.
+var errSeriesRecord = errors.New("malformed series record")
+
+// encodedRecord is the series of Series records, decoded straight into the encoding the WAL
+// keeps (AppendLabels) without building labels.Labels: series k has ref refs[k] and the labels
+// data[ends[k-1]:ends[k]] (from 0 for the first).
+type encodedRecord struct {
+	refs []SeriesRef
+	data []byte
+	ends []int
+}
+
+func (d *encodedRecord) len() int { return len(d.refs) }
+
+// enc returns the encoded labels of series k; valid until the next add or reset.
+func (d *encodedRecord) enc(k int) []byte {
+	start := 0
+	if k > 0 {
+		start = d.ends[k-1]
+	}
+	return d.data[start:d.ends[k]]
+}
+
+func (d *encodedRecord) reset() { d.refs, d.data, d.ends = d.refs[:0], d.data[:0], d.ends[:0] }
+
+// add appends the series of the tsdb/record Series record rec (what record.Decoder.Series
+// reads). A record that does not decode adds nothing.
+func (d *encodedRecord) add(rec []byte) error {
+	n0, m0 := len(d.refs), len(d.data)
+	if err := d.decode(rec); err != nil {
+		d.refs, d.ends, d.data = d.refs[:n0], d.ends[:n0], d.data[:m0]
+		return err
+	}
+	return nil
+}
+
+func (d *encodedRecord) decode(rec []byte) error {
+	if len(rec) == 0 || record.Type(rec[0]) != record.Series {
+		return fmt.Errorf("%w: not a series record", errSeriesRecord)
+	}
+	b := rec[1:]
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return fmt.Errorf("%w: truncated ref", errSeriesRecord)
+		}
+		ref := SeriesRef(binary.BigEndian.Uint64(b))
+		n, k := binary.Uvarint(b[8:])
+		if k <= 0 || n > uint64(len(b)) {
+			return fmt.Errorf("%w: bad label count", errSeriesRecord)
+		}
+		b = b[8+k:]
+		for ; n > 0; n-- {
+			var name, value []byte
+			var ok bool
+			if name, b, ok = uvarintBytes(b); !ok {
+				return fmt.Errorf("%w: truncated label name", errSeriesRecord)
+			}
+			if value, b, ok = uvarintBytes(b); !ok {
+				return fmt.Errorf("%w: truncated label value", errSeriesRecord)
+			}
+			d.data = appendLabel(d.data, name, value)
+		}
+		d.refs = append(d.refs, ref)
+		d.ends = append(d.ends, len(d.data))
+	}
+	return nil
+}
+
+// uvarintBytes reads a uvarint length and that many bytes from b.
+func uvarintBytes(b []byte) (v, rest []byte, ok bool) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return nil, b, false
+	}
+	return b[k : k+int(n)], b[k+int(n):], true
 }

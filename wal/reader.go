@@ -92,8 +92,7 @@ type Reader struct {
 	prune   bool // series absent from checkpoint ckpt are still to be forgotten
 	dec     record.Decoder
 	samples []record.RefSample
-	serBuf  []record.RefSeries
-	lblBuf  []byte // scratch for AppendLabels
+	serBuf  encodedRecord // the series of the last Series record
 	closed  bool
 	// missing counts the segments the reader had to jump over because they were gone (truncated
 	// or evicted before it read them); see MissingSegments.
@@ -159,7 +158,7 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 // meanwhile (it is deleted only after a newer one is in place): a reader never ends up with a
 // partial or missing checkpoint because of a concurrent truncation.
 func (r *Reader) loadCheckpoint() error {
-	var buf []record.RefSeries
+	var buf encodedRecord
 	for try := 0; ; try++ {
 		ckDir, idx, err := lastCheckpoint(r.dir)
 		if err != nil {
@@ -168,14 +167,12 @@ func (r *Reader) loadCheckpoint() error {
 		if idx <= r.ckpt {
 			return nil
 		}
-		buf = buf[:0]
+		buf.reset()
 		err = readRecords(ckDir, func(rec []byte, _ int) error {
 			if r.dec.Type(rec) != record.Series {
 				return nil
 			}
-			var derr error
-			buf, derr = r.dec.Series(rec, buf)
-			return derr
+			return buf.add(rec)
 		})
 		_, now, lerr := lastCheckpoint(r.dir)
 		if lerr != nil {
@@ -193,10 +190,11 @@ func (r *Reader) loadCheckpoint() error {
 			// unreadable part are lost; keep every series the reader knows.
 			r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
 		}
-		for _, s := range buf {
-			e, created := r.series.put(s.Ref)
+		for k := range buf.len() {
+			ref := buf.refs[k]
+			e, created := r.series.put(ref)
 			if created || e.defSeg <= idx {
-				e.setLabels(r.encode(s))
+				e.setLabels(r.labelsOf(ref, e, buf.enc(k)))
 			}
 			e.defSeg, e.ckpt = max(e.defSeg, idx), idx
 		}
@@ -206,38 +204,37 @@ func (r *Reader) loadCheckpoint() error {
 }
 
 func (r *Reader) addSeries(rec []byte, seg int) error {
-	var err error
-	r.serBuf, err = r.dec.Series(rec, r.serBuf[:0])
-	if err != nil {
+	r.serBuf.reset()
+	if err := r.serBuf.add(rec); err != nil {
 		return err
 	}
-	for _, s := range r.serBuf {
-		e, created := r.series.put(s.Ref)
+	for k := range r.serBuf.len() {
+		ref := r.serBuf.refs[k]
+		e, created := r.series.put(ref)
 		if created {
 			e.ckpt = -1
 		}
-		e.setLabels(r.encode(s))
+		e.setLabels(r.labelsOf(ref, e, r.serBuf.enc(k)))
 		e.defSeg = max(e.defSeg, seg)
 	}
-	// The decoded labels are garbage now: the buffer kept for the next record must not pin them.
-	clear(r.serBuf)
 	return nil
 }
 
-// encode returns the encoded labels of s: the writer's copy when it shares them, else a string
-// of the reader's own. The one it already keeps is returned as it is, so that a definition
-// read again (a checkpoint and a segment) does not copy the labels.
-func (r *Reader) encode(s record.RefSeries) string {
-	r.lblBuf = AppendLabels(r.lblBuf[:0], s.Labels)
-	if e := r.series.get(s.Ref); e != nil && e.enc == string(r.lblBuf) {
+// labelsOf returns the string to keep for the labels enc of series ref, whose entry is e: the
+// one e already keeps if equal (a definition read again: a checkpoint and a segment), else the
+// writer's copy when it shares it, else a string of the reader's own. Series records are decoded
+// straight into this encoding (encodedRecord), so a reader that shares the writer's labels
+// allocates nothing per series.
+func (r *Reader) labelsOf(ref SeriesRef, e *readerSeries, enc []byte) string {
+	if e.enc == string(enc) {
 		return e.enc
 	}
 	if r.opts.ShareLabels != nil {
-		if enc, ok := r.opts.ShareLabels(s.Ref, r.lblBuf); ok {
-			return enc
+		if s, ok := r.opts.ShareLabels(ref, enc); ok {
+			return s
 		}
 	}
-	return string(r.lblBuf)
+	return string(enc)
 }
 
 // seek positions the reader at from, loading the series defined before it. Where it starts is

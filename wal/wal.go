@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
@@ -77,7 +76,6 @@ type WAL struct {
 	dirty   bool
 	enc     record.Encoder
 	seed    maphash.Seed // of the hashes in byHash (hashLabels)
-	lblBuf  []byte       // scratch for AppendLabels
 	recBuf  []byte       // the Samples record of a commit
 	serRec  []byte       // one Series record of a commit
 	serBuf  []encodedSeries
@@ -234,19 +232,17 @@ func (w *WAL) load() error {
 		return fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
 	}
 	var dec record.Decoder
-	var series []record.RefSeries
+	var series encodedRecord
 	if ckDir != "" {
 		err := readRecords(ckDir, func(rec []byte, _ int) error {
 			if dec.Type(rec) != record.Series {
 				return nil
 			}
-			series, err = dec.Series(rec, series[:0])
-			if err != nil {
+			series.reset()
+			if err := series.add(rec); err != nil {
 				return err
 			}
-			for _, s := range series {
-				w.addSeries(s.Ref, w.encodeLocked(s.Labels), ckIdx, true)
-			}
+			w.addSeriesRecord(&series, ckIdx)
 			return nil
 		})
 		if err != nil {
@@ -293,15 +289,13 @@ func (w *WAL) load() error {
 			}
 			switch dec.Type(rec) {
 			case record.Series:
-				series, err = dec.Series(rec, series[:0])
-				if err != nil {
+				series.reset()
+				if err := series.add(rec); err != nil {
 					err = &CorruptionError{Dir: w.dir, Segment: k, Offset: sr.offset(), Err: err}
 					w.logger.WithError(err).Error("undecodable series record; skipped")
 					continue
 				}
-				for _, s := range series {
-					w.addSeries(s.Ref, w.encodeLocked(s.Labels), k, true)
-				}
+				w.addSeriesRecord(&series, k)
 			case record.Samples, record.SamplesV2:
 				samples, err = dec.Samples(rec, samples[:0])
 				if err != nil {
@@ -363,10 +357,15 @@ func (w *WAL) addSeries(ref SeriesRef, enc string, seg int, written bool) {
 // hashLabels is the key of a series in byHash: a hash of its encoded labels.
 func (w *WAL) hashLabels(enc string) uint64 { return maphash.String(w.seed, enc) }
 
-// encodeLocked returns the encoding of lset (AppendLabels) as a string of its own.
-func (w *WAL) encodeLocked(lset labels.Labels) string {
-	w.lblBuf = AppendLabels(w.lblBuf[:0], lset)
-	return string(w.lblBuf)
+// addSeriesRecord records the series of a Series record read from segment (or checkpoint) seg.
+func (w *WAL) addSeriesRecord(d *encodedRecord, seg int) {
+	for k := range d.len() {
+		if ms := w.series.get(d.refs[k]); ms != nil {
+			ms.lastSeg = max(ms.lastSeg, int32(seg)) // repeated definition: see addSeries
+			continue
+		}
+		w.addSeries(d.refs[k], string(d.enc(k)), seg, true)
+	}
 }
 
 // repair cuts segment k at off after a read error, keeping the cut bytes under corrupt/.
