@@ -30,13 +30,15 @@ func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
-// gcPercent is the garbage collector's target when GOGC is not set: the heap may grow 50 % past
+// gcPercent is the garbage collector's target when GOGC is not set: the heap may grow 25 % past
 // what the last collection left live instead of Go's 100 %. The collector allocates little in
-// steady state (the GC takes under 1 % of its CPU), so the lower target costs little CPU and
-// lowers the peak RSS. Measured with make bench-e2e at 200k series (2 min of steady state): GOGC
-// 100: 286 MiB peak, 2.58 CPU-s per million samples; 50: 241 MiB, 2.60; 25: 228 MiB, 2.76.
-// Prometheus 3 lowers its own default the same way (runtime.gogc: 75).
-const gcPercent = 50
+// steady state, so the lower target costs little CPU at 200k series and more at 1M, where each
+// collection marks about 600 MB: measured with make bench-e2e, GOGC 50: 251 MiB peak and 0.90
+// CPU-s per million samples at 200k, 1024-1029 MiB and 0.70-0.76 at 1M; GOGC 25: 239 MiB and
+// 0.93 at 200k, 916 MiB and 0.90 at 1M (35: 923 MiB and 0.90). Memory is what a cluster limits
+// and kills for, so the default favours it; vmagent defaults to GOGC 30 for the same reason and
+// Prometheus 3 to 75.
+const gcPercent = 25
 
 // defaultGOGC sets gcPercent unless the environment sets GOGC (which the runtime applied).
 func defaultGOGC(getenv func(string) string) bool {
