@@ -334,16 +334,6 @@ func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, string) string) (
 	return e.derived, true
 }
 
-// Encoded returns the labels of series ref encoded by AppendLabels, or false for an unknown ref.
-// With ShareLabels the string is the writer's.
-func (r *Reader) Encoded(ref SeriesRef) (string, bool) {
-	e := r.series.get(ref)
-	if e == nil {
-		return "", false
-	}
-	return e.enc, true
-}
-
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of
 // the data it returns io.EOF, or waits for more when following, until ctx is done. A
 // *CorruptionError stops the reader at the record it names; SkipSegment moves past it.

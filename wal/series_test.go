@@ -201,11 +201,11 @@ func TestReaderSharesWriterLabels(t *testing.T) {
 		w.mtx.Lock()
 		defer w.mtx.Unlock()
 		for ref := SeriesRef(1); ref <= n; ref++ {
-			enc, ok := r.Encoded(ref)
-			ms := w.series.get(ref)
-			if !ok || ms == nil {
-				t.Fatalf("ref %d: reader knows it %v, writer %v", ref, ok, ms != nil)
+			re, ms := r.series.get(ref), w.series.get(ref)
+			if re == nil || ms == nil {
+				t.Fatalf("ref %d: reader knows it %v, writer %v", ref, re != nil, ms != nil)
 			}
+			enc := re.enc
 			if enc != ms.enc {
 				t.Fatalf("ref %d: reader's labels %x, writer's %x", ref, enc, ms.enc)
 			}
