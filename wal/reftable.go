@@ -5,9 +5,14 @@ import "slices"
 // refTable maps series refs to per-series state with memory proportional to the live refs, not
 // to the highest ref ever issued: a writer process never reissues a ref, so under series churn
 // the live refs are a few long-lived low ones and a dense run of recent ones. The recent run is a
-// slice indexed by ref-base (the common case costs one bounds check); every other live ref is in
-// a map. compact, called after a batch of deletions, picks the window again and rebuilds the map
-// when it has shrunk, since Go maps never give memory back.
+// window indexed by ref-base (the common case costs a bounds check and one indirection); every
+// other live ref is in a map. compact, called after a batch of deletions, picks the window again
+// and rebuilds the map when it has shrunk, since Go maps never give memory back.
+//
+// The window is a list of fixed-size pages, not one slice: growing it allocates one page and
+// copies nothing, so a first scrape of a million new series leaves no trail of outgrown copies
+// behind (a slice grown by append allocates about five times its final size on the way, and
+// keeps up to a quarter of it unused), and a page whose refs all died is given back at once.
 //
 // A ref is in the window or in the map, never in both, and the map never holds a ref the window
 // covers (get and del look in one place only): a ref that went to the map because it was far
@@ -17,16 +22,30 @@ import "slices"
 // not safe for concurrent use.
 type refTable[T any] struct {
 	base    SeriesRef
-	win     []refSlot[T]     // win[i] holds ref base+i
-	winLive int              // live slots in win
-	other   map[SeriesRef]*T // refs outside [base, base+len(win))
+	pages   []*refPage[T]    // window slot i is pages[i>>slotPageShift].s[i&slotPageMask]; nil: no live slot
+	winLen  int              // window slots: the window holds refs [base, base+winLen)
+	winLive int              // live slots in the window
+	nPages  int              // non-nil pages
+	other   map[SeriesRef]*T // refs outside the window
 	peak    int              // largest len(other) since it was last rebuilt
 }
 
-type refSlot[T any] struct {
-	v  T
-	ok bool
+const (
+	slotPageShift = 10
+	slotPageSize  = 1 << slotPageShift // slots in a page
+	slotPageMask  = slotPageSize - 1
+)
+
+// refPage is a page of the window. Which slots are live is a bitmap beside the values rather than
+// a flag in each: a flag would round every slot up to the values' alignment (a 40-byte value
+// would take 48).
+type refPage[T any] struct {
+	live int                       // live slots
+	ok   [slotPageSize / 64]uint64 // bit j: slot j is live
+	v    [slotPageSize]T
 }
+
+func (p *refPage[T]) has(j int) bool { return p.ok[j>>6]&(1<<(j&63)) != 0 }
 
 // windowSlack is the size below which a refTable does not bother about density.
 const windowSlack = 1024
@@ -36,9 +55,9 @@ func (t *refTable[T]) len() int { return t.winLive + len(t.other) }
 // get returns the entry of ref, or nil.
 func (t *refTable[T]) get(ref SeriesRef) *T {
 	if ref >= t.base {
-		if i := ref - t.base; i < SeriesRef(len(t.win)) {
-			if s := &t.win[i]; s.ok {
-				return &s.v
+		if i := ref - t.base; i < SeriesRef(t.winLen) {
+			if p := t.pages[i>>slotPageShift]; p != nil && p.has(int(i&slotPageMask)) {
+				return &p.v[i&slotPageMask]
 			}
 			return nil
 		}
@@ -51,21 +70,22 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 	if p := t.get(ref); p != nil {
 		return p, false
 	}
-	if t.winLive == 0 && len(t.win) == 0 {
+	if t.winLive == 0 && t.winLen == 0 {
 		t.base = ref
 	}
 	if ref >= t.base {
 		// Extend the window only while it stays at least a quarter live: sparse refs (a reader
 		// loading an old checkpoint) go to the map instead of allocating the gaps.
-		if i := int(ref - t.base); i < len(t.win) || i < 4*(t.winLive+1)+windowSlack {
-			if i >= len(t.win) {
-				n := len(t.win)
-				t.win = slices.Grow(t.win, i+1-n)[:i+1]
+		if i := int(ref - t.base); i < t.winLen || i < 4*(t.winLive+1)+windowSlack {
+			if i >= t.winLen {
+				n := t.winLen
+				t.winLen = i + 1
+				if np := (t.winLen + slotPageMask) >> slotPageShift; np > len(t.pages) {
+					t.pages = slices.Grow(t.pages, np-len(t.pages))[:np]
+				}
 				t.adopt(n)
 			}
-			t.win[i] = refSlot[T]{ok: true}
-			t.winLive++
-			return &t.win[i].v, true
+			return t.fill(i), true
 		}
 	}
 	if t.other == nil {
@@ -77,6 +97,24 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 	return p, true
 }
 
+// fill makes window slot i (not live) live with a zero value, allocating its page if needed.
+func (t *refTable[T]) fill(i int) *T {
+	p := t.pages[i>>slotPageShift]
+	if p == nil {
+		p = new(refPage[T])
+		t.pages[i>>slotPageShift] = p
+		t.nPages++
+	}
+	j := i & slotPageMask
+	p.ok[j>>6] |= 1 << (j & 63)
+	p.live++
+	t.winLive++
+	v := &p.v[j]
+	var zero T
+	*v = zero
+	return v
+}
+
 // adopt moves into the window the map's refs at window index from or later, after the window
 // grew over them.
 func (t *refTable[T]) adopt(from int) {
@@ -84,11 +122,10 @@ func (t *refTable[T]) adopt(from int) {
 		return
 	}
 	move := func(ref SeriesRef, p *T) {
-		t.win[ref-t.base] = refSlot[T]{v: *p, ok: true}
-		t.winLive++
+		*t.fill(int(ref - t.base)) = *p
 		delete(t.other, ref)
 	}
-	lo, hi := t.base+SeriesRef(from), t.base+SeriesRef(len(t.win))
+	lo, hi := t.base+SeriesRef(from), t.base+SeriesRef(t.winLen)
 	if int(hi-lo) > len(t.other) {
 		for ref, p := range t.other {
 			if ref >= lo && ref < hi {
@@ -104,13 +141,21 @@ func (t *refTable[T]) adopt(from int) {
 	}
 }
 
-// del forgets ref.
+// del forgets ref. A page left without a live slot is given back.
 func (t *refTable[T]) del(ref SeriesRef) {
 	if ref >= t.base {
-		if i := ref - t.base; i < SeriesRef(len(t.win)) {
-			if s := &t.win[i]; s.ok {
-				*s = refSlot[T]{}
+		if i := ref - t.base; i < SeriesRef(t.winLen) {
+			k := int(i) >> slotPageShift
+			if j := int(i & slotPageMask); t.pages[k] != nil && t.pages[k].has(j) {
+				p := t.pages[k]
+				p.ok[j>>6] &^= 1 << (j & 63)
+				var zero T
+				p.v[j] = zero // drop what it references
 				t.winLive--
+				if p.live--; p.live == 0 {
+					t.pages[k] = nil
+					t.nPages--
+				}
 			}
 			return
 		}
@@ -120,9 +165,14 @@ func (t *refTable[T]) del(ref SeriesRef) {
 
 // each calls fn for every live ref, the window's in ascending order first.
 func (t *refTable[T]) each(fn func(ref SeriesRef, v *T)) {
-	for i := range t.win {
-		if s := &t.win[i]; s.ok {
-			fn(t.base+SeriesRef(i), &s.v)
+	for k, p := range t.pages {
+		if p == nil {
+			continue
+		}
+		for j := range p.v {
+			if p.has(j) {
+				fn(t.base+SeriesRef(k<<slotPageShift+j), &p.v[j])
+			}
 		}
 	}
 	for ref, v := range t.other {
@@ -134,7 +184,8 @@ func (t *refTable[T]) each(fn func(ref SeriesRef, v *T)) {
 // are twice what compact leaves (a window at least half live, a map at its size), so that the
 // cost of compacting is amortised over as many deletions as it has entries.
 func (t *refTable[T]) wasteful() bool {
-	return cap(t.win) > 4*t.winLive+windowSlack || t.peak > 2*len(t.other)+windowSlack
+	return t.nPages*slotPageSize > 4*t.winLive+windowSlack || len(t.pages) > 4*(t.nPages+1) ||
+		t.peak > 2*len(t.other)+windowSlack
 }
 
 // compact rebuilds the table when it holds several times the memory its live refs need: the
@@ -157,7 +208,8 @@ func (t *refTable[T]) compact() {
 	nt := refTable[T]{}
 	if start < n {
 		nt.base = refs[start]
-		nt.win = make([]refSlot[T], int(refs[n-1]-refs[start])+1)
+		nt.winLen = int(refs[n-1]-refs[start]) + 1
+		nt.pages = make([]*refPage[T], (nt.winLen+slotPageMask)>>slotPageShift)
 	}
 	if start > 0 {
 		nt.other = make(map[SeriesRef]*T, start)
@@ -166,8 +218,7 @@ func (t *refTable[T]) compact() {
 	for k, ref := range refs {
 		v := *t.get(ref)
 		if k >= start {
-			nt.win[ref-nt.base] = refSlot[T]{v: v, ok: true}
-			nt.winLive++
+			*nt.fill(int(ref - nt.base)) = v
 		} else {
 			p := new(T)
 			*p = v
@@ -177,6 +228,6 @@ func (t *refTable[T]) compact() {
 	*t = nt
 }
 
-// footprint returns the number of entries the table has memory for: the window's capacity and
-// the map's high-water mark. Tests bound it by the live count.
-func (t *refTable[T]) footprint() int { return cap(t.win) + t.peak }
+// footprint returns the number of entries the table has memory for: the window's allocated
+// pages and the map's high-water mark. Tests bound it by the live count.
+func (t *refTable[T]) footprint() int { return t.nPages*slotPageSize + t.peak }
