@@ -54,15 +54,16 @@ func (tl *tailer) init() *tailer {
 }
 
 // droppedLabels is what the reader keeps for a series that the write relabeling drops: not the
-// encoding of any label set (which starts with a field tag, or is empty), and not "" (which
-// wal.Reader.Derived takes for "not yet computed").
+// encoding of any label set (which starts with a field tag, or is empty).
 const droppedLabels = "\x00"
 
-// deriveLabels is what the reader keeps per series for the queue (wal.Reader.Derived): the
-// labels to send, encoded as Series.Labels, given their encoding in the WAL, enc. Without write
-// relabeling that is enc itself: the reader's, in the writer's process the writer's, string, so
-// a queue keeps no label data of its own. With it, the labels after relabeling, or droppedLabels
-// when the rules drop the series. It runs once per series definition, not per sample.
+// deriveLabels is what the reader keeps per series for a queue with write relabeling
+// (wal.Reader.Derived): the labels to send after relabeling, encoded as Series.Labels, given
+// their encoding in the WAL, enc (enc itself when the rules change nothing, so the string is
+// shared), or droppedLabels when the rules drop the series. It runs once per series definition,
+// not per sample. Without write relabeling the queue sends enc as the reader has it
+// (wal.Reader.Encoded): the reader's, in the writer's process the writer's, string, so a queue
+// keeps no label data of its own.
 func (tl *tailer) deriveLabels(ref wal.SeriesRef, enc string) string {
 	if tl.relabel == nil {
 		return enc
@@ -78,6 +79,9 @@ func (tl *tailer) deriveLabels(ref wal.SeriesRef, enc string) string {
 		return droppedLabels
 	}
 	tl.encBuf = wal.AppendLabels(tl.encBuf[:0], lset)
+	if string(tl.encBuf) == enc {
+		return enc // unchanged: share the reader's string
+	}
 	return string(tl.encBuf)
 }
 
@@ -151,7 +155,13 @@ func (tl *tailer) record(ctx context.Context, shards []*shard, b wal.Batch) bool
 			filtered++
 			continue
 		}
-		lbl, ok := tl.r.Derived(s.Ref, tl.derive)
+		var lbl string
+		var ok bool
+		if tl.relabel == nil {
+			lbl, ok = tl.r.Encoded(s.Ref)
+		} else {
+			lbl, ok = tl.r.Derived(s.Ref, tl.derive)
+		}
 		if !ok {
 			unknown++
 			continue

@@ -48,19 +48,18 @@ type Batch struct {
 }
 
 // readerSeries is a series known to a reader.
+// It is 24 bytes: a reader holds one per series of the WAL.
 type readerSeries struct {
-	enc string // its labels, encoded by AppendLabels
-	// derived is the caller's form of enc (Derived), "" until computed; reset when the series
-	// is redefined with other labels.
-	derived string
-	defSeg  int // segment of its newest definition (a checkpoint's index for one loaded from it)
-	ckpt    int // index of the newest checkpoint that held it, -1 if none
+	enc    string // its labels, encoded by AppendLabels
+	defSeg int32  // segment of its newest definition (a checkpoint's index for one loaded from it)
+	ckpt   int32  // index of the newest checkpoint that held it, -1 if none
 }
 
-// setLabels sets the labels of the series, forgetting the derived form when they change.
-func (e *readerSeries) setLabels(enc string) {
-	if e.derived != "" && e.enc != enc {
-		e.derived = ""
+// setLabels sets the labels of series ref, whose entry is e, forgetting its derived form
+// (Derived) when they change.
+func (r *Reader) setLabels(ref SeriesRef, e *readerSeries, enc string) {
+	if e.enc != enc && r.derived.len() > 0 {
+		r.derived.del(ref)
 	}
 	e.enc = enc
 }
@@ -88,8 +87,9 @@ type Reader struct {
 	sr      *segmentReader
 	sealed  bool // a later segment exists and sr's buffer was dropped once since
 	series  refTable[readerSeries]
-	ckpt    int  // newest checkpoint whose series are loaded
-	prune   bool // series absent from checkpoint ckpt are still to be forgotten
+	derived refTable[string] // Derived's forms of the labels, by ref
+	ckpt    int              // newest checkpoint whose series are loaded
+	prune   bool             // series absent from checkpoint ckpt are still to be forgotten
 	dec     record.Decoder
 	samples []record.RefSample
 	serBuf  encodedRecord // the series of the last Series record
@@ -131,7 +131,7 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	// checkpoint into place, so if the newest checkpoint is the same after the scan, nothing the
 	// scan needed was deleted under it; otherwise start again from the newer one.
 	for try := 0; ; try++ {
-		r.series, r.ckpt, r.prune = refTable[readerSeries]{}, -1, false
+		r.series, r.derived, r.ckpt, r.prune = refTable[readerSeries]{}, refTable[string]{}, -1, false
 		if err := r.loadCheckpoint(); err != nil {
 			return nil, err
 		}
@@ -193,10 +193,10 @@ func (r *Reader) loadCheckpoint() error {
 		for k := range buf.len() {
 			ref := buf.refs[k]
 			e, created := r.series.put(ref)
-			if created || e.defSeg <= idx {
-				e.setLabels(r.labelsOf(ref, e, buf.enc(k)))
+			if created || int(e.defSeg) <= idx {
+				r.setLabels(ref, e, r.labelsOf(ref, e, buf.enc(k)))
 			}
-			e.defSeg, e.ckpt = max(e.defSeg, idx), idx
+			e.defSeg, e.ckpt = max(e.defSeg, int32(idx)), int32(idx)
 		}
 		r.ckpt, r.prune = idx, complete
 		return nil
@@ -214,8 +214,8 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 		if created {
 			e.ckpt = -1
 		}
-		e.setLabels(r.labelsOf(ref, e, r.serBuf.enc(k)))
-		e.defSeg = max(e.defSeg, seg)
+		r.setLabels(ref, e, r.labelsOf(ref, e, r.serBuf.enc(k)))
+		e.defSeg = max(e.defSeg, int32(seg))
 	}
 	return nil
 }
@@ -315,23 +315,33 @@ func (r *Reader) Labels(ref SeriesRef) (labels.Labels, bool) {
 	return lset, true
 }
 
+// Encoded returns the labels of series ref as AppendLabels encodes them (the string a writer
+// in this process shares with the reader, see WAL.ShareLabels), or false for an unknown ref.
+func (r *Reader) Encoded(ref SeriesRef) (string, bool) {
+	if e := r.series.get(ref); e != nil {
+		return e.enc, true
+	}
+	return "", false
+}
+
 // Derived returns the labels of series ref in the caller's form: derive(ref, enc) of their
 // encoding (AppendLabels), computed at the first call after the series was defined (or
-// redefined with other labels) and kept with the series until then, so that a caller that needs
-// the labels in another form at every sample (the queue, with write relabeling) computes it once
-// per series. A derive that returns enc itself costs no memory: the string is shared. Pass the
-// same derive at every call: the value kept is whichever computed it. derive must not return "",
-// which means "not yet computed" (it would be called again at every call). It returns false for
-// an unknown ref.
+// redefined with other labels) and kept until then, so that a caller that needs the labels in
+// another form at every sample (the queue, with write relabeling) computes it once per series.
+// The derived forms are kept in a table of their own (24 bytes a series on top of the string
+// derive returns), which is empty for a caller that only uses Encoded. Pass the same derive at
+// every call: the value kept is whichever computed it. It returns false for an unknown ref.
 func (r *Reader) Derived(ref SeriesRef, derive func(SeriesRef, string) string) (string, bool) {
 	e := r.series.get(ref)
 	if e == nil {
 		return "", false
 	}
-	if e.derived == "" {
-		e.derived = derive(ref, e.enc)
+	if d := r.derived.get(ref); d != nil {
+		return *d, true
 	}
-	return e.derived, true
+	d, _ := r.derived.put(ref)
+	*d = derive(ref, e.enc)
+	return *d, true
 }
 
 // Next returns the next scrape. Series records on the way are absorbed (see Labels). At the end of
@@ -455,15 +465,17 @@ func (r *Reader) afterSegment() error {
 	}
 	var drop []SeriesRef
 	r.series.each(func(ref SeriesRef, e *readerSeries) {
-		if e.ckpt != r.ckpt && e.defSeg <= r.ckpt {
+		if int(e.ckpt) != r.ckpt && int(e.defSeg) <= r.ckpt {
 			drop = append(drop, ref)
 		}
 	})
 	for _, ref := range drop {
 		r.series.del(ref)
+		r.derived.del(ref)
 	}
 	r.prune = false
 	r.series.compact()
+	r.derived.compact()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -53,4 +54,21 @@ func TestReaderDerived(t *testing.T) {
 	define(2, b) // reissued with other labels
 	check(`{__name__="b"}`, 2)
 	check(`{__name__="b"}`, 2)
+	if enc, ok := r.Encoded(1); !ok || enc != string(AppendLabels(nil, b)) {
+		t.Fatalf("Encoded(1) = %q, %v; want the encoding of %v", enc, ok, b)
+	}
+	if _, ok := r.Encoded(2); ok {
+		t.Fatal("Encoded(2) of an unknown ref: ok")
+	}
+}
+
+// TestPerSeriesSlots: the writer and every reader hold one table slot per series; their size is
+// in the memory budget of docs/operations.md.
+func TestPerSeriesSlots(t *testing.T) {
+	if n := unsafe.Sizeof(refPage[readerSeries]{}) / slotPageSize; n != 24 {
+		t.Errorf("reader slot: %d bytes, want 24", n)
+	}
+	if n := unsafe.Sizeof(refPage[memSeries]{}) / slotPageSize; n != 40 {
+		t.Errorf("writer slot: %d bytes, want 40", n)
+	}
 }
