@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math"
 	"os"
@@ -50,7 +51,8 @@ func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 	w.mtx.Lock()
 	defer w.mtx.Unlock()
 	a.beginLocked()
-	if ref := w.byHash.find(w.hashLabels(string(a.lblBuf)), func(ref SeriesRef) bool {
+	h := maphash.Bytes(w.seed, a.lblBuf) // hashLabels, without a string of a.lblBuf
+	if ref := w.byHash.find(h, func(ref SeriesRef) bool {
 		ms := w.series.get(ref)
 		return ms != nil && ms.enc == string(a.lblBuf)
 	}); ref != 0 {
@@ -58,7 +60,7 @@ func (a *Appender) Ref(lset labels.Labels) SeriesRef {
 		return ref
 	}
 	ref := w.nextRef
-	w.addSeries(ref, string(a.lblBuf), w.cur, false)
+	w.addSeriesHashed(ref, string(a.lblBuf), h, w.cur, false)
 	return ref
 }
 

@@ -343,6 +343,11 @@ func (w *WAL) loadSamples(seg int, meta *segmentMeta, samples []record.RefSample
 // addSeries records a series read from disk (written) or created by an appender (not yet
 // written), its labels encoded by AppendLabels.
 func (w *WAL) addSeries(ref SeriesRef, enc string, seg int, written bool) {
+	w.addSeriesHashed(ref, enc, w.hashLabels(enc), seg, written)
+}
+
+// addSeriesHashed is addSeries given hashLabels(enc).
+func (w *WAL) addSeriesHashed(ref SeriesRef, enc string, h uint64, seg int, written bool) {
 	w.nextRef = max(w.nextRef, ref+1)
 	ms, created := w.series.put(ref)
 	if !created {
@@ -351,7 +356,7 @@ func (w *WAL) addSeries(ref SeriesRef, enc string, seg int, written bool) {
 		return
 	}
 	*ms = memSeries{enc: enc, lastT: math.MinInt64, lastSeg: int32(seg), used: w.epoch, written: written}
-	w.byHash.add(w.hashLabels(enc), ref)
+	w.byHash.add(h, ref)
 }
 
 // hashLabels is the key of a series in byHash: a hash of its encoded labels.
