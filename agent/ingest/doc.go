@@ -17,8 +17,9 @@
 // bytes are looked up in a per-source cache (128-bit hash of the raw bytes → WAL ref); a known
 // series costs two hashes and, since /federate repeats its order, usually a sequential guess
 // instead of a map probe: no label parsing, no transforms, no label hashing. An unknown series
-// is parsed, transformed and queued; at the end of a body that parsed completely the queued
-// series are resolved in the WAL (wal.Appender.Ref) and the scrape is committed in one
+// is parsed, transformed and resolved in the WAL at once (wal.Appender.Ref creates it in the
+// WAL's memory, so its labels are kept once, in the WAL's form); at the end of a body that parsed
+// completely the new series go into the cache and the scrape is committed in one
 // wal.Appender.Commit. The cache holds the WAL refs it stores (wal.WAL.HoldSeries, released on
 // eviction and purge) and a parse opens its scrape (wal.Appender.Begin) before the first lookup,
 // so a cached ref always resolves: if truncation deleted the series' definition meanwhile, the WAL
@@ -27,8 +28,10 @@
 // Invariant 1 (a scrape is appended whole or not at all): any error (a read error of the body,
 // including the caller's size limit, IngestOptions.SampleLimit, a parse error anywhere, a
 // truncated last line, a failed commit) rolls the appender back and returns an *IngestError with
-// a Reason (parse, read, too_large, content_type, wal, disk_full) and the line. Nothing of the body reaches the WAL. A read, parse or size error adds no
-// series to the cache; a failed wal.Appender.Commit (reasons wal, disk_full) comes after the
+// a Reason (parse, read, too_large, content_type, wal, disk_full) and the line. Nothing of the
+// body reaches the WAL's files. The series it created in the WAL's memory are not written; the
+// next truncation that finds them unused forgets them (wal: orphan series), and a later scrape
+// that has them finds them there. A read, parse or size error adds no series to the cache; a failed wal.Appender.Commit (reasons wal, disk_full) comes after the
 // cache took the scrape's new series, and they stay there: their refs are held in the WAL, which
 // writes their Series records with the first commit that succeeds (a failed Commit leaves them
 // undeclared). [TestIngestFailedCommitKeepsCachedSeriesUsable]

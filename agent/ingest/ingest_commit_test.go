@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/collector-dev/collector/wal"
+	"github.com/prometheus/prometheus/model/labels"
 )
 
 // TestIngestFailedCommitKeepsCachedSeriesUsable pins what doc.go says of a failed Commit: the
@@ -56,5 +59,92 @@ func TestIngestFailedCommitKeepsCachedSeriesUsable(t *testing.T) {
 	got, scrapes := readWAL(t, w.Dir())
 	if scrapes != 1 || len(got) != 1 || !strings.Contains(got[0], `x="1"`) {
 		t.Fatalf("WAL holds %q in %d scrapes, want the second scrape's sample", got, scrapes)
+	}
+}
+
+// TestIngestFailedBodyForgetsItsSeries pins what doc.go says of a body that fails to parse: its
+// new series were created in the WAL's memory as it was read, nothing of it is written, the
+// cache does not learn them, truncation forgets them once unused, and a later body that has them
+// declares them again.
+func TestIngestFailedBodyForgetsItsSeries(t *testing.T) {
+	now := time.UnixMilli(testNowMs)
+	opts := wal.DefaultOptions()
+	opts.Fsync = wal.FsyncSegment
+	opts.SegmentSize = 32 << 10
+	opts.Compression = "none"
+	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(&now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c"}
+	var good strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&good, "%s{x=\"1\"} 1 %d\n", n, testNowMs)
+	}
+	// known returns how many of a, b and c the WAL has in memory (refs are issued from 1 up).
+	known := func() int {
+		n := 0
+		for _, name := range names {
+			enc := wal.AppendLabels(nil, labels.FromStrings("__name__", name, "x", "1"))
+			for ref := wal.SeriesRef(1); ref < 20_000; ref++ {
+				if _, ok := w.ShareLabels(ref, enc); ok {
+					n++
+					break
+				}
+			}
+		}
+		return n
+	}
+	_, err = ing.Ingest(strings.NewReader(good.String()+"d{x=\"1\" 1 0\n"), textType)
+	var ie *IngestError
+	if !errors.As(err, &ie) || ie.Reason != ReasonParse {
+		t.Fatalf("ingest of a malformed body: %v, want an IngestError with reason %s", err, ReasonParse)
+	}
+	if got, scrapes := readWAL(t, w.Dir()); scrapes != 0 || len(got) != 0 {
+		t.Fatalf("WAL holds %q in %d scrapes after a failed body, want nothing", got, scrapes)
+	}
+	if n := ing.cache.len(); n != 0 {
+		t.Fatalf("cache holds %d series after a failed body, want 0", n)
+	}
+	if n := known(); n != 3 {
+		t.Fatalf("WAL knows %d of the failed body's series, want 3 (created as the body was read)", n)
+	}
+	// Two rounds of other scrapes filling segments, each followed by a truncation: the first
+	// truncation orphans the unwritten series, the second finds them unused.
+	for round := range 2 {
+		for k := range 40 {
+			var b strings.Builder
+			for j := range 100 {
+				fmt.Fprintf(&b, "filler{r=\"%d\",k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", round, k, j, strings.Repeat("p", 60), testNowMs)
+			}
+			if _, err := ing.Ingest(strings.NewReader(b.String()), textType); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st, err := w.Truncate(); err != nil || st.Deleted == 0 {
+			t.Fatalf("truncate: %+v %v", st, err)
+		}
+	}
+	if n := known(); n != 0 {
+		t.Fatalf("WAL still knows %d of the failed body's series after truncation, want 0", n)
+	}
+	res, err := ing.Ingest(strings.NewReader(good.String()), textType)
+	if err != nil || res.Appended != 3 || res.NewSeries != 3 {
+		t.Fatalf("ingest of the body without its bad line = %+v, %v; want 3 new series appended", res, err)
+	}
+	got, _ := readWAL(t, w.Dir()) // fails on a ref that does not resolve
+	var abc []string
+	for _, s := range got {
+		if !strings.HasPrefix(s, "filler") {
+			abc = append(abc, s)
+		}
+	}
+	if len(abc) != 3 {
+		t.Fatalf("WAL holds %q of a, b and c, want their 3 samples", abc)
 	}
 }

@@ -254,8 +254,10 @@ type seriesResult struct {
 // --rename, elide, drop invalid (empty or over-long metric name drops the series; over-long
 // label names and values are stripped), then the conversion to a label set (empty names and
 // values skipped, duplicate names: the first wins, __name__ reserved; sorted), then anonymize.
-// pairs is the label set in input order without __name__; it is modified. b is scratch.
-func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBuilder) seriesResult {
+// pairs is the label set in input order without __name__; it is modified. b is scratch. The
+// result's lset is into, overwritten (labels.ScratchBuilder.Overwrite): valid until the next call
+// with the same into, and the caller must keep nothing of it.
+func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBuilder, into *labels.Labels) seriesResult {
 	var res seriesResult
 	if len(tr.relabel) > 0 {
 		var keep bool
@@ -323,7 +325,8 @@ func (tr *transformer) series(name string, pairs []rawLabel, b *labels.ScratchBu
 		b.Add(p.name, v)
 	}
 	b.Sort()
-	res.lset = b.Labels()
+	b.Overwrite(into)
+	res.lset = *into
 	if len(tr.metricRelabel) > 0 {
 		var keep bool
 		if res.lset, keep = relabelSeries(labels.NewBuilder(res.lset), res.lset, tr.metricRelabel); !keep {
