@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
 
@@ -224,22 +225,42 @@ func printPlans(w io.Writer, dls []deadLetter) int64 {
 }
 
 // backfillRunOptions returns the agent's backfill options, nil when
-// --backfill.objstore-config-file is not set.
+// --backfill.objstore-config-file is not set. It leaves Bucket nil: startUp opens it
+// (openRunBucket) and closes it on any later failure.
 func backfillRunOptions(c flagGetter) (*agent.BackfillOptions, error) {
 	opts, err := backfillOptions(c, "backfill.")
 	if err != nil {
 		return nil, err
 	}
-	path := c.String("backfill.objstore-config-file")
-	if path == "" {
+	if c.String("backfill.objstore-config-file") == "" {
 		return nil, nil
 	}
 	if c.Duration("backfill.interval") <= 0 {
 		return nil, usagef("--backfill.interval %v: want a positive duration", c.Duration("backfill.interval"))
 	}
-	bkt, err := openBucket(path)
+	return &agent.BackfillOptions{Options: opts, Interval: c.Duration("backfill.interval")}, nil
+}
+
+// bucketOpener opens the bucket of an objstore configuration file: openBucket, or a test's
+// wrapper of it.
+type bucketOpener func(path string) (backfill.Bucket, error)
+
+// openRunBucket opens the bucket of run's --backfill.objstore-config-file.
+func openRunBucket(open bucketOpener, c flagGetter) (backfill.Bucket, error) {
+	bkt, err := open(c.String("backfill.objstore-config-file"))
 	if err != nil {
 		return nil, usagef("--backfill.objstore-config-file: %v", err)
 	}
-	return &agent.BackfillOptions{Bucket: bkt, Options: opts, Interval: c.Duration("backfill.interval")}, nil
+	return bkt, nil
+}
+
+// closeBackfillBucket closes the backfill bucket of o, if there is one. The bucket holds nothing
+// of ours (uploads finished or resume at the next pass), so an error is only logged.
+func closeBackfillBucket(logger logrus.FieldLogger, o *agent.BackfillOptions) {
+	if o == nil || o.Bucket == nil {
+		return
+	}
+	if err := o.Bucket.Close(); err != nil {
+		logger.WithError(err).Warn("close the backfill bucket; nothing was lost, its connections end with the process")
+	}
 }

@@ -45,14 +45,21 @@ func runAction(c *cli.Context) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	return runAgent(c, sigs, openBucket)
+}
 
+// runAgent starts the agent and runs it until it stops on its own or by sigs; open opens the
+// backfill bucket (openBucket, or a test's wrapper). The bucket is closed on every way out once
+// it is opened: by startUp when the start-up fails, here once the agent has stopped. A stop
+// during the start-up abandons it, bucket included, to the end of the process.
+func runAgent(c *cli.Context, sigs <-chan os.Signal, open bucketOpener) error {
 	type startResult struct {
 		st  *started
 		err error
 	}
 	startc := make(chan startResult, 1)
 	go func() {
-		st, err := startUp(c)
+		st, err := startUp(c, open)
 		startc <- startResult{st, err}
 	}()
 	var st *started
@@ -71,6 +78,7 @@ func runAction(c *cli.Context) error {
 		}
 	}
 	a, logger, opts, reload := st.agent, st.logger, st.opts, st.opts.Reload
+	defer closeBackfillBucket(logger, opts.Backfill) // after Run returned: nothing uses it any more
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -109,9 +117,10 @@ type started struct {
 	opts   agent.Options
 }
 
-// startUp resolves the configuration and builds the agent (opening the WALs); it binds the HTTP
-// listener before touching the disk.
-func startUp(c *cli.Context) (*started, error) {
+// startUp resolves the configuration, opens the backfill bucket with open and builds the agent
+// (opening the WALs); it binds the HTTP listener before touching the disk. On error, whatever it
+// opened is closed.
+func startUp(c *cli.Context, open bucketOpener) (_ *started, err error) {
 	cfg, s, err := buildConfig(c)
 	if err != nil {
 		return nil, err
@@ -126,6 +135,16 @@ func startUp(c *cli.Context) (*started, error) {
 	opts, err := buildOptions(s)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Backfill != nil {
+		if opts.Backfill.Bucket, err = openRunBucket(open, s); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				closeBackfillBucket(logger, opts.Backfill)
+			}
+		}()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
+	"github.com/collector-dev/collector/queue/backfill"
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -345,4 +351,117 @@ func TestRunSignalDuringStartUp(t *testing.T) {
 	if _, err := os.Stat(walDir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the wal was opened: %v", err)
 	}
+}
+
+// countingBucket is a real bucket whose closes are counted: the narrowest seam there is, as
+// closing a FILESYSTEM bucket has no effect anyone could see.
+type countingBucket struct {
+	backfill.Bucket
+	closes *atomic.Int64
+}
+
+func (b countingBucket) Close() error {
+	b.closes.Add(1)
+	return b.Bucket.Close()
+}
+
+// TestRunClosesBackfillBucket: once `run` has opened its backfill bucket, it closes it exactly
+// once on every way out: a start-up that fails later (the listen address is taken, the WAL
+// directory cannot be opened) and a run stopped by SIGTERM, after the agent has stopped.
+func TestRunClosesBackfillBucket(t *testing.T) {
+	t.Parallel()
+	src := newFederate(t)
+	rcv := newReceiver(t, false)
+	conf := filepath.Join(t.TempDir(), "bucket.yml")
+	writeFile(t, conf, "type: FILESYSTEM\nconfig:\n  directory: "+t.TempDir()+"\n")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	notDir := filepath.Join(t.TempDir(), "file")
+	writeFile(t, notDir, "not a directory\n")
+
+	// runIn starts the run command in this process with the signals of sigs and its log in log;
+	// it returns a wait for the outcome and the count of bucket closes so far.
+	type outcome struct {
+		err    error
+		opens  int64
+		closes int64
+	}
+	runIn := func(t *testing.T, sigs <-chan os.Signal, log *bytes.Buffer, mu *sync.Mutex, args ...string) (func() outcome, *atomic.Int64) {
+		var opens, closes atomic.Int64
+		open := func(path string) (backfill.Bucket, error) {
+			bkt, err := openBucket(path)
+			if err != nil {
+				return nil, err
+			}
+			opens.Add(1)
+			return countingBucket{Bucket: bkt, closes: &closes}, nil
+		}
+		app := &cli.App{
+			Name: "collector", Flags: runFlags(), DisableSliceFlagSeparator: true,
+			Writer: io.Discard, ErrWriter: lockedWriter{mu: mu, b: log},
+			Action: func(c *cli.Context) error { return runAgent(c, sigs, open) },
+		}
+		base := []string{"collector", "--id", "c1", "--from", src.URL, "--to-upload", rcv.url,
+			"--backfill.objstore-config-file", conf, "--flush-deadline", "5s"}
+		done := make(chan error, 1)
+		go func() { done <- app.Run(append(base, args...)) }()
+		return func() outcome {
+			select {
+			case err := <-done:
+				return outcome{err: err, opens: opens.Load(), closes: closes.Load()}
+			case <-time.After(time.Minute):
+				t.Fatal("run did not return within a minute")
+				return outcome{}
+			}
+		}, &closes
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in the start-up error
+	}{
+		{"listen address taken", []string{"--wal-dir", t.TempDir(), "--listen", taken.Addr().String()}, "listen on " + taken.Addr().String()},
+		{"wal directory unusable", []string{"--wal-dir", notDir, "--listen", "127.0.0.1:0"}, notDir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var log bytes.Buffer
+			wait, _ := runIn(t, make(chan os.Signal), &log, &mu, tc.args...)
+			o := wait()
+			if o.err == nil || !strings.Contains(o.err.Error(), tc.want) {
+				t.Fatalf("start-up error %v, want one naming %q", o.err, tc.want)
+			}
+			if o.opens != 1 || o.closes != 1 {
+				t.Fatalf("bucket opened %d times, closed %d times; want 1 and 1", o.opens, o.closes)
+			}
+		})
+	}
+
+	t.Run("stopped by SIGTERM", func(t *testing.T) {
+		var mu sync.Mutex
+		var log bytes.Buffer
+		sigs := make(chan os.Signal, 1)
+		wait, closes := runIn(t, sigs, &log, &mu, "--wal-dir", t.TempDir(), "--listen", "127.0.0.1:0")
+		// The agent logs this from Run: the start-up is over and runAgent holds the agent.
+		waitFor(t, "the agent running", 30*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return strings.Contains(log.String(), "http server listening")
+		})
+		if n := closes.Load(); n != 0 {
+			t.Fatalf("bucket closed %d times while the agent runs", n)
+		}
+		sigs <- syscall.SIGTERM
+		o := wait()
+		if o.err != nil {
+			t.Fatalf("run after SIGTERM: %v", o.err)
+		}
+		if o.opens != 1 || o.closes != 1 {
+			t.Fatalf("bucket opened %d times, closed %d times; want 1 and 1", o.opens, o.closes)
+		}
+	})
 }

@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/collector-dev/collector/queue/replay"
 	"github.com/collector-dev/collector/wal"
 	"github.com/urfave/cli/v2"
 )
@@ -188,7 +188,7 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 				dropped["lost_"+r] += n
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", st.ClusterID, cs.Name, pos, cs.UndeliveredSamples,
-				humanBytes(cs.UndeliveredBytes), ago(cs.OldestUndelivered, now), cs.Delivered, reasons(dropped))
+				humanBytes(cs.UndeliveredBytes), ago(cs.OldestUndelivered, now), cs.Delivered, replay.FormatReasons(dropped))
 		}
 	}
 	tw.Flush()
@@ -201,22 +201,6 @@ func printStatusTable(w io.Writer, sts []wal.Status, now time.Time) {
 			fmt.Fprintf(w, "warning: cluster %s: %s\n", st.ClusterID, c)
 		}
 	}
-}
-
-func reasons(m map[string]int64) string {
-	if len(m) == 0 {
-		return "0"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
-	}
-	return strings.Join(parts, ",")
 }
 
 func ago(t, now time.Time) string {

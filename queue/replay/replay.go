@@ -328,7 +328,7 @@ func (r *Replay) ship(ctx context.Context, p plan, total int64, interrupt <-chan
 				log.WithField("samples", deferred).Warn("the receiver refused samples as too old for its head: they are kept in the dead-letter log; run collector backfill to deliver them")
 			}
 			fmt.Fprintf(r.opts.Out, "cluster %s: sent %d samples, dropped %d (%s)%s, skipped outside the range %d, missing segments %d%s\n",
-				p.id, sent, dropped, reasons(drops), deferredText, st.Filtered, st.MissingSegments, rangeText(r.opts.MinTime, r.opts.MaxTime))
+				p.id, sent, dropped, FormatReasons(drops), deferredText, st.Filtered, st.MissingSegments, rangeText(r.opts.MinTime, r.opts.MaxTime))
 			if st.MissingSegments > 0 {
 				log.WithField("segments", st.MissingSegments).Error("wal segments were deleted before the replay read them (evicted by a cap, or truncated after the replay's lease expired): their samples were not sent")
 			}
@@ -367,8 +367,10 @@ func rangeText(minT, maxT int64) string {
 	return fmt.Sprintf(" (range %s .. %s)", f(minT), f(maxT))
 }
 
-// reasons formats drop counts as reason=n, sorted; "0" when there are none.
-func reasons(m map[string]int64) string {
+// FormatReasons formats counts by reason as reason=n, sorted by reason and joined by commas
+// ("deadline=2,refused=5"); "0" when there are none. The replay's summary and `collector wal
+// status` print their drops with it.
+func FormatReasons(m map[string]int64) string {
 	if len(m) == 0 {
 		return "0"
 	}

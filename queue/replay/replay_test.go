@@ -346,6 +346,27 @@ func TestIncompleteErrorMessages(t *testing.T) {
 	}
 }
 
+// TestFormatReasons: counts by reason print as reason=n sorted by reason, "0" when there are none.
+func TestFormatReasons(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    map[string]int64
+		want string
+	}{
+		{"nil", nil, "0"},
+		{"empty", map[string]int64{}, "0"},
+		{"one", map[string]int64{"too_old": 4}, "too_old=4"},
+		{"sorted", map[string]int64{"refused": 5, "evicted_disk_cap": 1, "deadline": 2}, "deadline=2,evicted_disk_cap=1,refused=5"},
+		{"zero kept", map[string]int64{"b": 0, "a": 3}, "a=3,b=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FormatReasons(tc.m); got != tc.want {
+				t.Errorf("FormatReasons(%v) = %q, want %q", tc.m, got, tc.want)
+			}
+		})
+	}
+}
+
 // TestInterruptAndResume: an interrupt stops the replay with its position kept; a resumed replay
 // sends the rest, counting only its own run.
 func TestInterruptAndResume(t *testing.T) {
