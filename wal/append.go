@@ -74,8 +74,20 @@ func (a *Appender) Len() int { return len(a.samples) }
 
 // Rollback discards the scrape.
 func (a *Appender) Rollback() {
-	a.samples = a.samples[:0]
+	a.samples = reuse(a.samples)
 	a.end()
+}
+
+// reuse returns s emptied for the next scrape, or a smaller empty buffer when its capacity is
+// well over what the last scrape needed (its length). Per-scrape buffers grown by append keep up
+// to a quarter more than a scrape needs; the replacement keeps a sixteenth, so that a scrape
+// slightly larger than the last one still fits. It allocates only after the buffer grew.
+func reuse[S ~[]E, E any](s S) S {
+	n := len(s)
+	if cap(s) <= n+n/8+4096 {
+		return s[:0]
+	}
+	return make(S, 0, n+n/16+1024)
 }
 
 // Commit writes the scrape as one Samples record, preceded by Series records for the series it

@@ -94,3 +94,20 @@ func BenchmarkFirstCommit(b *testing.B) {
 	b.ReportMetric(float64(labelBytes)/n, "label-B/series")
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "series/s")
 }
+
+// TestReuse: a per-scrape buffer keeps its memory while the scrapes fill it, and gives back
+// what a larger scrape before left unused.
+func TestReuse(t *testing.T) {
+	s := make([]int, 100_000, 101_000)
+	if r := reuse(s); len(r) != 0 || cap(r) != 101_000 {
+		t.Fatalf("nearly full: len %d cap %d, want 0, 101000 (kept)", len(r), cap(r))
+	}
+	s = make([]int, 100_000, 125_000)
+	if r := reuse(s); len(r) != 0 || cap(r) < 100_000 || cap(r) > 110_000 {
+		t.Fatalf("a quarter unused: len %d cap %d, want 0 and room for 100000 plus a sixteenth", len(r), cap(r))
+	}
+	s = make([]int, 10, 4000)
+	if r := reuse(s); cap(r) != 4000 {
+		t.Fatalf("small buffer: cap %d, want 4000 (kept)", cap(r))
+	}
+}

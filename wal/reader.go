@@ -389,7 +389,7 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
 				}
 			case record.Samples, record.SamplesV2:
-				r.samples, err = r.dec.Samples(rec, r.samples[:0])
+				r.samples, err = r.dec.Samples(rec, reuse(r.samples))
 				if err != nil {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
 				}

@@ -65,10 +65,10 @@ func TestReaderDerived(t *testing.T) {
 // TestPerSeriesSlots: the writer and every reader hold one table slot per series; their size is
 // in the memory budget of docs/operations.md.
 func TestPerSeriesSlots(t *testing.T) {
-	if n := unsafe.Sizeof(refPage[readerSeries]{}) / slotPageSize; n != 24 {
-		t.Errorf("reader slot: %d bytes, want 24", n)
+	if n := unsafe.Sizeof([slotPageSize]readerSeries{}); n != 24*slotPageSize {
+		t.Errorf("reader page: %d bytes, want 24 a slot", n)
 	}
-	if n := unsafe.Sizeof(refPage[memSeries]{}) / slotPageSize; n != 40 {
-		t.Errorf("writer slot: %d bytes, want 40", n)
+	if n := unsafe.Sizeof([slotPageSize]memSeries{}); n != 40*slotPageSize {
+		t.Errorf("writer page: %d bytes, want 40 a slot", n)
 	}
 }

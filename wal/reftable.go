@@ -22,7 +22,7 @@ import "slices"
 // not safe for concurrent use.
 type refTable[T any] struct {
 	base    SeriesRef
-	pages   []*refPage[T]    // window slot i is pages[i>>slotPageShift].s[i&slotPageMask]; nil: no live slot
+	pages   []refPage[T]     // window slot i is pages[i>>slotPageShift].v[i&slotPageMask]
 	winLen  int              // window slots: the window holds refs [base, base+winLen)
 	winLive int              // live slots in the window
 	nPages  int              // non-nil pages
@@ -38,11 +38,12 @@ const (
 
 // refPage is a page of the window. Which slots are live is a bitmap beside the values rather than
 // a flag in each: a flag would round every slot up to the values' alignment (a 40-byte value
-// would take 48).
+// would take 48). The bitmap is not in the values' allocation either, which is then exactly
+// 1024 values: 24 or 40 KiB, sizes the Go allocator has no rounding waste for.
 type refPage[T any] struct {
-	live int                       // live slots
+	v    *[slotPageSize]T          // nil: no live slot
 	ok   [slotPageSize / 64]uint64 // bit j: slot j is live
-	v    [slotPageSize]T
+	live int                       // live slots
 }
 
 func (p *refPage[T]) has(j int) bool { return p.ok[j>>6]&(1<<(j&63)) != 0 }
@@ -56,7 +57,7 @@ func (t *refTable[T]) len() int { return t.winLive + len(t.other) }
 func (t *refTable[T]) get(ref SeriesRef) *T {
 	if ref >= t.base {
 		if i := ref - t.base; i < SeriesRef(t.winLen) {
-			if p := t.pages[i>>slotPageShift]; p != nil && p.has(int(i&slotPageMask)) {
+			if p := &t.pages[i>>slotPageShift]; p.has(int(i & slotPageMask)) {
 				return &p.v[i&slotPageMask]
 			}
 			return nil
@@ -99,10 +100,9 @@ func (t *refTable[T]) put(ref SeriesRef) (v *T, created bool) {
 
 // fill makes window slot i (not live) live with a zero value, allocating its page if needed.
 func (t *refTable[T]) fill(i int) *T {
-	p := t.pages[i>>slotPageShift]
-	if p == nil {
-		p = new(refPage[T])
-		t.pages[i>>slotPageShift] = p
+	p := &t.pages[i>>slotPageShift]
+	if p.v == nil {
+		p.v = new([slotPageSize]T)
 		t.nPages++
 	}
 	j := i & slotPageMask
@@ -146,14 +146,13 @@ func (t *refTable[T]) del(ref SeriesRef) {
 	if ref >= t.base {
 		if i := ref - t.base; i < SeriesRef(t.winLen) {
 			k := int(i) >> slotPageShift
-			if j := int(i & slotPageMask); t.pages[k] != nil && t.pages[k].has(j) {
-				p := t.pages[k]
+			if p, j := &t.pages[k], int(i&slotPageMask); p.has(j) {
 				p.ok[j>>6] &^= 1 << (j & 63)
 				var zero T
 				p.v[j] = zero // drop what it references
 				t.winLive--
 				if p.live--; p.live == 0 {
-					t.pages[k] = nil
+					p.v = nil
 					t.nPages--
 				}
 			}
@@ -165,8 +164,9 @@ func (t *refTable[T]) del(ref SeriesRef) {
 
 // each calls fn for every live ref, the window's in ascending order first.
 func (t *refTable[T]) each(fn func(ref SeriesRef, v *T)) {
-	for k, p := range t.pages {
-		if p == nil {
+	for k := range t.pages {
+		p := &t.pages[k]
+		if p.v == nil {
 			continue
 		}
 		for j := range p.v {
@@ -209,7 +209,7 @@ func (t *refTable[T]) compact() {
 	if start < n {
 		nt.base = refs[start]
 		nt.winLen = int(refs[n-1]-refs[start]) + 1
-		nt.pages = make([]*refPage[T], (nt.winLen+slotPageMask)>>slotPageShift)
+		nt.pages = make([]refPage[T], (nt.winLen+slotPageMask)>>slotPageShift)
 	}
 	if start > 0 {
 		nt.other = make(map[SeriesRef]*T, start)
