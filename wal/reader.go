@@ -47,6 +47,10 @@ type Batch struct {
 	Start, End Position
 }
 
+// serBufKeep is the label data a reader keeps room for between Series records (Reader.serBuf): a
+// first scrape declares every series in Series records of up to 4 MiB, later ones few.
+const serBufKeep = 256 << 10
+
 // readerSeries is a series known to a reader.
 // It is 24 bytes: a reader holds one per series of the WAL.
 type readerSeries struct {
@@ -83,17 +87,18 @@ type Reader struct {
 	opts   ReaderOptions
 	logger logrus.FieldLogger
 
-	pos     Position
-	sr      *segmentReader
-	sealed  bool // a later segment exists and sr's buffer was dropped once since
-	series  refTable[readerSeries]
-	derived refTable[string] // Derived's forms of the labels, by ref
-	ckpt    int              // newest checkpoint whose series are loaded
-	prune   bool             // series absent from checkpoint ckpt are still to be forgotten
-	dec     record.Decoder
-	samples []record.RefSample
-	serBuf  encodedRecord // the series of the last Series record
-	closed  bool
+	pos        Position
+	sr         *segmentReader
+	sealed     bool // a later segment exists and sr's buffer was dropped once since
+	series     refTable[readerSeries]
+	derived    refTable[string] // Derived's forms of the labels, by ref
+	ckpt       int              // newest checkpoint whose series are loaded
+	prune      bool             // series absent from checkpoint ckpt are still to be forgotten
+	dec        record.Decoder
+	samples    []record.RefSample
+	samplesUse bufUse
+	serBuf     encodedRecord // the series of the last Series record
+	closed     bool
 	// missing counts the segments the reader had to jump over because they were gone (truncated
 	// or evicted before it read them); see MissingSegments.
 	missing int
@@ -389,7 +394,11 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
 				}
 			case record.Samples, record.SamplesV2:
-				r.samples, err = r.dec.Samples(rec, reuse(r.samples))
+				if cap(r.serBuf.data) > serBufKeep {
+					// The Series records of a first scrape are behind: later ones declare few series.
+					r.serBuf = encodedRecord{}
+				}
+				r.samples, err = r.dec.Samples(rec, reuse(r.samples, &r.samplesUse))
 				if err != nil {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
 				}

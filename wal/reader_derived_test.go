@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -70,5 +72,39 @@ func TestPerSeriesSlots(t *testing.T) {
 	}
 	if n := unsafe.Sizeof([slotPageSize]memSeries{}); n != 40*slotPageSize {
 		t.Errorf("writer page: %d bytes, want 40 a slot", n)
+	}
+}
+
+// TestReaderReleasesSeriesBuffer: the buffer of a first scrape's Series records (every series,
+// megabytes) is not kept once the reader is past them; the per-scrape sample buffer is.
+func TestReaderReleasesSeriesBuffer(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(nil, nil, dir, "c1", DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	app := w.Appender()
+	pad := strings.Repeat("v", 200)
+	for i := range 5000 {
+		app.Append(app.Ref(labels.FromStrings("__name__", "m", "i", strconv.Itoa(i), "pad", pad)), 1000, 1)
+	}
+	if _, err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(w.Dir(), Position{}, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := r.Next(t.Context())
+	if err != nil || len(b.Samples) != 5000 {
+		t.Fatalf("Next: %d samples, %v; want 5000", len(b.Samples), err)
+	}
+	if c := cap(r.serBuf.data); c > serBufKeep {
+		t.Fatalf("reader keeps %d bytes of Series record data after the samples, want at most %d", c, serBufKeep)
+	}
+	if n, ok := r.Encoded(b.Samples[0].Ref); !ok || !strings.Contains(n, pad) {
+		t.Fatalf("labels of the first sample's series: %q, %v", n, ok)
 	}
 }
