@@ -7,9 +7,10 @@
 // Labels travel encoded, never per sample: the WAL keeps the labels of each series in memory as
 // remote-write 1.0's labels field (wal.AppendLabels), and a reader in the writer's process
 // shares the writer's string (wal.WAL.ShareLabels). Without write relabeling that string is
-// what the queue sends (Series.Labels): a queue keeps no label data of its own. With it, the
-// tailer relabels a series at its first sample and the reader keeps the encoded outcome with the
-// series (wal.Reader.Derived) until the series is redefined with other labels or forgotten.
+// what the queue sends (Series.Labels, through wal.Reader.Encoded): a queue keeps no label data
+// of its own. With it, the tailer relabels a series at its first sample and the reader keeps the
+// encoded outcome beside the series (wal.Reader.Derived; the reader's string itself when the rules
+// change nothing) until the series is redefined with other labels or forgotten.
 // Items, batches and requests carry the string; the Sender copies it into the request as it is
 // (1.0) or reads the names and values from it (2.0). The dead-letter log decodes it back to
 // labels.
