@@ -85,9 +85,9 @@ type bufUse struct {
 	peak, uses int
 }
 
-// reuseRound is how many uses of a buffer reuse looks at before it decides to shrink it: a WAL's
-// records alternate between sources of very different sizes (a federation of 200k series and a
-// few hundred samples of rules), and shrinking after each small one would grow the buffer back
+// reuseRound is how many uses of a buffer reuse looks at before it decides to shrink it: the
+// scrapes that go through one buffer can differ widely in size (a federation of 200k series, then
+// a few hundred samples of rules), and shrinking after a small one would grow the buffer back
 // through all its sizes at the next large one.
 const reuseRound = 8
 

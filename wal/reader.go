@@ -398,7 +398,8 @@ func (r *Reader) Next(ctx context.Context) (Batch, error) {
 					// The Series records of a first scrape are behind: later ones declare few series.
 					r.serBuf = encodedRecord{}
 				}
-				r.samples, err = r.dec.Samples(rec, reuse(r.samples, &r.samplesUse))
+				// The decoder sizes the buffer itself (a sample per 10 bytes of record at most).
+				r.samples, err = r.dec.Samples(rec, r.samples[:0])
 				if err != nil {
 					return Batch{}, &CorruptionError{Dir: r.dir, Segment: start.Segment, Offset: start.Offset, Err: err}
 				}
