@@ -276,6 +276,11 @@ func startReceive(t testing.TB, tails *logTails, name string, opts receiveOption
 			"--receive.capnproto-address=" + p.addr("capnp"),
 			"--tsdb.path=" + filepath.Join(p.dir, "data"),
 			fmt.Sprintf("--label=%s=%q", thanosReplicaLabel, name),
+			// No local retention, so no tenant pruning: receive v0.42.0 prunes at start when the
+			// wall clock's minutes are a multiple of twice the max block duration, and panics
+			// if a tenant's TSDB is still opening then (multitsdb.go:346, nil TSDB): with 2m
+			// blocks that was one start in four. The tests run for minutes; nothing needs pruning.
+			"--tsdb.retention=0d",
 		}
 		if opts.oooWindow != "" {
 			args = append(args, "--tsdb.out-of-order.time-window="+opts.oooWindow)
