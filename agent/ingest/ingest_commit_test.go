@@ -68,19 +68,7 @@ func TestIngestFailedCommitKeepsCachedSeriesUsable(t *testing.T) {
 // declares them again.
 func TestIngestFailedBodyForgetsItsSeries(t *testing.T) {
 	now := time.UnixMilli(testNowMs)
-	opts := wal.DefaultOptions()
-	opts.Fsync = wal.FsyncSegment
-	opts.SegmentSize = 32 << 10
-	opts.Compression = "none"
-	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(&now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ing := newTruncatingIngester(t, &now)
 	names := []string{"a", "b", "c"}
 	var good strings.Builder
 	for _, n := range names {
@@ -100,7 +88,7 @@ func TestIngestFailedBodyForgetsItsSeries(t *testing.T) {
 		}
 		return n
 	}
-	_, err = ing.Ingest(strings.NewReader(good.String()+"d{x=\"1\" 1 0\n"), textType)
+	_, err := ing.Ingest(strings.NewReader(good.String()+"d{x=\"1\" 1 0\n"), textType)
 	var ie *IngestError
 	if !errors.As(err, &ie) || ie.Reason != ReasonParse {
 		t.Fatalf("ingest of a malformed body: %v, want an IngestError with reason %s", err, ReasonParse)
@@ -116,20 +104,8 @@ func TestIngestFailedBodyForgetsItsSeries(t *testing.T) {
 	}
 	// Two rounds of other scrapes filling segments, each followed by a truncation: the first
 	// truncation orphans the unwritten series, the second finds them unused.
-	for round := range 2 {
-		for k := range 40 {
-			var b strings.Builder
-			for j := range 100 {
-				fmt.Fprintf(&b, "filler{r=\"%d\",k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", round, k, j, strings.Repeat("p", 60), testNowMs)
-			}
-			if _, err := ing.Ingest(strings.NewReader(b.String()), textType); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if st, err := w.Truncate(); err != nil || st.Deleted == 0 {
-			t.Fatalf("truncate: %+v %v", st, err)
-		}
-	}
+	fillAndTruncate(t, w, ing, 0, now)
+	fillAndTruncate(t, w, ing, 1, now)
 	if n := known(); n != 0 {
 		t.Fatalf("WAL still knows %d of the failed body's series after truncation, want 0", n)
 	}

@@ -375,19 +375,7 @@ func TestIngestSlowBodyDoesNotBlock(t *testing.T) {
 // evicted from the cache meanwhile.
 func TestIngestSeriesBackAfterTruncation(t *testing.T) {
 	now := time.UnixMilli(testNowMs)
-	opts := wal.DefaultOptions()
-	opts.Fsync = wal.FsyncSegment
-	opts.SegmentSize = 32 << 10
-	opts.Compression = "none"
-	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(&now))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, ing := newTruncatingIngester(t, &now)
 	ingest := func(body string) IngestResult {
 		t.Helper()
 		res, err := ing.Ingest(strings.NewReader(body), textType)
@@ -396,20 +384,7 @@ func TestIngestSeriesBackAfterTruncation(t *testing.T) {
 		}
 		return res
 	}
-	fill := func(round int) {
-		t.Helper()
-		// Fill several segments with other series, then truncate: no consumer holds anything back.
-		for k := range 40 {
-			var b strings.Builder
-			for j := range 100 {
-				fmt.Fprintf(&b, "filler{r=\"%d\",k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", round, k, j, strings.Repeat("p", 60), now.UnixMilli())
-			}
-			ingest(b.String())
-		}
-		if st, err := w.Truncate(); err != nil || st.Deleted == 0 {
-			t.Fatalf("truncate: %+v %v", st, err)
-		}
-	}
+	fill := func(round int) { fillAndTruncate(t, w, ing, round, now) }
 	ingest(fmt.Sprintf("a{x=\"1\"} 1 %d\nb{x=\"1\"} 1 %d\n", testNowMs-1000, testNowMs-1000))
 	fill(0)
 	fill(1)
@@ -506,5 +481,43 @@ func TestIngestDiskFull(t *testing.T) {
 	var ie *IngestError
 	if !errors.As(err, &ie) || ie.Reason != ReasonDiskFull || !errors.Is(err, wal.ErrDiskFull) {
 		t.Fatalf("ingest on a full disk: %v, want an IngestError with reason %s", err, ReasonDiskFull)
+	}
+}
+
+// newTruncatingIngester returns an Ingester over a WAL of small uncompressed segments, so that a
+// test fills several segments and truncates them in a few scrapes (fillAndTruncate).
+func newTruncatingIngester(t *testing.T, now *time.Time) (*wal.WAL, *Ingester) {
+	t.Helper()
+	opts := wal.DefaultOptions()
+	opts.Fsync = wal.FsyncSegment
+	opts.SegmentSize = 32 << 10
+	opts.Compression = "none"
+	w, err := wal.Open(nil, nil, t.TempDir(), "c1", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	ing, err := NewIngester(nil, nil, w, TransformConfig{}, testIngestOptions(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, ing
+}
+
+// fillAndTruncate fills several segments with series of its own (filler{r="round",...}), then
+// truncates: no consumer holds anything back.
+func fillAndTruncate(t *testing.T, w *wal.WAL, ing *Ingester, round int, now time.Time) {
+	t.Helper()
+	for k := range 40 {
+		var b strings.Builder
+		for j := range 100 {
+			fmt.Fprintf(&b, "filler{r=\"%d\",k=\"%d\",j=\"%d\",pad=\"%s\"} 1 %d\n", round, k, j, strings.Repeat("p", 60), now.UnixMilli())
+		}
+		if _, err := ing.Ingest(strings.NewReader(b.String()), textType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := w.Truncate(); err != nil || st.Deleted == 0 {
+		t.Fatalf("truncate: %+v %v", st, err)
 	}
 }
