@@ -55,13 +55,12 @@ func (t *refTable[T]) len() int { return t.winLive + len(t.other) }
 
 // get returns the entry of ref, or nil.
 func (t *refTable[T]) get(ref SeriesRef) *T {
-	if ref >= t.base {
-		if i := ref - t.base; i < SeriesRef(t.winLen) {
-			if p := &t.pages[i>>slotPageShift]; p.has(int(i & slotPageMask)) {
-				return &p.v[i&slotPageMask]
-			}
-			return nil
+	if i := uint64(ref - t.base); ref >= t.base && i < uint64(t.winLen) {
+		p := &t.pages[i>>slotPageShift]
+		if j := i & slotPageMask; p.ok[j>>6]&(1<<(j&63)) != 0 {
+			return &p.v[j]
 		}
+		return nil
 	}
 	return t.other[ref]
 }
