@@ -65,9 +65,6 @@ const droppedLabels = "\x00"
 // (wal.Reader.Encoded): the reader's, in the writer's process the writer's, string, so a queue
 // keeps no label data of its own.
 func (tl *tailer) deriveLabels(ref wal.SeriesRef, enc string) string {
-	if tl.relabel == nil {
-		return enc
-	}
 	lset, err := wal.DecodeLabels(enc, &tl.sb)
 	if err != nil {
 		// The reader encoded enc itself; send the series as it is rather than lose it.

@@ -21,12 +21,11 @@ const seriesRecordBytes = 4 << 20
 // Appender collects one scrape. Nothing reaches the WAL before Commit, which writes the scrape
 // whole or not at all. An Appender is not safe for concurrent use; several Appenders of one WAL are.
 type Appender struct {
-	w          *WAL
-	samples    []record.RefSample
-	lblBuf     []byte // Ref's scratch for AppendLabels
-	samplesUse bufUse
-	open       bool   // between Begin (or Ref) and Commit or Rollback
-	epoch      uint32 // the WAL's epoch at Begin
+	w       *WAL
+	samples []record.RefSample
+	lblBuf  []byte // Ref's scratch for AppendLabels
+	open    bool   // between Begin (or Ref) and Commit or Rollback
+	epoch   uint32 // the WAL's epoch at Begin
 }
 
 // AppendStats reports what one Commit did.
@@ -75,37 +74,8 @@ func (a *Appender) Len() int { return len(a.samples) }
 
 // Rollback discards the scrape.
 func (a *Appender) Rollback() {
-	a.samples = reuse(a.samples, &a.samplesUse)
+	a.samples = a.samples[:0]
 	a.end()
-}
-
-// bufUse is what reuse knows of a per-scrape buffer: the longest length in the current round of
-// reuseRound uses.
-type bufUse struct {
-	peak, uses int
-}
-
-// reuseRound is how many uses of a buffer reuse looks at before it decides to shrink it: the
-// scrapes that go through one buffer can differ widely in size (a federation of 200k series, then
-// a few hundred samples of rules), and shrinking after a small one would grow the buffer back
-// through all its sizes at the next large one.
-const reuseRound = 8
-
-// reuse returns s emptied for the next scrape, or a smaller empty buffer when its capacity has been
-// well over what every use of the last round needed. Per-scrape buffers grown by append keep up to
-// a quarter more than a scrape needs; the replacement keeps a sixteenth, so that a scrape slightly
-// larger than the largest before still fits. It allocates only after the buffer grew.
-func reuse[S ~[]E, E any](s S, u *bufUse) S {
-	u.peak, u.uses = max(u.peak, len(s)), u.uses+1
-	if u.uses < reuseRound {
-		return s[:0]
-	}
-	n := u.peak
-	*u = bufUse{}
-	if cap(s) <= n+n/8+4096 {
-		return s[:0]
-	}
-	return make(S, 0, n+n/16+1024)
 }
 
 // Commit writes the scrape as one Samples record, preceded by Series records for the series it

@@ -94,37 +94,3 @@ func BenchmarkFirstCommit(b *testing.B) {
 	b.ReportMetric(float64(labelBytes)/n, "label-B/series")
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "series/s")
 }
-
-// TestReuse: a per-scrape buffer keeps its memory while the scrapes of a round fill it, and gives
-// back what a larger scrape before left unused once a whole round did not need it.
-func TestReuse(t *testing.T) {
-	round := func(s []int, lens ...int) []int {
-		var u bufUse
-		for i := range reuseRound {
-			s = reuse(s[:lens[i%len(lens)]], &u)
-		}
-		return s
-	}
-	if r := round(make([]int, 0, 101_000), 100_000); cap(r) != 101_000 {
-		t.Fatalf("nearly full: cap %d, want 101000 (kept)", cap(r))
-	}
-	if r := round(make([]int, 0, 125_000), 100_000); cap(r) < 100_000 || cap(r) > 110_000 {
-		t.Fatalf("a quarter unused: cap %d, want room for 100000 plus a sixteenth", cap(r))
-	}
-	if r := round(make([]int, 0, 125_000), 100, 100_000, 300); cap(r) < 100_000 || cap(r) > 110_000 {
-		t.Fatalf("large and small uses: cap %d, want room for the largest, 100000, plus a sixteenth", cap(r))
-	}
-	if r := round(make([]int, 0, 125_000), 120_000, 100); cap(r) != 125_000 {
-		t.Fatalf("a use that filled it: cap %d, want 125000 (kept)", cap(r))
-	}
-	if r := round(make([]int, 0, 4000), 10); cap(r) != 4000 {
-		t.Fatalf("small buffer: cap %d, want 4000 (kept)", cap(r))
-	}
-	var u bufUse
-	s := make([]int, 0, 125_000)
-	for range reuseRound - 1 {
-		if s = reuse(s[:10], &u); cap(s) != 125_000 {
-			t.Fatalf("shrunk to %d within a round", cap(s))
-		}
-	}
-}

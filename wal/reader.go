@@ -87,18 +87,17 @@ type Reader struct {
 	opts   ReaderOptions
 	logger logrus.FieldLogger
 
-	pos        Position
-	sr         *segmentReader
-	sealed     bool // a later segment exists and sr's buffer was dropped once since
-	series     refTable[readerSeries]
-	derived    refTable[string] // Derived's forms of the labels, by ref
-	ckpt       int              // newest checkpoint whose series are loaded
-	prune      bool             // series absent from checkpoint ckpt are still to be forgotten
-	dec        record.Decoder
-	samples    []record.RefSample
-	samplesUse bufUse
-	serBuf     encodedRecord // the series of the last Series record
-	closed     bool
+	pos     Position
+	sr      *segmentReader
+	sealed  bool // a later segment exists and sr's buffer was dropped once since
+	series  refTable[readerSeries]
+	derived refTable[string] // Derived's forms of the labels, by ref
+	ckpt    int              // newest checkpoint whose series are loaded
+	prune   bool             // series absent from checkpoint ckpt are still to be forgotten
+	dec     record.Decoder
+	samples []record.RefSample
+	serBuf  encodedRecord // the series of the last Series record
+	closed  bool
 	// missing counts the segments the reader had to jump over because they were gone (truncated
 	// or evicted before it read them); see MissingSegments.
 	missing int
