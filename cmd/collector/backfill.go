@@ -81,7 +81,7 @@ func backfillCommand() *cli.Command {
 		&cli.StringFlag{Name: "wal-dir", Value: defaultWAL, Usage: "directory of the WALs (or of one cluster's WAL)", EnvVars: env("wal-dir")},
 		&cli.StringFlag{Name: "id", Usage: "only this cluster ID", DefaultText: "every WAL in --wal-dir", EnvVars: env("id")},
 		&cli.StringFlag{Name: "endpoint", Usage: "only the samples deferred by this endpoint (its position name)", DefaultText: "every endpoint", EnvVars: env("backfill-endpoint")},
-		&cli.StringFlag{Name: "objstore.config-file", Usage: "objstore YAML of the hub's bucket, as Thanos components take it (type FILESYSTEM, S3, GCS, AZURE ...); required unless --dry-run", DefaultText: "none", EnvVars: env("backfill.objstore-config-file"), TakesFile: true},
+		&cli.StringFlag{Name: "objstore.config-file", Usage: "objstore YAML of the hub's bucket, as Thanos components take it (type S3, AZURE, FILESYSTEM, SWIFT, COS, ALIYUNOSS, BOS, OCI, OBS; GCS through type S3); required unless --dry-run", DefaultText: "none", EnvVars: env("backfill.objstore-config-file"), TakesFile: true},
 		sliceFlag("label", "", "external label k=v of the blocks (the receiver's, e.g. tenant_id=...), repeatable or comma-separated"),
 		&cli.StringFlag{Name: "replica-label", Value: d.ReplicaLabel, Usage: "external label set to a value unique to each block; make it a --query.replica-label of Thanos query (empty: none)", EnvVars: env("backfill.replica-label")},
 		&cli.DurationFlag{Name: "block-duration", Value: d.BlockDuration, Usage: "time range of one block, aligned", EnvVars: env("backfill.block-duration")},

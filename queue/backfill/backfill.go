@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/sirupsen/logrus"
 	"github.com/thanos-io/objstore"
-	"github.com/thanos-io/objstore/client"
 )
 
 var (
@@ -124,17 +123,6 @@ func New(logger logrus.FieldLogger, reg prometheus.Registerer, bkt objstore.Buck
 		logger = logrus.New()
 	}
 	return &Backfiller{logger: logger.WithField("component", "backfill"), metrics: newMetrics(reg), bkt: bkt, opts: opts}, nil
-}
-
-// NewBucket opens the bucket described by conf, the objstore YAML that Thanos components take
-// with --objstore.config-file (type FILESYSTEM, S3, GCS, AZURE, SWIFT, COS, ALIYUNOSS, BOS, OCI,
-// OBS).
-func NewBucket(conf []byte) (objstore.Bucket, error) {
-	bkt, err := client.NewBucket(kitlog.NewNopLogger(), conf, "collector-backfill", nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBucketConfig, err)
-	}
-	return bkt, nil
 }
 
 // Window is one block's time range [MinTime, MaxTime) (ms) and the samples in it.
