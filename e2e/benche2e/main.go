@@ -68,7 +68,7 @@ func main() {
 	flag.StringVar(&c.agents, "agents", "collector,prometheus", "agents to run, in order (collector, prometheus)")
 	flag.StringVar(&c.collector, "collector", "bin/collector", "collector binary")
 	flag.StringVar(&c.prometheus, "prometheus", "/usr/bin/prometheus", "Prometheus binary (2.x, run with --enable-feature=agent)")
-	flag.StringVar(&c.workDir, "workdir", "", "directory for WALs, configurations and logs (default: a temporary directory, removed at the end)")
+	flag.StringVar(&c.workDir, "workdir", "", "directory for WALs, configurations and logs (default: a temporary directory, removed at the end unless the run failed)")
 	flag.StringVar(&c.pprofDir, "pprof", "", "if set, save a CPU profile of the steady-state window and heap profiles at the end of the cold start and of the window of each agent there (with -outage also at the end of the outage and of the drain)")
 	flag.BoolVar(&c.gzip, "source-gzip", true, "the source gzips its body when the request accepts it")
 	flag.IntVar(&c.gzipLevel, "source-gzip-level", 6, "gzip level of the source (6: the default level of Prometheus' compression handler)")
@@ -84,18 +84,25 @@ func main() {
 	}
 }
 
-func run(c config) error {
+func run(c config) (err error) {
 	if c.series <= 0 || c.series%10 != 0 {
 		return fmt.Errorf("-series %d: want a positive multiple of 10", c.series)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if c.workDir == "" {
-		d, err := os.MkdirTemp("", "benche2e-")
-		if err != nil {
-			return fmt.Errorf("work directory: %w", err)
+		d, mkErr := os.MkdirTemp("", "benche2e-")
+		if mkErr != nil {
+			return fmt.Errorf("work directory: %w", mkErr)
 		}
-		defer os.RemoveAll(d)
+		// A failed run keeps the agents' logs that its error names.
+		defer func() {
+			if err == nil {
+				os.RemoveAll(d)
+			} else {
+				fmt.Fprintf(os.Stderr, "benche2e: kept %s (logs, WALs) after the error\n", d)
+			}
+		}()
 		c.workDir = d
 	}
 	if c.pprofDir != "" {
