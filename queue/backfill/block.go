@@ -5,7 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +15,10 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/prometheus/prometheus/tsdb/index"
 )
 
 // Source is the value of thanos.source in the blocks' meta.json.
@@ -38,11 +42,32 @@ type thanosFile struct {
 }
 
 // Meta is a block's meta.json: Prometheus' block meta (ulid, minTime, maxTime, stats,
-// compaction level 1, version 1) and the Thanos section.
+// compaction level 1, version 1, the fields and JSON names of tsdb.BlockMeta) and the Thanos
+// section.
 type Meta struct {
-	tsdb.BlockMeta
-	Thanos thanosMeta `json:"thanos"`
+	ULID       ulid.ULID      `json:"ulid"`
+	MinTime    int64          `json:"minTime"`
+	MaxTime    int64          `json:"maxTime"`
+	Stats      blockStats     `json:"stats,omitempty"`
+	Compaction metaCompaction `json:"compaction"`
+	Version    int            `json:"version"`
+	Thanos     thanosMeta     `json:"thanos"`
 }
+
+type blockStats struct {
+	NumSamples      uint64 `json:"numSamples,omitempty"`
+	NumFloatSamples uint64 `json:"numFloatSamples,omitempty"`
+	NumSeries       uint64 `json:"numSeries,omitempty"`
+	NumChunks       uint64 `json:"numChunks,omitempty"`
+}
+
+type metaCompaction struct {
+	Level   int         `json:"level"`
+	Sources []ulid.ULID `json:"sources,omitempty"`
+}
+
+// samplesPerChunk is where a series' chunk is cut, as Prometheus' head cuts them.
+const samplesPerChunk = 120
 
 // series is one series' samples of a window.
 type series struct {
@@ -81,68 +106,149 @@ func buildBlock(ctx context.Context, dir string, segs []int, mint, maxt int64, o
 	if len(bySeries) == 0 {
 		return Meta{}, nil
 	}
-	// The head of the block writer refuses samples older than half its chunk range behind its
-	// newest: a range of four windows accepts every sample of this one in any order of series.
-	w, err := tsdb.NewBlockWriter(slog.New(slog.DiscardHandler), out, 4*(maxt-mint))
-	if err != nil {
-		return Meta{}, fmt.Errorf("open block writer in %s: %w", out, err)
-	}
-	defer w.Close()
-	app := w.Appender(ctx)
+	all := make([]*series, 0, len(bySeries))
 	for _, sr := range bySeries {
-		idx := make([]int, len(sr.ts))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(sr.ts[a], sr.ts[b]) })
-		var ref storage.SeriesRef
-		last := int64(0)
-		for k, i := range idx {
-			if k > 0 && sr.ts[i] == last {
-				continue
-			}
-			last = sr.ts[i]
-			r, err := app.Append(ref, sr.lset, sr.ts[i], sr.vs[i])
-			if err != nil {
-				_ = app.Rollback()
-				return Meta{}, fmt.Errorf("append sample of %s at %d to block: %w", sr.lset, sr.ts[i], err)
-			}
-			ref = r
-		}
+		sortSamples(sr)
+		all = append(all, sr)
 	}
-	if err := app.Commit(); err != nil {
-		return Meta{}, fmt.Errorf("commit block samples: %w", err)
-	}
-	id, err := w.Flush(ctx)
+	slices.SortFunc(all, func(a, b *series) int { return labels.Compare(a.lset, b.lset) })
+	id := ulid.Make()
+	m, err := writeBlock(ctx, out, id, all)
 	if err != nil {
-		return Meta{}, fmt.Errorf("write block in %s: %w", out, err)
-	}
-	if id.Compare(zeroULID) == 0 {
-		return Meta{}, nil
+		return Meta{}, err
 	}
 	if replicaLabel != "" {
 		b := labels.NewBuilder(ext)
 		b.Set(replicaLabel, Source+"-"+id.String())
 		ext = b.Labels()
 	}
-	return writeThanosMeta(filepath.Join(out, id.String()), ext)
+	return writeThanosMeta(filepath.Join(out, id.String()), m, ext)
+}
+
+// sortSamples sorts the samples of sr by time and drops the later duplicates of a timestamp.
+func sortSamples(sr *series) {
+	idx := make([]int, len(sr.ts))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(sr.ts[a], sr.ts[b]) })
+	ts, vs := make([]int64, 0, len(idx)), make([]float64, 0, len(idx))
+	for k, i := range idx {
+		if k > 0 && sr.ts[i] == ts[len(ts)-1] {
+			continue
+		}
+		ts, vs = append(ts, sr.ts[i]), append(vs, sr.vs[i])
+	}
+	sr.ts, sr.vs = ts, vs
+}
+
+// writeBlock writes all (sorted by labels, each with samples sorted by time and unique) as the
+// block id in out/<id>: its chunks, index (format 2) and Prometheus meta.json, as Prometheus'
+// compactor writes a level-1 block. The block is built in a temporary directory and renamed
+// into place once complete and synced. It returns the meta.
+func writeBlock(ctx context.Context, out string, id ulid.ULID, all []*series) (m Meta, err error) {
+	final := filepath.Join(out, id.String())
+	tmp := final + ".tmp-for-creation"
+	if err := os.RemoveAll(tmp); err != nil {
+		return Meta{}, fmt.Errorf("remove block staging %s: %w", tmp, err)
+	}
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return Meta{}, fmt.Errorf("create block staging: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	cw, err := chunks.NewWriter(filepath.Join(tmp, "chunks"))
+	if err != nil {
+		return Meta{}, fmt.Errorf("open block chunks: %w", err)
+	}
+	defer func() {
+		if cw != nil {
+			cw.Close()
+		}
+	}()
+	iw, err := index.NewWriter(ctx, filepath.Join(tmp, "index"))
+	if err != nil {
+		return Meta{}, fmt.Errorf("open block index: %w", err)
+	}
+	defer func() {
+		if iw != nil {
+			iw.Close()
+		}
+	}()
+
+	syms := map[string]struct{}{}
+	for _, sr := range all {
+		sr.lset.Range(func(l labels.Label) {
+			syms[l.Name] = struct{}{}
+			syms[l.Value] = struct{}{}
+		})
+	}
+	for _, s := range slices.Sorted(maps.Keys(syms)) {
+		if err := iw.AddSymbol(s); err != nil {
+			return Meta{}, fmt.Errorf("add block symbol: %w", err)
+		}
+	}
+
+	m = Meta{ULID: id, MinTime: math.MaxInt64, MaxTime: math.MinInt64, Version: 1,
+		Compaction: metaCompaction{Level: 1, Sources: []ulid.ULID{id}}}
+	var metas []chunks.Meta
+	for i, sr := range all {
+		metas = metas[:0]
+		for lo := 0; lo < len(sr.ts); lo += samplesPerChunk {
+			hi := min(lo+samplesPerChunk, len(sr.ts))
+			c := chunkenc.NewXORChunk()
+			app, err := c.Appender()
+			if err != nil {
+				return Meta{}, fmt.Errorf("chunk appender: %w", err)
+			}
+			for k := lo; k < hi; k++ {
+				app.Append(0, sr.ts[k], sr.vs[k])
+			}
+			metas = append(metas, chunks.Meta{Chunk: c, MinTime: sr.ts[lo], MaxTime: sr.ts[hi-1]})
+		}
+		if err := cw.WriteChunks(metas...); err != nil {
+			return Meta{}, fmt.Errorf("write chunks of %s: %w", sr.lset, err)
+		}
+		if err := iw.AddSeries(storage.SeriesRef(i), sr.lset, metas...); err != nil {
+			return Meta{}, fmt.Errorf("add series %s to block index: %w", sr.lset, err)
+		}
+		m.MinTime = min(m.MinTime, sr.ts[0])
+		m.MaxTime = max(m.MaxTime, sr.ts[len(sr.ts)-1])
+		m.Stats.NumSeries++
+		m.Stats.NumChunks += uint64(len(metas))
+		m.Stats.NumSamples += uint64(len(sr.ts))
+	}
+	m.Stats.NumFloatSamples = m.Stats.NumSamples
+	m.MaxTime++ // exclusive, as in every Prometheus block
+	err = cw.Close()
+	cw = nil
+	if err != nil {
+		return Meta{}, fmt.Errorf("close block chunks: %w", err)
+	}
+	err = iw.Close()
+	iw = nil
+	if err != nil {
+		return Meta{}, fmt.Errorf("close block index: %w", err)
+	}
+	if err := writeMeta(tmp, m); err != nil {
+		return Meta{}, err
+	}
+	if err := fileutil.Replace(tmp, final); err != nil {
+		return Meta{}, fmt.Errorf("rename block into place: %w", err)
+	}
+	return m, nil
 }
 
 // zeroULID is the ULID of no block.
 var zeroULID ulid.ULID
 
-// writeThanosMeta adds the Thanos section to the meta.json of the block in bdir: external labels
-// ext, resolution 0, source, and the files with their sizes (index and chunks).
-func writeThanosMeta(bdir string, ext labels.Labels) (Meta, error) {
-	path := filepath.Join(bdir, "meta.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Meta{}, fmt.Errorf("read block meta: %w", err)
-	}
-	var m Meta
-	if err := json.Unmarshal(data, &m); err != nil {
-		return Meta{}, fmt.Errorf("decode block meta %s: %w", path, err)
-	}
+// writeThanosMeta adds the Thanos section to m, the meta of the block in bdir, and rewrites its
+// meta.json: external labels ext, resolution 0, source, and the files with their sizes (index
+// and chunks).
+func writeThanosMeta(bdir string, m Meta, ext labels.Labels) (Meta, error) {
 	m.Thanos = thanosMeta{Version: 1, Labels: ext.Map(), Source: Source}
 	files, err := blockFiles(bdir)
 	if err != nil {
@@ -156,14 +262,40 @@ func writeThanosMeta(bdir string, ext labels.Labels) (Meta, error) {
 		m.Thanos.Files = append(m.Thanos.Files, thanosFile{RelPath: f, SizeBytes: fi.Size()})
 	}
 	m.Thanos.Files = append(m.Thanos.Files, thanosFile{RelPath: "meta.json"})
-	out, err := json.MarshalIndent(m, "", "\t")
-	if err != nil {
-		return Meta{}, fmt.Errorf("encode block meta: %w", err)
-	}
-	if err := os.WriteFile(path, out, 0o640); err != nil {
-		return Meta{}, fmt.Errorf("write block meta %s: %w", path, err)
+	if err := writeMeta(bdir, m); err != nil {
+		return Meta{}, err
 	}
 	return m, nil
+}
+
+// writeMeta writes m as the meta.json of the block in bdir, through a synced temporary file and
+// a rename.
+func writeMeta(bdir string, m Meta) error {
+	out, err := json.MarshalIndent(m, "", "\t")
+	if err != nil {
+		return fmt.Errorf("encode block meta: %w", err)
+	}
+	path := filepath.Join(bdir, "meta.json")
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("write block meta: %w", err)
+	}
+	_, err = f.Write(out)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fileutil.Replace(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write block meta %s: %w", path, err)
+	}
+	return nil
 }
 
 // blockFiles returns the files of a block to upload before meta.json, relative to bdir: the

@@ -7,9 +7,13 @@
 //
 // A pass reads the sealed segments of one dead-letter directory (wal.DeferredSegments), cuts
 // their samples into windows of Options.BlockDuration (2h, aligned like Prometheus' and Thanos'
-// level-1 blocks) and writes one block per window with tsdb.NewBlockWriter: samples of a series
-// sorted by time, one sample per timestamp. Its meta.json is Prometheus' (ulid, minTime,
-// maxTime, stats, compaction level 1, version 1) plus the section Thanos reads: version 1,
+// level-1 blocks) and writes one block per window as Prometheus' compactor writes a level-1
+// block: series sorted by labels, samples of a series sorted by time, one sample per timestamp,
+// XOR chunks of at most 120 samples (tsdb/chunks), an index in format 2 (tsdb/index), built in
+// a staging directory and renamed into place. It does not use the tsdb package's block writer,
+// whose head would cost memory per series and whose package links Prometheus' configuration and
+// Google's clients (gRPC) into the binary. Its meta.json is Prometheus' (ulid, minTime,
+// maxTime exclusive, stats, compaction level 1, version 1) plus the section Thanos reads: version 1,
 // labels (Options.ExternalLabels and, with Options.ReplicaLabel, a value unique to the block),
 // downsample resolution 0, source "collector-backfill", and the files with their sizes.
 //
