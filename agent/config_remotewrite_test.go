@@ -105,10 +105,10 @@ func TestRemoteWriteKeysMirrorPrometheus(t *testing.T) {
 // max_samples_per_send without capacity raises capacity to two requests' worth.
 func TestRemoteWriteQueueOptions(t *testing.T) {
 	base := queue.DefaultOptions()
-	n := 5000
+	n := 3 * base.MaxSamplesPerSend
 	e := EndpointConfig{Queue: RemoteWriteQueueConfig{MaxSamplesPerSend: &n}}
 	o := e.QueueOptions(base)
-	if o.MaxSamplesPerSend != 5000 || o.Capacity != 10000 || o.MaxShards != base.MaxShards || o.MaxBackoff != base.MaxBackoff {
+	if o.MaxSamplesPerSend != n || o.Capacity != 2*n || o.MaxShards != base.MaxShards || o.MaxBackoff != base.MaxBackoff {
 		t.Errorf("options %+v", o)
 	}
 	if o := (EndpointConfig{}).QueueOptions(base); !reflect.DeepEqual(o.Capacity, base.Capacity) || o.WriteRelabelConfigs != nil {

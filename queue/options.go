@@ -17,7 +17,11 @@ type Options struct {
 	// One per endpoint: the agent uses the endpoint name. Required.
 	Consumer string
 
-	// MaxSamplesPerSend caps the samples of one request. Default 2000.
+	// MaxSamplesPerSend caps the samples of one request. Default 5000: on the e2e/benche2e
+	// workload at 200k series, 5000 and 10000 cost 8-12 % less CPU per sample than Prometheus'
+	// 2000 (fewer requests, each with its HTTP round trip and goroutine hand-offs) at the same
+	// peak RSS; 20000 saved little more and cost 15 MiB. A receiver that refuses a request as
+	// too large (413) gets it split.
 	MaxSamplesPerSend int
 	// MaxRequestBytes caps the estimated size of one request before compression (labels once per
 	// series of the request, plus 16 bytes and framing per sample). Default 4 MiB.
@@ -27,12 +31,12 @@ type Options struct {
 	BatchSendDeadline time.Duration
 	// Capacity is the number of samples each shard buffers ahead of its request in flight, in
 	// chunks of at most MaxSamplesPerSend; it bounds memory together with MaxShards. Default
-	// 4000 (2 requests' worth): the WAL is the buffer, so a shard only needs its next request
-	// ready while one is in flight (Prometheus uses 10000 because its WAL watcher cannot wait).
+	// 10000 (2 requests' worth): the WAL is the buffer, so a shard only needs its next request
+	// ready while one is in flight.
 	Capacity int
 
 	// MinShards and MaxShards bound the number of shards (concurrent requests). Defaults 1 and 50
-	// (Prometheus' defaults: 50 × 2000 samples per 100 ms ≈ 1 M samples/s).
+	// (Prometheus' defaults; 50 × 5000 samples per 100 ms ≈ 2.5 M samples/s).
 	MinShards, MaxShards int
 	// ShardUpdateInterval is how often the desired number of shards is computed. Default 10s.
 	ShardUpdateInterval time.Duration
@@ -102,10 +106,10 @@ type Options struct {
 // DefaultOptions returns the defaults documented on each field of Options. Consumer is left empty.
 func DefaultOptions() Options {
 	return Options{
-		MaxSamplesPerSend:   2000,
+		MaxSamplesPerSend:   5000,
 		MaxRequestBytes:     4 << 20,
 		BatchSendDeadline:   5 * time.Second,
-		Capacity:            4000,
+		Capacity:            10000,
 		MinShards:           1,
 		MaxShards:           50,
 		ShardUpdateInterval: 10 * time.Second,

@@ -39,7 +39,7 @@ func TestDefaultOptionsValid(t *testing.T) {
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxSamplesPerSend != 2000 || o.BatchSendDeadline.Seconds() != 5 || o.MinShards != 1 || o.MaxShards != 50 || o.SampleAgeLimit != 0 || o.FlushDeadline != 15*time.Second {
+	if o.MaxSamplesPerSend != 5000 || o.Capacity != 10000 || o.BatchSendDeadline.Seconds() != 5 || o.MinShards != 1 || o.MaxShards != 50 || o.SampleAgeLimit != 0 || o.FlushDeadline != 15*time.Second {
 		t.Fatalf("defaults changed without updating the documentation: %+v", o)
 	}
 }
