@@ -157,12 +157,16 @@ func NewReader(dir string, from Position, opts ReaderOptions) (*Reader, error) {
 	return r, nil
 }
 
-// loadCheckpoint merges the series of the newest checkpoint, if newer than the one loaded. The
-// checkpoint is read whole before anything is merged, and read again if truncation replaced it
-// meanwhile (it is deleted only after a newer one is in place): a reader never ends up with a
-// partial or missing checkpoint because of a concurrent truncation.
+// loadCheckpoint merges the series of the newest checkpoint, if newer than the one loaded. It is
+// merged one Series record (at most seriesRecordBytes of labels) at a time: holding the whole
+// checkpoint first cost a transient buffer of about twice every live series' labels (600 MiB at
+// 1M series), each time the reader passed a truncation. If truncation replaced the checkpoint
+// meanwhile (it is deleted only after a newer one is in place), the newer one is read and merged
+// too: a reader never ends up with a partial or missing checkpoint because of a concurrent
+// truncation. What the replaced one added is a definition that was true (a ref never changes its
+// labels); the series it has and the newer one has not are marked with the older index, so
+// afterSegment prunes them like any series the checkpoint dropped.
 func (r *Reader) loadCheckpoint() error {
-	var buf encodedRecord
 	for try := 0; ; try++ {
 		ckDir, idx, err := lastCheckpoint(r.dir)
 		if err != nil {
@@ -171,12 +175,23 @@ func (r *Reader) loadCheckpoint() error {
 		if idx <= r.ckpt {
 			return nil
 		}
-		buf.reset()
 		err = readRecords(ckDir, func(rec []byte, _ int) error {
 			if r.dec.Type(rec) != record.Series {
 				return nil
 			}
-			return buf.add(rec)
+			r.serBuf.reset()
+			if err := r.serBuf.add(rec); err != nil {
+				return err
+			}
+			for k := range r.serBuf.len() {
+				ref := r.serBuf.refs[k]
+				e, created := r.series.put(ref)
+				if created || int(e.defSeg) <= idx {
+					r.setLabels(ref, e, r.labelsOf(ref, e, r.serBuf.enc(k)))
+				}
+				e.defSeg, e.ckpt = max(e.defSeg, int32(idx)), int32(idx)
+			}
+			return nil
 		})
 		_, now, lerr := lastCheckpoint(r.dir)
 		if lerr != nil {
@@ -193,14 +208,6 @@ func (r *Reader) loadCheckpoint() error {
 			// Still the newest, so not deleted under us: bit rot. Series defined only in the
 			// unreadable part are lost; keep every series the reader knows.
 			r.logger.WithError(err).Warn("wal checkpoint unreadable; samples of series defined only there will be unresolvable")
-		}
-		for k := range buf.len() {
-			ref := buf.refs[k]
-			e, created := r.series.put(ref)
-			if created || int(e.defSeg) <= idx {
-				r.setLabels(ref, e, r.labelsOf(ref, e, buf.enc(k)))
-			}
-			e.defSeg, e.ckpt = max(e.defSeg, int32(idx)), int32(idx)
 		}
 		r.ckpt, r.prune = idx, complete
 		return nil
