@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -29,8 +30,16 @@ func (o object) id() string {
 	return fmt.Sprintf("%s/%s %s/%s", o.APIVersion, o.Kind, o.Namespace, o.Name)
 }
 
+// kustomizeMu serializes render: kustomize keeps its OpenAPI schema in package state (kyaml's
+// openapi) that it initialises and reads without synchronization, so two parallel renders are a
+// data race (seen under -race in a CI run: parseBuiltinBundle writing while IsNamespaceScoped
+// reads).
+var kustomizeMu sync.Mutex
+
 // render builds the kustomization in dir with kustomize, as kubectl apply -k would.
 func render(dir string) ([]object, error) {
+	kustomizeMu.Lock()
+	defer kustomizeMu.Unlock()
 	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		return nil, fmt.Errorf("kustomize %s: %w", dir, err)
