@@ -179,19 +179,7 @@ func (r *Reader) loadCheckpoint() error {
 			if r.dec.Type(rec) != record.Series {
 				return nil
 			}
-			r.serBuf.reset()
-			if err := r.serBuf.add(rec); err != nil {
-				return err
-			}
-			for k := range r.serBuf.len() {
-				ref := r.serBuf.refs[k]
-				e, created := r.series.put(ref)
-				if created || int(e.defSeg) <= idx {
-					r.setLabels(ref, e, r.labelsOf(ref, e, r.serBuf.enc(k)))
-				}
-				e.defSeg, e.ckpt = max(e.defSeg, int32(idx)), int32(idx)
-			}
-			return nil
+			return r.mergeSeries(rec, idx, true)
 		})
 		_, now, lerr := lastCheckpoint(r.dir)
 		if lerr != nil {
@@ -214,7 +202,13 @@ func (r *Reader) loadCheckpoint() error {
 	}
 }
 
-func (r *Reader) addSeries(rec []byte, seg int) error {
+func (r *Reader) addSeries(rec []byte, seg int) error { return r.mergeSeries(rec, seg, false) }
+
+// mergeSeries merges the Series record rec, read from segment seg or, with checkpoint, from
+// checkpoint seg. A segment's definition always sets the labels; a checkpoint's only when the
+// reader has none newer than the checkpoint, and it marks the series as in that checkpoint (what
+// afterSegment's pruning looks at).
+func (r *Reader) mergeSeries(rec []byte, seg int, checkpoint bool) error {
 	r.serBuf.reset()
 	if err := r.serBuf.add(rec); err != nil {
 		return err
@@ -225,8 +219,13 @@ func (r *Reader) addSeries(rec []byte, seg int) error {
 		if created {
 			e.ckpt = -1
 		}
-		r.setLabels(ref, e, r.labelsOf(ref, e, r.serBuf.enc(k)))
+		if !checkpoint || created || int(e.defSeg) <= seg {
+			r.setLabels(ref, e, r.labelsOf(ref, e, r.serBuf.enc(k)))
+		}
 		e.defSeg = max(e.defSeg, int32(seg))
+		if checkpoint {
+			e.ckpt = int32(seg)
+		}
 	}
 	return nil
 }
