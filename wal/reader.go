@@ -89,7 +89,8 @@ type Reader struct {
 
 	pos     Position
 	sr      *segmentReader
-	sealed  bool // a later segment exists and sr's buffer was dropped once since
+	spent   *segmentReader // the closed reader of the previous segment, whose buffers the next one takes
+	sealed  bool           // a later segment exists and sr's buffer was dropped once since
 	series  refTable[readerSeries]
 	derived refTable[string] // Derived's forms of the labels, by ref
 	ckpt    int              // newest checkpoint whose series are loaded
@@ -497,9 +498,9 @@ func (r *Reader) afterSegment() error {
 // openSegment opens the segment at r.pos, or the next existing one. It returns false when there is
 // none yet.
 func (r *Reader) openSegment() (bool, error) {
-	sr, err := openSegmentReader(r.dir, r.pos.Segment, r.pos.Offset)
+	sr, err := openSegmentReaderAfter(r.dir, r.pos.Segment, r.pos.Offset, r.spent)
 	if err == nil {
-		r.sr = sr
+		r.sr, r.spent = sr, nil
 		return true, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -556,7 +557,7 @@ func (r *Reader) closeSegment() {
 	r.sealed = false
 	if r.sr != nil {
 		r.sr.Close()
-		r.sr = nil
+		r.sr, r.spent = nil, r.sr // its buffers go to the next segment's reader
 	}
 }
 

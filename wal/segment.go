@@ -114,14 +114,25 @@ type segmentReader struct {
 }
 
 func openSegmentReader(dir string, index int, off int64) (*segmentReader, error) {
+	return openSegmentReaderAfter(dir, index, off, nil)
+}
+
+// openSegmentReaderAfter opens a segment reader that takes over the buffers of prev, a reader of
+// an earlier segment that is no longer used (nil: new buffers). A reader that goes from segment
+// to segment then allocates its buffers once, not once per segment.
+func openSegmentReaderAfter(dir string, index int, off int64, prev *segmentReader) (*segmentReader, error) {
 	f, err := os.Open(segmentName(dir, index))
 	if err != nil {
 		return nil, err
 	}
-	return &segmentReader{
-		f: f, dir: dir, index: index, off: off, bufOff: off,
-		buf: make([]byte, 0, readChunk), dec: compression.NewSyncDecodeBuffer(),
-	}, nil
+	s := &segmentReader{f: f, dir: dir, index: index, off: off, bufOff: off}
+	if prev != nil {
+		s.buf, s.frag, s.dec = prev.buf[:0], prev.frag[:0], prev.dec
+		prev.buf, prev.frag, prev.dec = nil, nil, nil
+	} else {
+		s.buf, s.dec = make([]byte, 0, readChunk), compression.NewSyncDecodeBuffer()
+	}
+	return s, nil
 }
 
 func (s *segmentReader) Close() error { return s.f.Close() }
@@ -270,10 +281,10 @@ func (s *segmentReader) next() ([]byte, error) {
 		case recFull:
 			rec = data
 		case recFirst, recMiddle:
-			s.frag = append(s.frag, data...)
+			s.frag = appendFragment(s.frag, data)
 			continue
 		case recLast:
-			s.frag = append(s.frag, data...)
+			s.frag = appendFragment(s.frag, data)
 			rec = s.frag
 		}
 		compr := compression.None
@@ -290,4 +301,16 @@ func (s *segmentReader) next() ([]byte, error) {
 		s.off = at
 		return out, nil
 	}
+}
+
+// appendFragment appends a record fragment to frag, doubling its capacity when it is full. A
+// record of several MiB arrives in pages of 32 KiB, and append's growth of large slices (1.25x)
+// would allocate about five times its size on the way.
+func appendFragment(frag, data []byte) []byte {
+	if need := len(frag) + len(data); need > cap(frag) {
+		grown := make([]byte, len(frag), max(2*cap(frag), need, pageSize))
+		copy(grown, frag)
+		frag = grown
+	}
+	return append(frag, data...)
 }

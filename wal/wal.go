@@ -444,11 +444,13 @@ func readRecords(dir string, fn func(rec []byte, seg int) error) error {
 	if err != nil {
 		return err
 	}
+	var prev *segmentReader
 	for _, k := range segs {
-		sr, err := openSegmentReader(dir, k, 0)
+		sr, err := openSegmentReaderAfter(dir, k, 0, prev)
 		if err != nil {
 			return err
 		}
+		prev = sr
 		for {
 			rec, err := sr.next()
 			if err == io.EOF {
