@@ -60,7 +60,10 @@
 // are (one copy per series and request) and writes the samples; its output is exactly the bytes
 // of gogo's generated Marshal of the same series as prompb.TimeSeries (a test and FuzzEncode
 // compare them). The 2.0 encoder reads the names and values out of the same bytes and interns
-// them as substrings, without copies; its output decodes to what Prometheus' own symbol table
+// them as substrings, without copies. It compares each label with the previous series' label at
+// the same position first (in body order consecutive series share the metric name, the label
+// names and most values) and hashes only the names and values that differ, into an
+// open-addressing table of its own; its output decodes to what Prometheus' own symbol table
 // and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable, FuzzEncodeV2), and labels
 // that are not the 1.0 encoding are a permanent "encode" error, never a panic. Both write into
 // buffers pooled per Client, so a Send allocates no payload memory in steady state.

@@ -56,6 +56,22 @@ func encodeCases() map[string][]prompb.TimeSeries {
 			Labels:  []prompb.Label{{Name: "a", Value: "b", XXX_unrecognized: []byte{0x18, 0x01}}},
 			Samples: []prompb.Sample{{Value: 1, Timestamp: 1, XXX_unrecognized: bytes.Repeat([]byte{0x18, 0x01}, 70)}},
 		}},
+		// The RW 2.0 symbol table compares each label with the previous series' label at the same
+		// position before it hashes: labels that shift, names that change under the same value,
+		// values equal to names, series longer and shorter than the previous one, and a label
+		// that is the same as the previous series' but for an unknown field.
+		"labels compared by position": {
+			{Labels: lbls("__name__", "a", "job", "x", "pod", "p1")},
+			{Labels: lbls("__name__", "a", "job", "x", "pod", "p2")},
+			{Labels: lbls("__name__", "a", "pod", "x", "job", "p2")},
+			{Labels: lbls("__name__", "b", "job", "x")},
+			{Labels: lbls("__name__", "b", "job", "x", "pod", "p1", "zone", "job")},
+			{Labels: lbls("job", "x", "__name__", "b")},
+			{Labels: []prompb.Label{{Name: "job", Value: "x", XXX_unrecognized: []byte{0x18, 0x01}}, {Name: "__name__", Value: "b"}}},
+			{Labels: lbls("", "", "job", "")},
+			{Labels: lbls("__name__", "", "job", "x")},
+			{Labels: lbls("__name__", "a", "job", "x", "pod", "p1")},
+		},
 		"many series":               manySeries(500, 3),
 		"series longer than 16 KiB": manySeries(2, 2000),
 		"series shorter than 128 B": manySeries(3, 0),
@@ -244,8 +260,22 @@ func fuzzSeries(data []byte) []prompb.TimeSeries {
 	for len(data) > 0 && len(out) < 64 {
 		var ts prompb.TimeSeries
 		for n := byteOr0() % 8; n > 0; n-- {
-			name := string(next(byteOr0() % 40))
-			value := string(next(byteOr0() % 200))
+			// A byte from 240 repeats the name of the previous series' label at this position,
+			// from 248 its value too (the RW 2.0 encoder compares labels by position).
+			var prev *prompb.Label
+			if k := len(ts.Labels); len(out) > 0 && k < len(out[len(out)-1].Labels) {
+				prev = &out[len(out)-1].Labels[k]
+			}
+			c := byteOr0()
+			var name, value string
+			switch {
+			case c >= 248 && prev != nil:
+				name, value = prev.Name, prev.Value
+			case c >= 240 && prev != nil:
+				name, value = prev.Name, string(next(byteOr0()%200))
+			default:
+				name, value = string(next(c%40)), string(next(byteOr0()%200))
+			}
 			ts.Labels = append(ts.Labels, prompb.Label{Name: name, Value: value})
 		}
 		for n := byteOr0() % 8; n > 0; n-- {

@@ -85,7 +85,14 @@ func checkEncodingV2(t testing.TB, e *encoder, series []prompb.TimeSeries) {
 
 func TestEncodeV2MatchesPrometheusSymbolTable(t *testing.T) {
 	e := &encoder{}
-	for name, series := range encodeCases() {
+	cases := encodeCases()
+	// More symbols than the first table holds, so that it grows within a request.
+	var many []prompb.TimeSeries
+	for i, ls := range benchLabels(3000) {
+		many = append(many, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1}}})
+	}
+	cases["table grows"] = many
+	for name, series := range cases {
 		t.Run(name, func(t *testing.T) {
 			checkEncodingV2(t, e, series) // the encoder is reused, as in the pool
 		})
