@@ -188,6 +188,29 @@ func (p *encoderPool) put(e *encoder) {
 	p.p.Put(e)
 }
 
+// bodyPool holds the buffers of compressed requests while they are sent.
+type bodyPool struct{ p sync.Pool }
+
+// get returns a buffer of capacity at least n.
+func (p *bodyPool) get(n int) *[]byte {
+	if bp, ok := p.p.Get().(*[]byte); ok {
+		if cap(*bp) >= n {
+			return bp
+		}
+		*bp = make([]byte, 0, n+n/4) // room for the next, slightly larger request
+		return bp
+	}
+	b := make([]byte, 0, n+n/4)
+	return &b
+}
+
+func (p *bodyPool) put(bp *[]byte) {
+	if cap(*bp) > maxPooledBuffer {
+		return
+	}
+	p.p.Put(bp)
+}
+
 // requestBody serves a pooled buffer to the HTTP transport. The transport may keep reading the
 // body in its own goroutine after RoundTrip returned (an early response); release makes every
 // later Read fail, so the buffer can be reused without a data race.
