@@ -66,7 +66,11 @@
 // open-addressing table of its own; its output decodes to what Prometheus' own symbol table
 // and gogo's Marshal build (TestEncodeV2MatchesPrometheusSymbolTable, FuzzEncodeV2), and labels
 // that are not the 1.0 encoding are a permanent "encode" error, never a panic. Both write into
-// buffers pooled per Client, so a Send allocates no payload memory in steady state.
+// buffers pooled per Client, so a Send allocates no payload memory in steady state. The encoder
+// goes back to its pool as soon as the request is compressed; the round trip holds a copy of
+// the compressed bytes from a second pool, so that a request in flight costs its size on the wire
+// (about 0.25 MiB for 5000 OpenShift-like samples) rather than the encoder's 4.4 MiB
+// (BenchmarkHeapInFlight, TestHeapInFlight).
 //
 // The block is compressed with klauspost/compress/s2.EncodeSnappy, whose output is the standard
 // snappy block format (golang/snappy.Decode and every receiver read it; a test
