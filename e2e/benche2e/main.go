@@ -251,6 +251,8 @@ type result struct {
 	drainPeakRSS int64
 	drainEndRSS  int64
 	drainWall    time.Duration
+	lost         int64 // samples of whole scrapes never delivered before steady state
+	seriesN      int   // series per scrape
 }
 
 func (r result) cpuPerMillion() float64 {
@@ -277,6 +279,9 @@ func (r result) line() string {
 	if r.behind {
 		s += " (BEHIND: the end of the window was not a quiet point)"
 	}
+	if r.lost > 0 {
+		s += fmt.Sprintf("; LOST %d samples (%d scrapes) before steady state: never delivered, or the agent stays that far behind", r.lost, r.lost/int64(r.seriesN))
+	}
 	if r.drainWall > 0 {
 		s += fmt.Sprintf("; outage drained in %s, peak RSS %.0f MiB, RSS at the end %.0f MiB", r.drainWall.Round(time.Second), mib(r.drainPeakRSS), mib(r.drainEndRSS))
 	}
@@ -287,7 +292,7 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // measure runs one agent through the workload.
 func measure(ctx context.Context, c config, a agent, src *source, srcURL string) (result, error) {
-	r := result{agent: a.name}
+	r := result{agent: a.name, seriesN: c.series}
 	dir := filepath.Join(c.workDir, a.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return r, fmt.Errorf("directory: %w", err)
@@ -324,7 +329,7 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 	quiet := func(minSlots int) (bool, int, counts) {
 		slots, inFlight := src.servedSlots()
 		cs := rcv.snapshot()
-		return slots >= minSlots && inFlight == 0 && cs.Samples >= int64(slots)*n, slots, cs
+		return slots >= minSlots && inFlight == 0 && cs.Samples+r.lost >= int64(slots)*n, slots, cs
 	}
 	wait := func(what string, timeout time.Duration, cond func() bool) error {
 		deadline := time.Now().Add(timeout)
@@ -345,9 +350,18 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 
 	var slots0 int
 	var c0 counts
+	lost := lostScrapes{n: n, interval: c.interval}
 	if err := wait("the first scrape", c.coldLimit, func() bool {
 		var ok bool
 		ok, slots0, c0 = quiet(1)
+		if ok {
+			return true
+		}
+		_, inFlight := src.servedSlots()
+		if l := lost.observe(slots0, inFlight, c0.Samples, time.Now()); l > 0 {
+			r.lost = l
+			ok, slots0, c0 = quiet(1)
+		}
 		return ok
 	}); err != nil {
 		return r, err
@@ -519,4 +533,37 @@ func ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+// lostScrapes finds the scrapes an agent drops before it settles. The Prometheus agent's
+// remote-write WAL watcher skips samples older than its own start, so a scrape written before it
+// finished replaying is never sent, and the agent never reaches a quiet point. When for three
+// intervals the same whole number of scrapes stays missing while the agent delivers at least two
+// later scrapes in full, those scrapes are lost: the harness counts them and says so.
+type lostScrapes struct {
+	n        int64 // samples per scrape
+	interval time.Duration
+
+	gap   int64 // samples missing at the last observation that was a whole number of scrapes
+	base  int64 // samples received when gap was first seen
+	since time.Time
+}
+
+// observe takes the slots served, the responses being written and the samples received; it
+// returns the samples lost once the rule holds, else 0.
+func (l *lostScrapes) observe(slots, inFlight int, received int64, now time.Time) int64 {
+	if inFlight != 0 || slots < 2 {
+		return 0
+	}
+	gap := int64(slots)*l.n - received
+	switch {
+	case gap <= 0 || gap%l.n != 0:
+		return 0 // nothing missing, or a scrape being delivered
+	case gap != l.gap:
+		l.gap, l.base, l.since = gap, received, now
+		return 0
+	case now.Sub(l.since) < 3*l.interval || received-l.base < 2*l.n:
+		return 0
+	}
+	return gap
 }
