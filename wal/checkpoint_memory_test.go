@@ -19,20 +19,9 @@ import (
 // series is known afterwards.
 func TestReaderLoadsCheckpointInRecords(t *testing.T) {
 	const n = 40_000
-	opts := testOptions()
-	opts.SegmentSize = 16 << 20 // the first scrape's Series records fill several segments
-	w := openTest(t, t.TempDir(), opts)
+	w := openBigSeriesWAL(t)
 	defer w.Close()
-	pad := strings.Repeat("x", 2000)
-	scrape := func(ts int64) {
-		app := w.Appender()
-		for i := range n {
-			app.Append(app.Ref(labels.FromStrings("__name__", "m", "pad", pad+strconv.Itoa(i))), ts, 1)
-		}
-		if _, err := app.Commit(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	scrape := func(ts int64) { appendBigSeries(t, w, n, ts) }
 	scrape(1000)
 	var (
 		calls    int
@@ -93,19 +82,9 @@ func TestReaderLoadsCheckpointInRecords(t *testing.T) {
 // buffers allocated once for the whole directory. Growing the fragment buffer by append (1.25x)
 // and anew in each segment allocated 111 MB to read these 77 MB of records.
 func TestReadRecordsBuffersOnce(t *testing.T) {
-	const n = 40_000
-	opts := testOptions()
-	opts.SegmentSize = 16 << 20
-	w := openTest(t, t.TempDir(), opts)
+	w := openBigSeriesWAL(t)
 	defer w.Close()
-	pad := strings.Repeat("x", 2000)
-	app := w.Appender()
-	for i := range n {
-		app.Append(app.Ref(labels.FromStrings("__name__", "m", "pad", pad+strconv.Itoa(i))), 1000, 1)
-	}
-	if _, err := app.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	appendBigSeries(t, w, 40_000, 1000)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	var recs, largest, total int
@@ -127,5 +106,26 @@ func TestReadRecordsBuffersOnce(t *testing.T) {
 	// The read buffer (1 MiB) and a fragment buffer at most twice the largest record.
 	if limit := uint64(2<<20 + 3*largest); alloc > limit {
 		t.Fatalf("reading allocated %d bytes, want at most %d", alloc, limit)
+	}
+}
+
+// openBigSeriesWAL opens a WAL of 16 MiB segments, which the Series records of appendBigSeries'
+// first scrape span several of.
+func openBigSeriesWAL(t *testing.T) *WAL {
+	opts := testOptions()
+	opts.SegmentSize = 16 << 20
+	return openTest(t, t.TempDir(), opts)
+}
+
+// appendBigSeries commits one scrape of n series of about 2 KB of labels each, at ts.
+func appendBigSeries(t *testing.T, w *WAL, n int, ts int64) {
+	t.Helper()
+	pad := strings.Repeat("x", 2000)
+	app := w.Appender()
+	for i := range n {
+		app.Append(app.Ref(labels.FromStrings("__name__", "m", "pad", pad+strconv.Itoa(i))), ts, 1)
+	}
+	if _, err := app.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
