@@ -236,8 +236,7 @@ func (c *Client) send(ctx context.Context, series []Series, v2 bool) error {
 	if err == nil {
 		bp := c.bodies.get(len(block))
 		defer c.bodies.put(bp)
-		payload = append((*bp)[:0], block...)
-		*bp = payload
+		payload = append((*bp)[:0], block...) // within its capacity
 	}
 	c.pool.put(enc)
 	switch {
