@@ -1,10 +1,10 @@
 package queue
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/collector-dev/collector/wal"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // item is one sample on its way from the tailer to a shard: 40 bytes. lbl is what the reader
@@ -119,14 +119,27 @@ func (b batch) dropOlder(cutoff int64, dropped []uint64) (batch, []uint64) {
 // whose records fill many requests. Only when a second record joins are the entries indexed by
 // series ref. Should a record hold a series twice, it gets two entries: a valid request too (the
 // samples stay in order), only a few bytes longer.
+//
+// The samples and their records are appended to flat arrays in arrival order, with the entry of
+// each; batch() gives each entry its run of them. With one sample per entry (one record) the runs
+// are the arrays themselves, one element each; otherwise the samples are grouped by entry first,
+// in a second pair of arrays.
 type builder struct {
 	maxSamples, maxBytes int
 
 	series []Series
 	refs   []wal.SeriesRef // refs[k] is the series of series[k]
 	seqs   [][]uint64
-	n      int
-	bytes  int
+
+	samples    []Sample // in arrival order
+	sampleSeqs []uint64 // the record of each sample
+	entries    []int32  // the entry of each sample
+	grouped    []Sample // samples grouped by entry (batch, several records)
+	groupedSeq []uint64
+	starts     []int32 // per entry, where its samples start in grouped
+
+	n     int
+	bytes int
 	// seq is the record of the batch's first sample; idx maps refs to entries once indexed.
 	seq     uint64
 	indexed bool
@@ -184,36 +197,66 @@ func (b *builder) add(it *item, k int, seq uint64) {
 	}
 	if k < 0 {
 		k = len(b.series)
-		ref := it.ref
 		if b.indexed {
-			b.idx[ref] = k
+			b.idx[it.ref] = k
 		}
-		if k < cap(b.series) {
-			b.series = b.series[:k+1]
-			b.series[k].Samples = b.series[k].Samples[:0]
-		} else {
-			b.series = append(b.series, Series{})
-		}
-		if k < cap(b.seqs) {
-			b.seqs = b.seqs[:k+1]
-			b.seqs[k] = b.seqs[k][:0]
-		} else {
-			b.seqs = append(b.seqs, nil)
-		}
-		b.refs = append(b.refs, ref)
-		b.series[k].Labels = it.lbl
-		b.bytes += bytesPerSeries + len(b.series[k].Labels)
+		b.series = append(b.series, Series{Labels: it.lbl})
+		b.refs = append(b.refs, it.ref)
+		b.bytes += bytesPerSeries + len(it.lbl)
 	}
-	b.series[k].Samples = append(b.series[k].Samples, prompb.Sample{Value: it.v, Timestamp: it.t})
-	b.seqs[k] = append(b.seqs[k], seq)
+	b.samples = append(b.samples, Sample{Timestamp: it.t, Value: it.v})
+	b.sampleSeqs = append(b.sampleSeqs, seq)
+	b.entries = append(b.entries, int32(k))
 	b.bytes += bytesPerSample
 	b.n++
 }
 
 func (b *builder) len() int { return b.n }
 
-// batch returns the batch built so far; valid until reset.
-func (b *builder) batch() batch { return batch{series: b.series, seqs: b.seqs} }
+// batch returns the batch built so far; valid until reset. Each entry's samples and records are
+// capped at their length: nothing appended to one runs into the next.
+func (b *builder) batch() batch {
+	b.seqs = b.seqs[:0]
+	if len(b.series) == b.n {
+		// One sample per entry: sample k is entry k's.
+		for k := range b.series {
+			b.series[k].Samples = b.samples[k : k+1 : k+1]
+			b.seqs = append(b.seqs, b.sampleSeqs[k:k+1:k+1])
+		}
+		return batch{series: b.series, seqs: b.seqs}
+	}
+	// Several samples for some series: group them by entry, in arrival order within each (a
+	// counting sort). starts[k] is where entry k's next sample goes, and its end afterwards.
+	if cap(b.starts) < len(b.series) {
+		b.starts = make([]int32, len(b.series))
+	} else {
+		b.starts = b.starts[:len(b.series)]
+		clear(b.starts)
+	}
+	for _, k := range b.entries {
+		b.starts[k]++
+	}
+	at := int32(0)
+	for k, c := range b.starts {
+		b.starts[k] = at
+		at += c
+	}
+	b.grouped = slices.Grow(b.grouped[:0], b.n)[:b.n]
+	b.groupedSeq = slices.Grow(b.groupedSeq[:0], b.n)[:b.n]
+	for i, k := range b.entries {
+		b.grouped[b.starts[k]] = b.samples[i]
+		b.groupedSeq[b.starts[k]] = b.sampleSeqs[i]
+		b.starts[k]++
+	}
+	start := int32(0)
+	for k := range b.series {
+		end := b.starts[k]
+		b.series[k].Samples = b.grouped[start:end:end]
+		b.seqs = append(b.seqs, b.groupedSeq[start:end:end])
+		start = end
+	}
+	return batch{series: b.series, seqs: b.seqs}
+}
 
 // reset empties the builder. The labels of the series of the last batch stay referenced by the
 // reused slice until overwritten: at most one request's worth, which the reader holds anyway
@@ -224,5 +267,6 @@ func (b *builder) reset() {
 		b.indexed = false
 	}
 	b.series, b.refs, b.seqs = b.series[:0], b.refs[:0], b.seqs[:0]
+	b.samples, b.sampleSeqs, b.entries = b.samples[:0], b.sampleSeqs[:0], b.entries[:0]
 	b.n, b.bytes = 0, 0
 }

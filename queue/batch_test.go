@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"unsafe"
@@ -107,7 +108,7 @@ func mkBatch(samplesPerSeries ...int) batch {
 		ts := Series{Labels: string(wal.AppendLabels(nil, labels.FromStrings("i", string(rune('a'+i)))))}
 		var seqs []uint64
 		for j := 0; j < n; j++ {
-			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: int64(j)})
+			ts.Samples = append(ts.Samples, Sample{Timestamp: int64(j)})
 			seqs = append(seqs, seq)
 			seq++
 		}
@@ -226,5 +227,62 @@ func TestDropOlderKeepsBuilderIntact(t *testing.T) {
 func TestItemSize(t *testing.T) {
 	if n := unsafe.Sizeof(item{}); n != 40 {
 		t.Errorf("item is %d bytes, want 40", n)
+	}
+}
+
+// TestBuilderMatchesModel adds random items of a few records and compares each batch with a
+// model: an entry per series (per series and record while only one record is in the batch), its
+// samples and records in arrival order, each entry's slices capped at their length.
+func TestBuilderMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := newBuilder(1<<20, 1<<30)
+	for round := 0; round < 200; round++ {
+		b.reset()
+		type entry struct {
+			ts   []int64
+			seqs []uint64
+		}
+		var want []*entry
+		byRef := map[int]*entry{}
+		records := 1 + rng.IntN(3)
+		ts := int64(0)
+		for seq := uint64(0); seq < uint64(records); seq++ {
+			inRecord := map[int]bool{}
+			for n := rng.IntN(20); n > 0; n-- {
+				ref := 1 + rng.IntN(8)
+				if inRecord[ref] {
+					continue // a record holds a series once
+				}
+				inRecord[ref] = true
+				ts++
+				if !addItem(b, testItem(ref, ts, seq)) {
+					t.Fatal("an item did not fit")
+				}
+				e := byRef[ref] // a series repeats only in another record: the batch is indexed then
+				if e == nil {
+					e = &entry{}
+					want = append(want, e)
+					byRef[ref] = e
+				}
+				e.ts = append(e.ts, ts)
+				e.seqs = append(e.seqs, seq)
+			}
+		}
+		bt := b.batch()
+		if len(bt.series) != len(want) || len(bt.seqs) != len(want) {
+			t.Fatalf("round %d: %d entries, want %d", round, len(bt.series), len(want))
+		}
+		for k, e := range want {
+			var got []int64
+			for _, s := range bt.series[k].Samples {
+				got = append(got, s.Timestamp)
+			}
+			if !slices.Equal(got, e.ts) || !slices.Equal(bt.seqs[k], e.seqs) {
+				t.Fatalf("round %d entry %d: timestamps %v records %v, want %v %v", round, k, got, bt.seqs[k], e.ts, e.seqs)
+			}
+			if cap(bt.series[k].Samples) != len(e.ts) || cap(bt.seqs[k]) != len(e.seqs) {
+				t.Fatalf("round %d entry %d: capacity %d/%d beyond its %d samples", round, k, cap(bt.series[k].Samples), cap(bt.seqs[k]), len(e.ts))
+			}
+		}
 	}
 }

@@ -19,7 +19,7 @@ func decodeLabels(enc string) ([]prompb.Label, error) {
 	return out, err
 }
 
-// toPrompb returns series as prompb time series (labels decoded, samples shared).
+// toPrompb returns series as prompb time series (labels decoded, samples copied).
 func toPrompb(series []Series) ([]prompb.TimeSeries, error) {
 	out := make([]prompb.TimeSeries, len(series))
 	for i, s := range series {
@@ -27,7 +27,11 @@ func toPrompb(series []Series) ([]prompb.TimeSeries, error) {
 		if err != nil {
 			return nil, fmt.Errorf("series %d: %w", i, err)
 		}
-		out[i] = prompb.TimeSeries{Labels: ls, Samples: s.Samples}
+		samples := make([]prompb.Sample, len(s.Samples))
+		for j, smp := range s.Samples {
+			samples[j] = prompb.Sample{Timestamp: smp.Timestamp, Value: smp.Value}
+		}
+		out[i] = prompb.TimeSeries{Labels: ls, Samples: samples}
 	}
 	return out, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/collector-dev/collector/wal"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
 	"github.com/sirupsen/logrus"
 )
 
@@ -33,7 +32,14 @@ type Sender interface {
 // shipper imports nothing internal.
 type Series = struct {
 	Labels  string
-	Samples []prompb.Sample
+	Samples []Sample
+}
+
+// Sample is one sample of a Series: 16 bytes, no pointers. An alias of an unnamed struct type,
+// as Series is (shipper.Sample is the same type).
+type Sample = struct {
+	Timestamp int64
+	Value     float64
 }
 
 // Source is the WAL a queue tails. *wal.WAL implements it (the agent's case: the reader wakes at

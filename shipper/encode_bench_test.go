@@ -6,6 +6,7 @@ package shipper
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -177,7 +178,8 @@ func BenchmarkEncode(b *testing.B) {
 				refs    []record.RefSample
 				batch   = make([]Series, 0, benchBatchSamples)
 				pbatch  = make([]prompb.TimeSeries, 0, benchBatchSamples)
-				samples = make([]prompb.Sample, benchBatchSamples)
+				samples = make([]Sample, benchBatchSamples)
+				psmpls  = make([]prompb.Sample, benchBatchSamples)
 				sent    int
 				total   int
 			)
@@ -199,11 +201,12 @@ func BenchmarkEncode(b *testing.B) {
 					}
 					for _, s := range refs {
 						k := len(batch) + len(pbatch)
-						samples[k] = prompb.Sample{Value: s.V, Timestamp: s.T}
 						if pre {
+							samples[k] = Sample{Value: s.V, Timestamp: s.T}
 							batch = append(batch, Series{Labels: encodedByRef[s.Ref], Samples: samples[k : k+1]})
 						} else {
-							pbatch = append(pbatch, prompb.TimeSeries{Labels: labelsByRef[s.Ref], Samples: samples[k : k+1]})
+							psmpls[k] = prompb.Sample{Value: s.V, Timestamp: s.T}
+							pbatch = append(pbatch, prompb.TimeSeries{Labels: labelsByRef[s.Ref], Samples: psmpls[k : k+1]})
 						}
 						if k+1 == benchBatchSamples {
 							flush()
@@ -251,11 +254,17 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		series[i] = prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: float64(i) * 1.25, Timestamp: 1764324000000 + int64(i)}}}
 	}
 	batch := toSeries(series)
+	// The same series in body order: /federate writes a metric family's series together, so
+	// consecutive series share the metric name and most labels.
+	byName := append([]Series(nil), batch...)
+	sort.SliceStable(byName, func(i, j int) bool { return series[i].Labels[0].Value < series[j].Labels[0].Value })
 	for _, v := range []struct {
 		name   string
 		encode func(e *encoder) ([]byte, error)
 	}{
 		{"v1", func(e *encoder) ([]byte, error) { return e.encode(batch) }},
+		{"v1_body_order", func(e *encoder) ([]byte, error) { return e.encode(byName) }},
+		{"v2_body_order", func(e *encoder) ([]byte, error) { return e.encodeV2(byName) }},
 		{"v1_proto_only", func(e *encoder) ([]byte, error) {
 			e.proto = appendWriteRequest(e.proto[:0], batch)
 			return e.proto, nil

@@ -52,9 +52,9 @@ func encodeCases() map[string][]prompb.TimeSeries {
 			{Labels: lbls("__name__", "no_samples")},
 			{},
 		},
-		"unrecognized fields kept": {{
-			Labels:  []prompb.Label{{Name: "a", Value: "b", XXX_unrecognized: []byte{0x18, 0x01}}},
-			Samples: []prompb.Sample{{Value: 1, Timestamp: 1, XXX_unrecognized: bytes.Repeat([]byte{0x18, 0x01}, 70)}},
+		"unrecognized label fields kept": {{
+			Labels:  []prompb.Label{{Name: "a", Value: "b", XXX_unrecognized: bytes.Repeat([]byte{0x18, 0x01}, 70)}},
+			Samples: []prompb.Sample{{Value: 1, Timestamp: 1}},
 		}},
 		// The RW 2.0 symbol table compares each label with the previous series' label at the same
 		// position before it hashes: labels that shift, names that change under the same value,
@@ -91,8 +91,8 @@ func manySeries(n, samples int) []prompb.TimeSeries {
 
 // toSeries returns series as the queue hands them over: the labels encoded as gogo's Marshal
 // writes the labels field of a prompb.TimeSeries (the reference of Series.Labels), the samples
-// shared. Exemplars, histograms and unknown fields of the TimeSeries are not carried (the WAL
-// has none).
+// copied. Exemplars, histograms and unknown fields of the TimeSeries and of its samples are not
+// carried (the WAL has none; stripUnknown removes them from a reference).
 func toSeries(series []prompb.TimeSeries) []Series {
 	out := make([]Series, len(series))
 	for i, ts := range series {
@@ -100,9 +100,30 @@ func toSeries(series []prompb.TimeSeries) []Series {
 		if err != nil {
 			panic(err) // labels always marshal
 		}
-		out[i] = Series{Labels: string(enc), Samples: ts.Samples}
+		out[i] = Series{Labels: string(enc), Samples: toSamples(ts.Samples)}
 	}
 	return out
+}
+
+// toSamples returns samples as Series holds them.
+func toSamples(samples []prompb.Sample) []Sample {
+	var out []Sample
+	for _, s := range samples {
+		out = append(out, Sample{Timestamp: s.Timestamp, Value: s.Value})
+	}
+	return out
+}
+
+// stripUnknown removes what a Series cannot hold from series, in place: the unknown fields of
+// each sample, the exemplars and histograms of each series.
+func stripUnknown(series []prompb.TimeSeries) []prompb.TimeSeries {
+	for i := range series {
+		series[i].Exemplars, series[i].Histograms, series[i].XXX_unrecognized = nil, nil, nil
+		for j := range series[i].Samples {
+			series[i].Samples[j].XXX_unrecognized = nil
+		}
+	}
+	return series
 }
 
 // gogoMarshal is the reference encoding.
@@ -231,10 +252,7 @@ func fuzzEncoding(f *testing.F, check func(testing.TB, *encoder, []prompb.TimeSe
 		var req prompb.WriteRequest
 		series := fuzzSeries(data)
 		if err := req.Unmarshal(data); err == nil && len(req.Metadata) == 0 && req.XXX_unrecognized == nil {
-			series = req.Timeseries
-			for i := range series {
-				series[i].Exemplars, series[i].Histograms, series[i].XXX_unrecognized = nil, nil, nil
-			}
+			series = stripUnknown(req.Timeseries)
 		}
 		check(t, e, series)
 	})

@@ -7,7 +7,6 @@ import (
 	"math"
 
 	"github.com/klauspost/compress/s2"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // Protobuf wire tags of the RW 2.0 messages (io.prometheus.write.v2).
@@ -314,9 +313,8 @@ func appendPackedUint32(b []byte, tag byte, vs []uint32) []byte {
 	return b[:i]
 }
 
-// appendV2Sample appends one TimeSeries.samples field of RW 2.0 (start_timestamp unset). Unknown
-// fields of the prompb.Sample are not carried over: they belong to the RW 1.0 message.
-func appendV2Sample(b []byte, s *prompb.Sample) []byte {
+// appendV2Sample appends one TimeSeries.samples field of RW 2.0 (start_timestamp unset).
+func appendV2Sample(b []byte, s *Sample) []byte {
 	b = grow(b, 2+9+11)
 	i := len(b)
 	b = b[:cap(b)]

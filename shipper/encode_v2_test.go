@@ -179,7 +179,7 @@ func TestEncodeV2MalformedLabels(t *testing.T) {
 		"bad field in a label": "\x0a\x03\x0a\x05a",
 	} {
 		t.Run(name, func(t *testing.T) {
-			series := []Series{{Labels: enc, Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}}}
+			series := []Series{{Labels: enc, Samples: []Sample{{Value: 1, Timestamp: 1}}}}
 			if _, err := (&encoder{}).encodeV2(series); !errors.Is(err, errLabelEncoding) {
 				t.Fatalf("encodeV2 of labels %x: %v, want errLabelEncoding", enc, err)
 			}

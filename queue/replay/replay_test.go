@@ -145,12 +145,11 @@ func (s *sender) Send(ctx context.Context, series []queue.Series) error {
 		if err := ts.Unmarshal([]byte(in.Labels)); err != nil {
 			return fmt.Errorf("decode labels: %w", err)
 		}
-		ts.Samples = in.Samples
 		b := labels.NewScratchBuilder(len(ts.Labels))
 		for _, l := range ts.Labels {
 			b.Add(l.Name, l.Value)
 		}
-		for _, smp := range ts.Samples {
+		for _, smp := range in.Samples {
 			s.got[fmt.Sprintf("%s@%d", b.Labels().String(), smp.Timestamp)] = true
 		}
 	}
