@@ -76,8 +76,7 @@ func appendWriteRequest(b []byte, series []Series) []byte {
 		ts := &series[k]
 		n := len(ts.Labels)
 		for j := range ts.Samples {
-			m := sampleSize(&ts.Samples[j])
-			n += 1 + uvarintLen(uint64(m)) + m
+			n += 2 + sampleSize(&ts.Samples[j]) // tag, one-byte length (appendSample)
 		}
 		b = grow(b, 1+binary.MaxVarintLen64+n)
 		i := len(b)
@@ -135,20 +134,17 @@ func sampleSize(s *Sample) int {
 	return size
 }
 
-// appendSample appends one TimeSeries.samples field.
+// appendSample appends one TimeSeries.samples field: at most 2 (tag, length) + 9 (value) + 11
+// (timestamp) bytes, so its length takes one byte. RW 2.0 writes the same bytes: its
+// TimeSeries.samples is field 2 too, and its Sample has the same value (1) and timestamp (2)
+// fields (start_timestamp, 3, is left unset).
 func appendSample(b []byte, s *Sample) []byte {
-	// At most 2 (tag, length) + 9 (value) + 11 (timestamp) bytes.
-	b = grow(b, 2+binary.MaxVarintLen64+20)
+	b = grow(b, 2+9+11)
 	i := len(b)
 	b = b[:cap(b)]
 	b[i] = tagTimeSeriesSamples
-	size := sampleSize(s)
-	if size < 0x80 {
-		b[i+1] = byte(size)
-		i += 2
-	} else {
-		i = putUvarint(b, i+1, uint64(size))
-	}
+	b[i+1] = byte(sampleSize(s)) // at most 20
+	i += 2
 	if s.Value != 0 {
 		b[i] = tagSampleValue
 		binary.LittleEndian.PutUint64(b[i+1:], math.Float64bits(s.Value))

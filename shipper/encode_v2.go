@@ -14,15 +14,12 @@ const (
 	tagV2RequestSymbols      = 4<<3 | 2 // Request.symbols, repeated string
 	tagV2RequestTimeseries   = 5<<3 | 2 // Request.timeseries
 	tagV2SeriesLabelsRefs    = 1<<3 | 2 // TimeSeries.labels_refs, packed uint32
-	tagV2SeriesSamples       = 2<<3 | 2 // TimeSeries.samples
-	tagV2SampleValue         = 1<<3 | 1 // Sample.value
-	tagV2SampleTimestamp     = 2<<3 | 0 // Sample.timestamp
 	maxPooledSymbolTableSize = 1 << 16  // symbol tables of more symbols than this are not kept in the pool
 )
 
 // symbolTable interns the strings of one RW 2.0 request. Index 0 is always "". It is reset
-// after each request: a table that outlived its request would pin the label strings of series
-// long gone.
+// after each request: the symbols are the request's, and its slots point into the request's
+// symbols field.
 //
 // It is an open-addressing hash table of its own rather than a map[string]uint32: the map
 // lookup of every name and value was two thirds of the cost of a 2.0 request. Most lookups do
@@ -169,7 +166,7 @@ func appendV2Request(syms, ts []byte, t *symbolTable, refs *[]uint32, series []S
 		*refs = r
 		ts = appendPackedUint32(ts, tagV2SeriesLabelsRefs, r)
 		for j := range s.Samples {
-			ts = appendV2Sample(ts, &s.Samples[j])
+			ts = appendSample(ts, &s.Samples[j]) // the same fields in 2.0 (start_timestamp unset)
 		}
 		ts = putLength(ts, start)
 	}
@@ -321,33 +318,6 @@ func appendPackedUint32(b []byte, tag byte, vs []uint32) []byte {
 	i = putUvarint(b, i+1, uint64(n))
 	for _, v := range vs {
 		i = putUvarint(b, i, uint64(v))
-	}
-	return b[:i]
-}
-
-// appendV2Sample appends one TimeSeries.samples field of RW 2.0 (start_timestamp unset).
-func appendV2Sample(b []byte, s *Sample) []byte {
-	b = grow(b, 2+9+11)
-	i := len(b)
-	b = b[:cap(b)]
-	size := 0
-	if s.Value != 0 {
-		size += 9
-	}
-	if s.Timestamp != 0 {
-		size += 1 + uvarintLen(uint64(s.Timestamp))
-	}
-	b[i] = tagV2SeriesSamples
-	b[i+1] = byte(size) // at most 20
-	i += 2
-	if s.Value != 0 {
-		b[i] = tagV2SampleValue
-		binary.LittleEndian.PutUint64(b[i+1:], math.Float64bits(s.Value))
-		i += 9
-	}
-	if s.Timestamp != 0 {
-		b[i] = tagV2SampleTimestamp
-		i = putUvarint(b, i+1, uint64(s.Timestamp))
 	}
 	return b[:i]
 }
