@@ -82,7 +82,7 @@ func (t *symbolTable) ref(b []byte, s string) ([]byte, uint32, error) {
 		}
 		i = (i + 1) & mask
 	}
-	if len(b)+1+binary.MaxVarintLen64+len(s) > math.MaxUint32 {
+	if uint64(len(b))+1+binary.MaxVarintLen64+uint64(len(s)) > math.MaxUint32 {
 		return b, 0, ErrRequestTooLarge // the slots could not say where its bytes are
 	}
 	b = grow(b, 1+binary.MaxVarintLen64+len(s))
