@@ -84,7 +84,7 @@ var (
 func genPod(j int) string {
 	ns := genNamespaces[j%len(genNamespaces)]
 	app := ns[strings.LastIndexByte(ns, '-')+1:]
-	return fmt.Sprintf("%s-%x-%06d", app, (j*2654435761)&0xfffff, j)
+	return fmt.Sprintf("%s-%x-%06d", app, (uint64(j)*2654435761)&0xfffff, j)
 }
 
 // genFamilies are ten families of OpenShift-like cluster metrics (the e2e tests' generator);
