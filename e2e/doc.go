@@ -36,7 +36,7 @@
 //   - TestRemoteWrite2Thanos: the same against thanos receive v0.42.0, which does not speak 2.0
 //     (200 without written counts): auto falls back, nothing is lost.
 //   - TestReplay: collector replay --all into an empty receiver reproduces the WAL exactly.
-//   - TestAccountingAtScale: 50k series a second, seeded SIGKILLs, receiver outages, about 100 s.
+//   - TestAccountingAtScale: 50k series every 2 s, seeded SIGKILLs, receiver outages, about 120 s.
 //   - TestCrashLoopSoak: SIGKILL every 1 to 5 s for about 100 s while the hub flaps (down, 503,
 //     401, slow) and series churn; `collector wal status` after every kill. Longer runs and other
 //     seeds: COLLECTOR_E2E_SOAK=10m, COLLECTOR_E2E_SOAK_SEED=n, COLLECTOR_E2E_SOAK_FAULTS=down,503.

@@ -40,6 +40,7 @@ type federateSource struct {
 	closed    bool                    // answer 503 from now on; guarded by mu
 	texts     map[int64][]byte        // the text of the bodies of the last seconds; guarded by mu
 	rendering map[int64]chan struct{} // closed when the body of a second is rendered; guarded by mu
+	lastT     int64                   // the second (ms) of the last request served; guarded by mu
 }
 
 // churnOptions make series come and go: at second sec the churn series with window indexes
@@ -363,11 +364,20 @@ func (fs *federateSource) serve(w http.ResponseWriter, r *http.Request) {
 	rec := servedScrape{T: ts, Start: start, Status: http.StatusOK, Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")}
 	fs.mu.Lock()
 	closed := fs.closed
+	// The next request is expected one interval later: the distance between the last two
+	// requests' seconds, or a second when that is not known or not plausible (a restart).
+	next := ts + 1000
+	if gap := ts - fs.lastT; gap > 1000 && gap <= 10000 {
+		next = ts + gap
+	}
+	if ts > fs.lastT {
+		fs.lastT = ts
+	}
 	fs.mu.Unlock()
 	var buf []byte
 	if !closed {
 		_, buf = fs.bodyAt(ts)
-		go fs.bodyAt(ts + 1000) // the next second's, ahead of its first request
+		go fs.bodyAt(next) // the next scrape's body, ahead of its request
 	}
 	var err error
 	if closed {
