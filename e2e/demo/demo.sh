@@ -115,6 +115,12 @@ for ((i = 0; i < 600; i++)); do
 	sleep 0.1
 done
 [ -n "${n:-}" ] && [ "$n" -gt 0 ] || { echo "no data arrived; collector log:" >&2; tail -20 "$TMP/collector.log" >&2; exit 1; }
+# The acknowledged position is made durable every second: wait for it, so that the status below
+# shows the delivery the receiver already has.
+for ((i = 0; i < 50; i++)); do
+	"$BIN" wal status --wal-dir "$TMP/wal" 2>/dev/null | grep -q 'none yet' || break
+	sleep 0.1
+done
 
 cat <<TXT
 
