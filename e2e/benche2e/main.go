@@ -238,6 +238,7 @@ type result struct {
 	coldCPU      float64 // CPU-s from start to the first quiet point after the first scrape
 	coldWall     time.Duration
 	cpu          float64 // CPU-s in steady state
+	sysCPU       float64 // of cpu, the kernel's (stime)
 	samples      int64   // received in steady state
 	wireBytes    int64   // received in steady state
 	window       time.Duration
@@ -262,6 +263,15 @@ func (r result) cpuPerMillion() float64 {
 	return r.cpu / (float64(r.samples) / 1e6)
 }
 
+// sysShare is the percentage of the window's CPU time spent in the kernel (stime): socket reads
+// and writes, the WAL's writes and fsyncs, the scheduler's waits.
+func (r result) sysShare() float64 {
+	if r.cpu <= 0 {
+		return 0
+	}
+	return 100 * r.sysCPU / r.cpu
+}
+
 func (r result) bytesPerSample() float64 {
 	if r.samples == 0 {
 		return 0
@@ -270,8 +280,8 @@ func (r result) bytesPerSample() float64 {
 }
 
 func (r result) line() string {
-	s := fmt.Sprintf("%.3f CPU-s per 1M samples (%.1f CPU-s, %d samples, %d scrapes in %s), peak RSS %.0f MiB, RSS %.0f MiB, %.2f bytes/sample, cold start %.1f CPU-s in %s",
-		r.cpuPerMillion(), r.cpu, r.samples, r.scrapes, r.window.Round(time.Second), mib(r.peakRSS), mib(r.endRSS), r.bytesPerSample(), r.coldCPU, r.coldWall.Round(time.Second))
+	s := fmt.Sprintf("%.3f CPU-s per 1M samples (%.1f CPU-s, %.0f %% of it in the kernel, %d samples, %d scrapes in %s), peak RSS %.0f MiB, RSS %.0f MiB, %.2f bytes/sample, cold start %.1f CPU-s in %s",
+		r.cpuPerMillion(), r.cpu, r.sysShare(), r.samples, r.scrapes, r.window.Round(time.Second), mib(r.peakRSS), mib(r.endRSS), r.bytesPerSample(), r.coldCPU, r.coldWall.Round(time.Second))
 	s += fmt.Sprintf(", peak RSS at the end of the cold start %.0f MiB", mib(r.coldPeakRSS))
 	if r.mem != "" {
 		s += "; " + r.mem
@@ -408,6 +418,7 @@ func measure(ctx context.Context, c config, a agent, src *source, srcURL string)
 	}
 	r.window = time.Since(t0)
 	r.cpu = u1.CPUSeconds - u0.CPUSeconds
+	r.sysCPU = u1.SysSeconds - u0.SysSeconds
 	r.samples = c1.Samples - c0.Samples
 	r.wireBytes = c1.WireBytes - c0.WireBytes
 	r.scrapes = slots1 - slots0

@@ -10,23 +10,23 @@ import (
 
 func TestParseStatCPU(t *testing.T) {
 	for _, tc := range []struct {
-		name, stat string
-		want       float64
+		name, stat        string
+		wantUser, wantSys float64
 	}{
-		{"plain", "4242 (collector) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 12 0 100 0 0", 3.25},
-		{"parens and spaces in the name", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 0 0 0", 0.03},
+		{"plain", "4242 (collector) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 12 0 100 0 0", 2.5, 0.75},
+		{"parens and spaces in the name", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 0 0 0", 0.01, 0.02},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatCPU([]byte(tc.stat))
+			user, sys, err := parseStatCPU([]byte(tc.stat))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
-				t.Errorf("got %v, want %v", got, tc.want)
+			if user != tc.wantUser || sys != tc.wantSys {
+				t.Errorf("got user %v, system %v; want %v, %v", user, sys, tc.wantUser, tc.wantSys)
 			}
 		})
 	}
-	if _, err := parseStatCPU([]byte("7 (x) S 1")); err == nil {
+	if _, _, err := parseStatCPU([]byte("7 (x) S 1")); err == nil {
 		t.Error("a short line parsed")
 	}
 }
@@ -52,7 +52,7 @@ func TestReadUsageSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.PeakRSS <= 0 || u.RSS <= 0 || u.PeakRSS < u.RSS || u.CPUSeconds < 0 {
+	if u.PeakRSS <= 0 || u.RSS <= 0 || u.PeakRSS < u.RSS || u.SysSeconds < 0 || u.SysSeconds > u.CPUSeconds {
 		t.Errorf("implausible usage %+v", u)
 	}
 }

@@ -16,6 +16,7 @@ const clockTicks = 100
 // procUsage is what the harness reads of a process from /proc.
 type procUsage struct {
 	CPUSeconds float64 // utime + stime of every thread so far
+	SysSeconds float64 // stime alone: the part of CPUSeconds spent in the kernel
 	PeakRSS    int64   // VmHWM, bytes
 	RSS        int64   // VmRSS, bytes
 }
@@ -26,7 +27,7 @@ func readUsage(pid int) (procUsage, error) {
 	if err != nil {
 		return procUsage{}, fmt.Errorf("read stat of %d: %w", pid, err)
 	}
-	cpu, err := parseStatCPU(stat)
+	user, sys, err := parseStatCPU(stat)
 	if err != nil {
 		return procUsage{}, fmt.Errorf("parse stat of %d: %w", pid, err)
 	}
@@ -38,31 +39,31 @@ func readUsage(pid int) (procUsage, error) {
 	if err != nil {
 		return procUsage{}, fmt.Errorf("parse status of %d: %w", pid, err)
 	}
-	return procUsage{CPUSeconds: cpu, PeakRSS: hwm, RSS: rss}, nil
+	return procUsage{CPUSeconds: user + sys, SysSeconds: sys, PeakRSS: hwm, RSS: rss}, nil
 }
 
-// parseStatCPU returns utime+stime in seconds from the text of /proc/PID/stat. The command name
+// parseStatCPU returns utime and stime in seconds from the text of /proc/PID/stat. The command name
 // (field 2) is in parentheses and may hold spaces and parentheses itself, so the fields are
 // counted from the last ')'.
-func parseStatCPU(stat []byte) (float64, error) {
+func parseStatCPU(stat []byte) (user, sys float64, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("no ')' in %q", stat)
+		return 0, 0, fmt.Errorf("no ')' in %q", stat)
 	}
 	// After ')': field 3 (state) is the first; utime and stime are fields 14 and 15.
 	f := strings.Fields(string(stat[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
+		return 0, 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
 	}
 	utime, err := strconv.ParseUint(f[11], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("utime %q: %w", f[11], err)
+		return 0, 0, fmt.Errorf("utime %q: %w", f[11], err)
 	}
 	stime, err := strconv.ParseUint(f[12], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("stime %q: %w", f[12], err)
+		return 0, 0, fmt.Errorf("stime %q: %w", f[12], err)
 	}
-	return float64(utime+stime) / clockTicks, nil
+	return float64(utime) / clockTicks, float64(stime) / clockTicks, nil
 }
 
 // parseStatusMemory returns VmHWM and VmRSS in bytes from the text of /proc/PID/status.
