@@ -76,6 +76,7 @@ func startProcess(t testing.TB, tails *logTails, name, logPath, bin string, args
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = orphanKill()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
@@ -90,6 +91,13 @@ func startProcess(t testing.TB, tails *logTails, name, logPath, bin string, args
 	t.Cleanup(func() { p.stop(stopTimeout) })
 	return p
 }
+
+// orphanKill makes the kernel kill a child when the test binary ends without stopping it (a
+// panic, or go test's -timeout): its cleanups do not run then, and the child would keep its ports
+// and CPU. The signal goes when the thread that started the child exits; the Go runtime keeps its
+// threads for the life of the process (it ends one only under a goroutine that exits while locked
+// to it, which these tests never start children from), so that is when the test binary ends.
+func orphanKill() *syscall.SysProcAttr { return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} }
 
 // pid returns the process ID.
 func (p *process) pid() int { return p.cmd.Process.Pid }

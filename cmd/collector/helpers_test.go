@@ -144,6 +144,9 @@ func startBin(t *testing.T, bin string, env []string, args ...string) *proc {
 	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stderr = lockedWriter{&p.mu, &p.stderr}
 	p.cmd.Stdout = lockedWriter{&p.mu, &p.stdout}
+	// A panic or go test's -timeout skips the cleanups: the kernel kills the child instead (the
+	// runtime keeps the starting thread for the life of the test binary).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
