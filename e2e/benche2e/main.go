@@ -14,7 +14,8 @@
 // of /proc/PID/stat) between the two, divided by the samples received between them, is the
 // figure; peak RSS is VmHWM of /proc/PID/status at the end of steady state.
 //
-// The agents inherit the environment, GOMEMLIMIT included (the harness ignores it for itself).
+// The agents inherit the environment, GOMEMLIMIT and GOMAXPROCS included (the harness ignores
+// both for itself).
 //
 // With -outage the receiver then answers 503 for that long and the harness waits for the
 // backlog to drain, reporting RSS and VmHWM at the end of the drain.
@@ -78,6 +79,8 @@ func main() {
 	// GOMEMLIMIT in the environment is meant for the agents, which inherit it; the harness holds
 	// the bodies of a million series and is not measured.
 	debug.SetMemoryLimit(math.MaxInt64)
+	// So is GOMAXPROCS: the harness renders the source's bodies on every core.
+	runtime.SetDefaultGOMAXPROCS()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "benche2e:", err)
 		os.Exit(1)
@@ -110,8 +113,8 @@ func run(c config) (err error) {
 			return fmt.Errorf("pprof directory: %w", err)
 		}
 	}
-	fmt.Printf("benche2e: %d series every %s, steady state %s, source gzip %v, GOMEMLIMIT=%q, %d CPUs\n",
-		c.series, c.interval, c.duration, c.gzip, os.Getenv("GOMEMLIMIT"), runtime.NumCPU())
+	fmt.Printf("benche2e: %d series every %s, steady state %s, source gzip %v, GOMEMLIMIT=%q, GOMAXPROCS=%q, %d CPUs\n",
+		c.series, c.interval, c.duration, c.gzip, os.Getenv("GOMEMLIMIT"), os.Getenv("GOMAXPROCS"), runtime.NumCPU())
 	src := newSource(c.series, c.interval, c.gzip, c.gzipLevel)
 	srcCtx, stopSrc := context.WithCancel(ctx)
 	defer stopSrc()
