@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -24,5 +25,28 @@ func TestDefaultGOGC(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GC percent with GOGC set = %d, want it untouched (100)", got)
+	}
+}
+
+// TestDefaultGOMAXPROCS: without GOMAXPROCS in the environment the collector runs procs Ps; with
+// it, the runtime's setting (the environment's) stays.
+func TestDefaultGOMAXPROCS(t *testing.T) {
+	prev := runtime.GOMAXPROCS(3)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+
+	if !defaultGOMAXPROCS(func(string) string { return "" }) {
+		t.Fatal("defaultGOMAXPROCS without GOMAXPROCS: not applied")
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("GOMAXPROCS without the variable = %d, want %d", got, procs)
+	}
+
+	runtime.GOMAXPROCS(3)
+	env := map[string]string{"GOMAXPROCS": "3"}
+	if defaultGOMAXPROCS(func(k string) string { return env[k] }) {
+		t.Fatal("defaultGOMAXPROCS with GOMAXPROCS=3: applied")
+	}
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("GOMAXPROCS with the variable set = %d, want it untouched (3)", got)
 	}
 }
