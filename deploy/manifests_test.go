@@ -245,6 +245,17 @@ func TestStatefulSet(t *testing.T) {
 			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 				t.Errorf("resources: requests cpu and memory and a memory limit are needed: %+v", c.Resources)
 			}
+			// GOMEMLIMIT follows the memory limit, so the garbage collector works harder near it
+			// instead of the kernel killing the container.
+			var memLimit string
+			for _, e := range c.Env {
+				if f := e.ValueFrom; e.Name == "GOMEMLIMIT" && f != nil && f.ResourceFieldRef != nil && f.ResourceFieldRef.ContainerName == c.Name && f.ResourceFieldRef.Divisor.IsZero() {
+					memLimit = f.ResourceFieldRef.Resource
+				}
+			}
+			if memLimit != "limits.memory" {
+				t.Errorf("env GOMEMLIMIT must come from the container's limits.memory (resourceFieldRef, default divisor)")
+			}
 
 			// Shutdown flushes for --flush-deadline: the kubelet must wait longer.
 			fd, ok := flagValue(c.Args, "flush-deadline")
