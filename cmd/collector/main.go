@@ -27,8 +27,7 @@ import (
 var version = "dev"
 
 func main() {
-	defaultGOGC(os.Getenv)
-	defaultGOMAXPROCS(os.Getenv)
+	runtimeDefaults(os.Getenv)
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
@@ -42,15 +41,6 @@ func main() {
 // Prometheus 3 to 75.
 const gcPercent = 25
 
-// defaultGOGC sets gcPercent unless the environment sets GOGC (which the runtime applied).
-func defaultGOGC(getenv func(string) string) bool {
-	if getenv("GOGC") != "" {
-		return false
-	}
-	debug.SetGCPercent(gcPercent)
-	return true
-}
-
 // procs is the number of Ps (threads running Go code at once) when GOMAXPROCS is not set: one,
 // instead of one per core (or per core of the cgroup's CPU limit). The collector's work comes in
 // bursts (a scrape, then the shards' requests) passed between a few goroutines; with two Ps each
@@ -58,17 +48,24 @@ func defaultGOGC(getenv func(string) string) bool {
 // make bench-e2e on 2 cores, GOMAXPROCS 1 against the runtime's 2: 0.74-0.84 against 0.89-0.96
 // CPU-s per million samples at 200k series (interleaved runs), 0.85 against 0.96 at 1M, whose
 // first scrape took 7.0 CPU-s in 8 s against 8.7 in 9 s and whose 5-minute backlog drained in 27
-// against 30 s. One core sends over 2M samples a second, more than a receiver takes from one
-// client, so the default costs no delivery speed; GOMAXPROCS in the environment overrides it.
+// against 30 s. One core sends 2M to 3M samples a second (queue's BenchmarkEndToEnd: 0.32-0.5
+// CPU-s per million), so one P slows a drain only where the receiver takes more than that from
+// one client. GOMAXPROCS in the environment overrides it.
 const procs = 1
 
-// defaultGOMAXPROCS sets procs unless the environment sets GOMAXPROCS (which the runtime applied).
-func defaultGOMAXPROCS(getenv func(string) string) bool {
-	if getenv("GOMAXPROCS") != "" {
-		return false
+// runtimeDefaults sets gcPercent and procs where the environment leaves GOGC and GOMAXPROCS
+// unset (the runtime applied those it sets), and returns the names of the variables it stood in
+// for.
+func runtimeDefaults(getenv func(string) string) (applied []string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+		applied = append(applied, "GOGC")
 	}
-	runtime.GOMAXPROCS(procs)
-	return true
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(procs)
+		applied = append(applied, "GOMAXPROCS")
+	}
+	return applied
 }
 
 // run executes the command line and returns the process exit code.
