@@ -56,5 +56,7 @@
 //
 // The package has no non-test code; it imports wal only to read WALs back for the books. Run it with
 // `make test-e2e` or `go test -race -count=1 ./e2e/`. Without a prometheus binary on $PATH the
-// tests fail (they never skip): run `make deps`.
+// tests fail (they never skip): run `make deps`. Repeated runs (-count) of the long tests outlast
+// go test's default -timeout of 10 minutes: pass -timeout 0. The processes a test starts are
+// killed by the kernel when the test binary ends before its cleanups ran (a timeout, a panic).
 package e2e
