@@ -54,18 +54,14 @@ const gcPercent = 25
 const procs = 1
 
 // runtimeDefaults sets gcPercent and procs where the environment leaves GOGC and GOMAXPROCS
-// unset (the runtime applied those it sets), and returns the names of the variables it stood in
-// for.
-func runtimeDefaults(getenv func(string) string) (applied []string) {
+// unset (the runtime applied those it sets).
+func runtimeDefaults(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
-		applied = append(applied, "GOGC")
 	}
 	if getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(procs)
-		applied = append(applied, "GOMAXPROCS")
 	}
-	return applied
 }
 
 // run executes the command line and returns the process exit code.
