@@ -19,9 +19,9 @@ var errAuth = errors.New("source credentials")
 // source's http_config: TLS verified unless insecure_skip_verify is set, CA, client certificate
 // and key re-read when their content changes (checked at every request), credentials files
 // re-read at every request, proxy only when configured, redirects followed only with
-// follow_redirects (then without credentials to another host), keep-alive, and no transparent
-// decompression (the scraper counts and limits decompressed bytes itself). It is safe for
-// concurrent use.
+// follow_redirects (then without credentials to another host), keep-alive, no transparent
+// decompression (the scraper counts and limits decompressed bytes itself), and the reads of a
+// large body paced (pacedConn). It is safe for concurrent use.
 type sourceClient struct {
 	cfg    config.HTTPClientConfig // validated
 	client *http.Client
@@ -36,7 +36,7 @@ func newSourceClient(cfg config.HTTPClientConfig) (*sourceClient, error) {
 	if err := shipper.CheckCredentialFiles(&cfg); err != nil {
 		return nil, fmt.Errorf("%w: %w", errAuth, err)
 	}
-	client, err := config.NewClientFromConfig(cfg, "collector_source")
+	client, err := config.NewClientFromConfig(cfg, "collector_source", config.WithDialContextFunc(dialPaced))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errAuth, err)
 	}
