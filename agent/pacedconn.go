@@ -12,9 +12,9 @@ import (
 // in about 2.3 s on a 2-core VM, in writes of 4 to 6 KiB). Reading as the body comes makes a
 // read, and often a wakeup of the idle process, every few KiB: about 9,000 reads and as many
 // context switches per scrape, and the Go runtime's sysmon thread, woken at every wakeup of an
-// idle process, polls every 20 µs for the next millisecond each time. On that VM this overhead
-// cost more than parsing and shipping together: 2.3-2.4 CPU-s per million samples, against
-// 1.4-1.6 with reads paced (the same source, agent at 256 KiB and 20 ms; docs/operations.md).
+// idle process, polls every 20 µs for the next millisecond each time. On that VM the collector
+// took 2.3-3.0 CPU-s per million samples reading as the body came, 1.6-1.8 with the reads paced
+// as below (docs/operations.md, "Size the CPU").
 //
 // A pacedConn therefore reads a body that has passed paceAfter bytes into a buffer of
 // paceBuffer bytes, and waits before a read that follows a short one (less than half the
