@@ -23,8 +23,9 @@ import (
 // request if run was late.
 type source struct {
 	interval time.Duration
-	gzip     bool // serve gzip to requests that accept it
-	level    int  // gzip level
+	gzip     bool    // serve gzip to requests that accept it
+	level    int     // gzip level
+	rate     float64 // bytes per second of a body, in pieces of pieceBytes; 0: as fast as the socket takes it, in one write
 	series   []genSeries
 
 	mu       sync.Mutex
@@ -54,10 +55,10 @@ type genFamily struct {
 	labels func(j int) map[string]string // labels of the j-th series, without job and instance
 }
 
-func newSource(n int, interval time.Duration, gz bool, level int) *source {
+func newSource(n int, interval time.Duration, gz bool, level int, rate float64) *source {
 	fams := genFamilies()
 	per := n / len(fams)
-	s := &source{interval: interval, gzip: gz, level: level, series: make([]genSeries, 0, per*len(fams)), bodies: map[int64]*slotBody{}, served: map[int64]bool{}}
+	s := &source{interval: interval, gzip: gz, level: level, rate: rate, series: make([]genSeries, 0, per*len(fams)), bodies: map[int64]*slotBody{}, served: map[int64]bool{}}
 	for fi, f := range fams {
 		for j := range per {
 			ls := f.labels(j)
@@ -251,12 +252,38 @@ func (s *source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		data = b.gz
 		w.Header().Set("Content-Encoding", "gzip")
 	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	_, err := w.Write(data)
+	var err error
+	if s.rate > 0 {
+		err = writePaced(w, data, s.rate)
+	} else {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		_, err = w.Write(data)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inFlight--
 	if err == nil {
 		s.served[ts] = true
 	}
+}
+
+// pieceBytes is the size of the writes of a paced body: Prometheus 2.42 wrote /federate in
+// writes of 4 to 6 KiB (strace), chunked.
+const pieceBytes = 4 << 10
+
+// writePaced writes data in pieces of pieceBytes, chunked (no Content-Length), at rate bytes per
+// second, as Prometheus serves /federate: slower than an agent parses it, a little at a time.
+func writePaced(w http.ResponseWriter, data []byte, rate float64) error {
+	start := time.Now()
+	for off := 0; off < len(data); {
+		n := min(pieceBytes, len(data)-off)
+		if _, err := w.Write(data[off : off+n]); err != nil {
+			return err
+		}
+		off += n
+		if ahead := time.Duration(float64(off)/rate*float64(time.Second)) - time.Since(start); ahead > time.Millisecond {
+			time.Sleep(ahead)
+		}
+	}
+	return nil
 }
