@@ -39,7 +39,7 @@ const (
 // sees them. Not safe for concurrent Reads (net/http reads a connection from one goroutine).
 type pacedConn struct {
 	net.Conn
-	rcvbuf func() (int, bool) // the socket's receive buffer in bytes; false: unknown, no pacing
+	rcvbuf func() (int, bool) // the socket's receive buffer in bytes; nil: not a socket, no waits; false: unknown, a wait is halved
 	sleep  func(time.Duration)
 	now    func() time.Time
 
@@ -56,7 +56,8 @@ func newPacedConn(conn net.Conn) *pacedConn {
 	return &pacedConn{Conn: conn, rcvbuf: socketRcvbuf(conn), sleep: time.Sleep, now: time.Now}
 }
 
-// dialPaced dials like net/http's default dialer and paces the connection's reads.
+// dialPaced dials with a zero net.Dialer, as prometheus/common does without a dial function, and
+// paces the connection's reads.
 func dialPaced(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
