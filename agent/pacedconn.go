@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 	"net"
-	"syscall"
+	"sync"
 	"time"
 )
 
@@ -13,48 +13,70 @@ import (
 // in about 2.3 s on a 2-core VM, in writes of 4 to 6 KiB). Reading as the body comes makes a
 // read, and often a wakeup of the idle process, every few KiB: about 9,000 reads and as many
 // context switches per scrape, and the Go runtime's sysmon thread, woken at every wakeup of an
-// idle process, polls every 20 µs for the next millisecond each time. On that VM the collector
-// took 2.3-3.0 CPU-s per million samples reading as the body came, 1.6-1.8 with the reads paced
-// as below (docs/operations.md, "Size the CPU").
+// idle process, polls every 20 µs for the next millisecond each time. Sleeping between reads
+// does not help much: the runtime's network poller still wakes at every segment that arrives
+// (Go registers sockets edge-triggered), whether a goroutine waits for it or not.
 //
-// A pacedConn therefore reads a body that has passed paceAfter bytes into a buffer of
-// paceBuffer bytes, and waits before a read that follows a short one (less than half the
-// buffer: the data arrives slower than it is read), so that each wakeup takes a larger piece. The
-// wait starts at minPace and doubles while the reads after it stay short, up to maxPace. It is
-// halved, down to none, when a read after a wait took a quarter or more of the socket's receive
-// buffer (SO_RCVBUF): then the TCP window, not the source, limits the rate, and waiting would
-// slow the transfer. A read that blocked for quietGap or more, or one that starts quietGap or more
-// after the last, begins a new body: no wait until it has passed paceAfter bytes again. So small
-// bodies, headers and TLS handshakes are read as before, and a body that arrives faster than it is
-// read (a full buffer at every read) is never delayed.
+// A pacedConn therefore gathers the reads of a body that has passed paceAfter bytes, unless the
+// last read filled its buffer (the body arrives faster than it is read): it sets the socket's
+// receive low-water mark (SO_RCVLOWAT) to half of its paceBuffer-byte buffer, at most a quarter
+// of the socket's receive buffer, and waits until that much has arrived, or for at most
+// maxPace. The kernel wakes the process only once the mark is reached, or when its receive
+// window or memory runs short (so the mark never throttles the sender), or when the peer closes.
+// When maxPace passes first, the mark goes back to 1 and the read takes what has arrived, or
+// waits for the next byte as a plain read does: a body's end that falls short of the mark
+// costs at most maxPace, never a hang. A read that blocked for quietGap or more, or one that
+// starts quietGap or more after the last, begins a new body: no gathering until it has passed
+// paceAfter bytes again. So small bodies, headers and TLS handshakes are read as before.
+//
+// Gathering needs Linux and a TCP socket; elsewhere a pacedConn reads as a plain connection
+// does. On the 2-core VM against a Prometheus source, sleeping between reads took the collector
+// from 2.3-3.0 CPU-s per million samples to 1.6-1.8 (docs/operations.md, "Size the CPU");
+// gathering with the low-water mark, ... (see the same section).
 const (
 	paceAfter  = 1 << 20
 	paceBuffer = 1 << 20
-	minPace    = time.Millisecond
 	maxPace    = 20 * time.Millisecond
 	quietGap   = time.Second
 )
 
-// pacedConn paces the reads of a connection (see above). Writes, deadlines and Close are the
-// connection's; a wait is not cut short by them (it lasts at most maxPace), the read after it
-// sees them. Not safe for concurrent Reads (net/http reads a connection from one goroutine).
+// pacedSock is what gathering needs of a socket.
+type pacedSock interface {
+	// rcvbuf returns the socket's receive buffer (SO_RCVBUF) in bytes.
+	rcvbuf() (int, error)
+	// setLowat sets the socket's receive low-water mark (SO_RCVLOWAT).
+	setLowat(n int) error
+	// gather reads into p once at least target bytes are queued, or once the kernel says the
+	// socket is readable after a wait (the mark, a closed window, the peer's close). On an error
+	// without bytes (the read deadline's, the peer's close, any other) a plain read follows,
+	// which tells what happened in net's own terms.
+	gather(p []byte, target int) (int, error)
+}
+
+// pacedConn paces the reads of a connection (see above). Writes, write deadlines and Close are
+// the connection's. Not safe for concurrent Reads (net/http reads a connection from one
+// goroutine); deadlines may be set concurrently with a Read.
 type pacedConn struct {
 	net.Conn
-	rcvbuf func() (int, bool) // the socket's receive buffer in bytes; nil: not a socket, no waits; false: unknown, a wait is halved
-	sleep  func(time.Duration)
-	now    func() time.Time
+	sock     pacedSock // nil: reads as they come
+	patience time.Duration
+	now      func() time.Time
 
 	buf     []byte
 	r, w    int   // unread bytes of buf
 	err     error // the error of the read that filled buf, returned once buf is drained
 	streak  int   // bytes read since the connection was last quiet
-	pace    time.Duration
-	short   bool // the last read returned less than half of paceBuffer
+	fast    bool  // the last read filled a buffer of paceBuffer bytes or more
+	lowat   int   // the low-water mark set on the socket; 0 or 1: the default
 	lastEnd time.Time
+
+	mu       sync.Mutex
+	readDL   time.Time // the read deadline asked for by the caller
+	gatherDL time.Time // the deadline of the gathering read in progress, if earlier than readDL
 }
 
 func newPacedConn(conn net.Conn) *pacedConn {
-	return &pacedConn{Conn: conn, rcvbuf: socketRcvbuf(conn), sleep: time.Sleep, now: time.Now}
+	return &pacedConn{Conn: conn, sock: newPacedSock(conn), patience: maxPace, now: time.Now}
 }
 
 // dialPaced dials with a zero net.Dialer, as prometheus/common does without a dial function, and
@@ -86,27 +108,30 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 	if start.Sub(c.lastEnd) >= quietGap {
 		c.quiet()
 	}
-	if c.streak < paceAfter || c.rcvbuf == nil {
-		n, err := c.Conn.Read(p)
-		c.done(start, n, len(p) >= paceBuffer, false)
+	if c.streak < paceAfter || c.sock == nil {
+		n, err := c.plainRead(p)
+		c.done(start, n, len(p))
 		return n, err
 	}
-	waited := false
-	if c.short && c.pace > 0 {
-		c.sleep(c.pace)
-		waited = true
+	dst := p
+	if len(p) < paceBuffer {
+		if c.buf == nil {
+			c.buf = make([]byte, paceBuffer)
+		}
+		dst = c.buf
 	}
+	var n int
+	var err error
+	if c.fast {
+		n, err = c.plainRead(dst)
+	} else {
+		n, err = c.gather(dst)
+	}
+	c.done(start, n, len(dst))
 	if len(p) >= paceBuffer {
-		n, err := c.Conn.Read(p)
-		c.done(start, n, true, waited)
 		return n, err
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, paceBuffer)
-	}
-	n, err := c.Conn.Read(c.buf)
-	c.done(start, n, true, waited)
-	k := copy(p, c.buf[:n])
+	k := copy(p, dst[:n])
 	c.r, c.w = k, n
 	if n > 0 && err != nil {
 		c.err, err = err, nil // after the bytes
@@ -114,61 +139,102 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// done accounts a read of n bytes that started at start, into a buffer of paceBuffer bytes or
-// more (whole) or not, after a wait or not, and sets the next wait. Only a whole read tells
-// whether the data arrives slower than it is read.
-func (c *pacedConn) done(start time.Time, n int, whole, waited bool) {
+// plainRead reads as a plain connection does, with the low-water mark back at 1.
+func (c *pacedConn) plainRead(p []byte) (int, error) {
+	if c.lowat > 1 {
+		if err := c.sock.setLowat(1); err != nil {
+			return 0, err
+		}
+		c.lowat = 1
+	}
+	return c.Conn.Read(p)
+}
+
+// gather waits for half of p, at most a quarter of the receive buffer, for at most patience,
+// then reads.
+func (c *pacedConn) gather(p []byte) (int, error) {
+	rb, err := c.sock.rcvbuf()
+	target := min(len(p)/2, rb/4)
+	if err != nil || target <= 1 {
+		return c.plainRead(p)
+	}
+	if target != c.lowat {
+		if err := c.sock.setLowat(target); err != nil {
+			return c.plainRead(p)
+		}
+		c.lowat = target
+	}
+	if err := c.setGatherDeadline(c.now().Add(c.patience)); err != nil {
+		return c.plainRead(p)
+	}
+	n, err := c.sock.gather(p, target)
+	if derr := c.clearGatherDeadline(); err == nil && derr != nil {
+		err = derr
+	}
+	if n > 0 {
+		return n, err
+	}
+	if err == nil {
+		return 0, nil
+	}
+	// The patience ran out, or something else happened: a plain read takes what has arrived,
+	// waits for the next byte, or returns the connection's error in net's own terms.
+	return c.plainRead(p)
+}
+
+// done accounts a read of n bytes into a buffer of size bytes that started at start.
+func (c *pacedConn) done(start time.Time, n, size int) {
 	end := c.now()
 	if end.Sub(start) >= quietGap {
 		c.quiet() // it blocked: the bytes begin a new body
 	}
 	c.lastEnd = end
 	c.streak += n
-	c.short = whole && n < paceBuffer/2
-	switch {
-	case !whole || c.streak < paceAfter || c.rcvbuf == nil:
-	case waited && c.windowBound(n):
-		c.pace /= 2
-		if c.pace < minPace {
-			c.pace = 0
-		}
-	case !c.short:
-	case c.pace == 0:
-		c.pace = minPace
-	case waited:
-		c.pace = min(2*c.pace, maxPace)
-	}
+	c.fast = size >= paceBuffer && n == size
 }
 
 func (c *pacedConn) quiet() {
-	c.streak, c.pace, c.short = 0, 0, false
+	c.streak, c.fast = 0, false
 }
 
-// windowBound tells whether a read of n bytes after a wait took a quarter or more of the
-// socket's receive buffer, or the buffer is unknown.
-func (c *pacedConn) windowBound(n int) bool {
-	rb, ok := c.rcvbuf()
-	return !ok || n >= rb/4
+// SetReadDeadline sets the read deadline; a gathering read in progress keeps its own, earlier
+// one until it ends.
+func (c *pacedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readDL = t
+	if !c.gatherDL.IsZero() && (t.IsZero() || t.After(c.gatherDL)) {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
-// socketRcvbuf returns a function reading conn's SO_RCVBUF, or nil when conn is not a socket.
-func socketRcvbuf(conn net.Conn) func() (int, bool) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
+// SetDeadline sets the read and write deadlines.
+func (c *pacedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// setGatherDeadline puts the earlier of d and the caller's read deadline on the connection.
+func (c *pacedConn) setGatherDeadline(d time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.readDL.IsZero() && !c.readDL.After(d) {
+		return nil // the caller's deadline is earlier and already set
+	}
+	c.gatherDL = d
+	return c.Conn.SetReadDeadline(d)
+}
+
+// clearGatherDeadline puts the caller's read deadline back.
+func (c *pacedConn) clearGatherDeadline() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gatherDL.IsZero() {
 		return nil
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return func() (int, bool) {
-		var v int
-		var gerr error
-		if err := raw.Control(func(fd uintptr) {
-			v, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF)
-		}); err != nil || gerr != nil {
-			return 0, false
-		}
-		return v, true
-	}
+	c.gatherDL = time.Time{}
+	return c.Conn.SetReadDeadline(c.readDL)
 }

@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"errors"
 	"io"
-	"math/rand"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -20,6 +18,7 @@ type scriptConn struct {
 	script []step
 	next   byte
 	calls  []int // the buffer size of every Read
+	dls    []time.Time
 }
 
 type step struct {
@@ -50,26 +49,46 @@ func (s *scriptConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-type paceClock struct {
-	t     time.Time
-	waits []time.Duration
+func (s *scriptConn) SetReadDeadline(t time.Time) error {
+	s.dls = append(s.dls, t)
+	return nil
 }
+
+type paceClock struct{ t time.Time }
 
 func (c *paceClock) now() time.Time { return c.t }
 
-func (c *paceClock) sleep(d time.Duration) {
-	c.waits = append(c.waits, d)
-	c.t = c.t.Add(d)
+// scriptSock gathers by reading its scriptConn, and records what it was asked.
+type scriptSock struct {
+	conn    *scriptConn
+	buf     int
+	lowats  []int
+	targets []int
+	fail    error // returned by the next gather instead of reading
 }
 
-func newScripted(rcvbuf int, script ...step) (*pacedConn, *scriptConn, *paceClock) {
+func (s *scriptSock) rcvbuf() (int, error) { return s.buf, nil }
+
+func (s *scriptSock) setLowat(n int) error {
+	s.lowats = append(s.lowats, n)
+	return nil
+}
+
+func (s *scriptSock) gather(p []byte, target int) (int, error) {
+	s.targets = append(s.targets, target)
+	if err := s.fail; err != nil {
+		s.fail = nil
+		return 0, err
+	}
+	return s.conn.Read(p)
+}
+
+func newScripted(rcvbuf int, script ...step) (*pacedConn, *scriptConn, *scriptSock) {
 	clock := &paceClock{t: time.Unix(1e9, 0)}
 	sc := &scriptConn{clock: clock, script: script}
-	pc := &pacedConn{Conn: sc, sleep: clock.sleep, now: clock.now}
-	if rcvbuf > 0 {
-		pc.rcvbuf = func() (int, bool) { return rcvbuf, true }
-	}
-	return pc, sc, clock
+	ss := &scriptSock{conn: sc, buf: rcvbuf}
+	pc := &pacedConn{Conn: sc, sock: ss, patience: maxPace, now: clock.now}
+	return pc, sc, ss
 }
 
 // drain reads pc to EOF with a buffer of size and checks the count-up bytes.
@@ -101,52 +120,51 @@ func repeat(s step, n int) []step {
 	return out
 }
 
-func TestPacedConnWaits(t *testing.T) {
+func TestPacedConnGathers(t *testing.T) {
 	const kib = 1 << 10
-	big := 64 << 20 // a receive buffer that never bounds the reads below
+	big := 64 << 20 // a receive buffer that never bounds the target below
 	tests := []struct {
-		name   string
-		rcvbuf int
-		script []step
-		want   []time.Duration
+		name    string
+		rcvbuf  int
+		script  []step
+		targets []int // of the gathering reads, in KiB
+		plain   int   // reads into the 1 MiB buffer that do not gather (the EOF after a gathering read is one)
 	}{{
 		name:   "a small body is read as it comes",
 		rcvbuf: big,
-		script: repeat(step{n: 4 * kib}, paceAfter/(4*kib)),
+		script: repeat(step{n: 4 * kib}, paceAfter/(4*kib)-1),
 	}, {
-		name:   "a trickle past paceAfter waits, doubling to maxPace",
+		name:   "a trickle past paceAfter gathers half the buffer",
 		rcvbuf: big,
-		script: repeat(step{n: 64 * kib}, paceAfter/(64*kib)+8),
-		// the first read into the whole buffer after paceAfter arms minPace; each read after a
-		// wait is still short; the last wait is before the read that finds EOF
-		want: []time.Duration{1, 2, 4, 8, 16, 20, 20, 20}, // ms
+		script: repeat(step{n: 64 * kib}, paceAfter/(64*kib)+3),
+		// the reads past paceAfter, and the one that finds EOF, then reads it again plainly
+		targets: []int{512, 512, 512, 512},
+		plain:   1,
 	}, {
-		name:   "a body that fills the buffer never waits",
+		name:   "a body that fills the buffer is read as it comes",
 		rcvbuf: big,
-		script: repeat(step{n: paceBuffer}, 8),
+		script: repeat(step{n: paceBuffer}, 4),
+		// the first read past paceAfter gathers: the one before it was into the caller's buffer
+		targets: []int{512},
+		plain:   3,
 	}, {
-		name:   "reads that take a quarter of the receive buffer halve the wait",
-		rcvbuf: 256 * kib,
-		script: append(repeat(step{n: 32 * kib}, paceAfter/(32*kib)+5), repeat(step{n: 64 * kib}, 4)...),
-		// 32 KiB reads double the wait; 64 KiB reads after a wait are window-bound: 16 -> 8 -> 4 ...
-		// The last wait is before the read that finds EOF.
-		want: []time.Duration{1, 2, 4, 8, 16, 8, 4, 2, 1},
+		name:    "the target is a quarter of the receive buffer at most",
+		rcvbuf:  256 * kib,
+		script:  repeat(step{n: 128 * kib}, paceAfter/(128*kib)+1),
+		targets: []int{64, 64},
+		plain:   1,
 	}, {
 		name:   "a read that blocked a second begins a new body",
 		rcvbuf: big,
-		script: append(append(repeat(step{n: 64 * kib}, paceAfter/(64*kib)+2),
+		script: append(append(repeat(step{n: 64 * kib}, paceAfter/(64*kib)+1),
 			step{n: 64 * kib, block: quietGap}),
 			repeat(step{n: 64 * kib}, 3)...),
-		// the first read after paceAfter arms the wait, 1 ms before the second, 2 ms before the
-		// one that blocked; then nothing: the new body is below paceAfter again
-		want: []time.Duration{1, 2},
-	}, {
-		name:   "without the receive buffer's size nothing waits",
-		script: repeat(step{n: 4 * kib}, 2*paceAfter/(4*kib)),
+		// the read past paceAfter gathers, and the one that blocked; the rest is a new body
+		targets: []int{512, 512},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pc, sc, clock := newScripted(tt.rcvbuf, tt.script...)
+			pc, sc, ss := newScripted(tt.rcvbuf, tt.script...)
 			var want int
 			for _, s := range tt.script {
 				want += s.n
@@ -155,48 +173,75 @@ func TestPacedConnWaits(t *testing.T) {
 			if n != want || err != io.EOF {
 				t.Fatalf("read %d bytes, %v; want %d, EOF", n, err, want)
 			}
-			var wantWaits []time.Duration
-			for _, w := range tt.want {
-				wantWaits = append(wantWaits, w*time.Millisecond)
+			if len(ss.targets) != len(tt.targets) {
+				t.Fatalf("gathered with targets %v, want %v KiB", ss.targets, tt.targets)
 			}
-			if len(clock.waits) != len(wantWaits) {
-				t.Fatalf("waits %v, want %v", clock.waits, wantWaits)
-			}
-			for i := range wantWaits {
-				if clock.waits[i] != wantWaits[i] {
-					t.Fatalf("waits %v, want %v", clock.waits, wantWaits)
+			for i, k := range tt.targets {
+				if ss.targets[i] != k*kib {
+					t.Fatalf("gathered with targets %v, want %v KiB", ss.targets, tt.targets)
 				}
 			}
-			if tt.rcvbuf == 0 {
-				for _, c := range sc.calls {
-					if c != 32*kib {
-						t.Fatalf("read into a buffer of %d, want the caller's 32 KiB", c)
-					}
+			plain := 0
+			for _, c := range sc.calls {
+				switch c {
+				case paceBuffer:
+					plain++
+				case 32 * kib:
+				default:
+					t.Fatalf("read into a buffer of %d", c)
+				}
+			}
+			if plain -= len(ss.targets); plain != tt.plain {
+				t.Fatalf("%d plain reads into the buffer, want %d", plain, tt.plain)
+			}
+			// every gathering read had a deadline, and the caller's (none) came back after it
+			if len(sc.dls) != 2*len(ss.targets) {
+				t.Fatalf("%d deadlines set for %d gathering reads", len(sc.dls), len(ss.targets))
+			}
+			for i := 0; i < len(sc.dls); i += 2 {
+				if sc.dls[i].IsZero() || !sc.dls[i+1].IsZero() {
+					t.Fatalf("deadlines %v: want each gathering read's, then none", sc.dls)
 				}
 			}
 		})
 	}
 }
 
-// TestPacedConnQuietStart checks that a read starting quietGap after the last begins a new body.
-func TestPacedConnQuietStart(t *testing.T) {
+// TestPacedConnLowat checks that the low-water mark is set for a gathering read only, and back at
+// 1 before any other read.
+func TestPacedConnLowat(t *testing.T) {
 	const kib = 1 << 10
-	pc, _, clock := newScripted(64<<20, repeat(step{n: 64 * kib}, paceAfter/(64*kib)+3)...)
-	buf := make([]byte, 64*kib)
-	for range paceAfter/(64*kib) + 2 {
-		if _, err := pc.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(clock.waits) != 1 || pc.pace != 2*time.Millisecond {
-		t.Fatalf("waits %v and next %v past paceAfter, want [1ms] and 2ms", clock.waits, pc.pace)
-	}
-	clock.t = clock.t.Add(quietGap)
-	if _, err := pc.Read(buf); err != nil {
+	script := append(repeat(step{n: 64 * kib}, paceAfter/(64*kib)+2), step{n: 64 * kib, block: quietGap}, step{n: 4 * kib})
+	pc, _, ss := newScripted(64<<20, script...)
+	if _, err := drain(t, pc, 32*kib); err != io.EOF {
 		t.Fatal(err)
 	}
-	if len(clock.waits) != 1 || pc.pace != 0 || pc.streak != 64*kib {
-		t.Fatalf("after a quiet second: waits %v, next %v, streak %d; want [1ms], 0, %d", clock.waits, pc.pace, pc.streak, 64*kib)
+	// two gathering reads at 512 KiB (one mark), the one that blocked, then the new body's plain read
+	want := []int{512 * kib, 1}
+	if len(ss.lowats) != len(want) || ss.lowats[0] != want[0] || ss.lowats[1] != want[1] {
+		t.Fatalf("marks set %v, want %v", ss.lowats, want)
+	}
+}
+
+// TestPacedConnGatherFails checks that a gathering read that runs out of patience, or fails,
+// becomes a plain read with the mark back at 1.
+func TestPacedConnGatherFails(t *testing.T) {
+	for _, fail := range []error{os.ErrDeadlineExceeded, errors.New("connection reset")} {
+		pc, _, ss := newScripted(64<<20, step{n: paceAfter}, step{n: 100})
+		buf := make([]byte, 4096)
+		for pc.streak < paceAfter {
+			if _, err := pc.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ss.fail = fail
+		n, err := drain(t, pc, 4096)
+		if err != io.EOF || n != 100 {
+			t.Fatalf("after %v: read %d bytes, %v; want 100, EOF", fail, n, err)
+		}
+		if len(ss.lowats) < 2 || ss.lowats[1] != 1 {
+			t.Fatalf("after %v: marks %v, want 512 KiB then 1", fail, ss.lowats)
+		}
 	}
 }
 
@@ -209,58 +254,34 @@ func TestPacedConnErrorAfterBytes(t *testing.T) {
 	}
 }
 
-// TestPacedConnTCP reads a body written in pieces of random sizes over a real connection through
-// a pacedConn with random buffer sizes, and checks every byte arrives once and in order.
-func TestPacedConnTCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+// TestPacedConnDeadlines checks that a caller's read deadline set during a gathering read waits
+// for it when later, and takes over when earlier.
+func TestPacedConnDeadlines(t *testing.T) {
+	pc, sc, _ := newScripted(64 << 20)
+	t0 := time.Unix(1e9, 0)
+	if err := pc.setGatherDeadline(t0.Add(maxPace)); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	body := make([]byte, 6<<20)
-	rng := rand.New(rand.NewSource(1))
-	rng.Read(body)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+	later, earlier := t0.Add(time.Second), t0.Add(time.Millisecond)
+	pc.SetReadDeadline(later) // kept for after the gathering read
+	pc.SetReadDeadline(earlier)
+	pc.clearGatherDeadline()
+	want := []time.Time{t0.Add(maxPace), earlier, earlier}
+	if len(sc.dls) != len(want) {
+		t.Fatalf("deadlines set %v, want %v", sc.dls, want)
+	}
+	for i := range want {
+		if !sc.dls[i].Equal(want[i]) {
+			t.Fatalf("deadlines set %v, want %v", sc.dls, want)
 		}
-		defer c.Close()
-		rng := rand.New(rand.NewSource(2))
-		for rest := body; len(rest) > 0; {
-			n := min(1+rng.Intn(64<<10), len(rest))
-			if _, err := c.Write(rest[:n]); err != nil {
-				return
-			}
-			rest = rest[n:]
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
+	}
+	// with the caller's deadline earlier than the gathering read's, it stays
+	sc.dls = nil
+	if err := pc.setGatherDeadline(t0.Add(maxPace)); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	pc := newPacedConn(conn)
-	if pc.rcvbuf == nil {
-		t.Fatal("no receive buffer size for a TCP connection")
-	}
-	if rb, ok := pc.rcvbuf(); !ok || rb <= 0 {
-		t.Fatalf("receive buffer %d, %v", rb, ok)
-	}
-	pc.sleep = func(time.Duration) {} // the bytes, not the timing, are under test
-	var got bytes.Buffer
-	buf := make([]byte, 2*paceBuffer)
-	for {
-		n, err := pc.Read(buf[:1+rng.Intn(len(buf))])
-		got.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got.Len() != len(body) || sha256.Sum256(got.Bytes()) != sha256.Sum256(body) {
-		t.Fatalf("read %d bytes differing from the %d written", got.Len(), len(body))
+	pc.clearGatherDeadline()
+	if len(sc.dls) != 0 {
+		t.Fatalf("deadlines set %v, want none: the caller's is earlier", sc.dls)
 	}
 }
