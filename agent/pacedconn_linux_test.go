@@ -94,27 +94,33 @@ func TestTCPSockGather(t *testing.T) {
 // connection that stays open is read whole: patience runs out, the mark goes back to 1.
 func TestPacedConnBodyEndBelowMark(t *testing.T) {
 	client, server := tcpPair(t)
-	const size = paceAfter + 3<<10
+	const tail = 3 << 10 // below any mark: a quarter of the smallest receive buffer is larger
+	headRead := make(chan struct{})
 	go func() {
-		for rest := size; rest > 0; rest -= 64 << 10 {
+		for rest := paceAfter; rest > 0; rest -= 64 << 10 {
 			if _, err := server.Write(make([]byte, min(rest, 64<<10))); err != nil {
 				return
 			}
 		}
+		<-headRead // the tail arrives on its own
+		server.Write(make([]byte, tail))
 	}()
 	pc := newPacedConn(client)
 	pc.SetReadDeadline(time.Now().Add(time.Minute)) // a failure, not a wait
 	buf := make([]byte, 4096)
 	got := 0
-	for got < size {
+	for got < paceAfter+tail {
 		n, err := pc.Read(buf)
 		if err != nil {
-			t.Fatalf("after %d of %d bytes: %v", got, size, err)
+			t.Fatalf("after %d of %d bytes: %v", got, paceAfter+tail, err)
+		}
+		if got < paceAfter && got+n >= paceAfter {
+			close(headRead)
 		}
 		got += n
 	}
-	if got != size {
-		t.Fatalf("read %d bytes, want %d", got, size)
+	if got != paceAfter+tail {
+		t.Fatalf("read %d bytes, want %d", got, paceAfter+tail)
 	}
 	if lowat, err := pc.sock.(tcpSock).getsockopt(syscall.SO_RCVLOWAT); err != nil || lowat != 1 {
 		t.Fatalf("SO_RCVLOWAT %d, %v after the body; want 1", lowat, err)
