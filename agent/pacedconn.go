@@ -14,15 +14,16 @@ import (
 // read, and often a wakeup of the idle process, every few KiB: about 9,000 reads and as many
 // context switches per scrape, and the Go runtime's sysmon thread, woken at every wakeup of an
 // idle process, polls every 20 µs for the next millisecond each time. Sleeping between reads
-// does not help much: the runtime's network poller still wakes at every segment that arrives
-// (Go registers sockets edge-triggered), whether a goroutine waits for it or not.
+// saves less than it should: the runtime's network poller still wakes at every segment that
+// arrives (Go registers sockets edge-triggered), whether a goroutine waits for it or not.
 //
 // A pacedConn therefore gathers the reads of a body that has passed paceAfter bytes, unless the
 // last read filled its buffer (the body arrives faster than it is read): it sets the socket's
 // receive low-water mark (SO_RCVLOWAT) to half of its paceBuffer-byte buffer, at most a quarter
 // of the socket's receive buffer, and waits until that much has arrived, or for at most
 // maxPace. The kernel wakes the process only once the mark is reached, or when its receive
-// window or memory runs short (so the mark never throttles the sender), or when the peer closes.
+// window or memory runs short (so the sender is not left waiting for the mark), or when the peer
+// closes.
 // When maxPace passes first, the mark goes back to 1 and the read takes what has arrived, or
 // waits for the next byte as a plain read does: a body's end that falls short of the mark
 // costs at most maxPace, never a hang. A read that blocked for quietGap or more, or one that
