@@ -23,10 +23,9 @@ import (
 // of the socket's receive buffer, and waits until that much has arrived, or for at most
 // maxPace. The kernel wakes the process only once the mark is reached, or when its receive
 // window or memory runs short (so the sender is not left waiting for the mark), or when the peer
-// closes.
-// When maxPace passes first, the mark goes back to 1 and the read takes what has arrived, or
-// waits for the next byte as a plain read does: a body's end that falls short of the mark
-// costs at most maxPace, never a hang. A read that blocked for quietGap or more, or one that
+// closes. When maxPace passes first, the mark goes back to 1 and the read takes what has
+// arrived, or waits for the next byte as a plain read does: a body's end that falls short of
+// the mark costs at most maxPace, never a hang. A read that blocked for quietGap or more, or one that
 // starts quietGap or more after the last, begins a new body: no gathering until it has passed
 // paceAfter bytes again. So small bodies, headers and TLS handshakes are read as before.
 //
@@ -174,9 +173,6 @@ func (c *pacedConn) gather(p []byte) (int, error) {
 	}
 	if n > 0 {
 		return n, err
-	}
-	if err == nil {
-		return 0, nil
 	}
 	// The patience ran out, or something else happened: a plain read takes what has arrived,
 	// waits for the next byte, or returns the connection's error in net's own terms.
