@@ -20,23 +20,25 @@ import (
 // A pacedConn therefore gathers the reads of a body that has passed paceAfter bytes, unless the
 // last read filled its buffer (the body arrives faster than it is read): it sets the socket's
 // receive low-water mark (SO_RCVLOWAT) to half of its paceBuffer-byte buffer, at most a quarter
-// of the socket's receive buffer, and waits until that much has arrived, or for at most
-// maxPace. The kernel wakes the process only once the mark is reached, or when its receive
-// window or memory runs short (so the sender is not left waiting for the mark), or when the peer
-// closes. When maxPace passes first, the mark goes back to 1 and the read takes what has
-// arrived, or waits for the next byte as a plain read does: a body's end that falls short of
-// the mark costs at most maxPace, never a hang. A read that blocked for quietGap or more, or one that
-// starts quietGap or more after the last, begins a new body: no gathering until it has passed
-// paceAfter bytes again. So small bodies, headers and TLS handshakes are read as before.
+// of the socket's receive buffer, and waits until that much has arrived, or until a deadline
+// maxPace away at most and maxPace/2 at least (one deadline serves several gathering reads:
+// renewGatherDeadline). The kernel wakes the process only once the mark is reached, or when its
+// receive window or memory runs short (so the sender is not left waiting for the mark), or when
+// the peer closes. When the deadline passes first, the mark goes back to 1 and the read takes
+// what has arrived, or waits for the next byte as a plain read does: a body's end that falls
+// short of the mark costs at most maxPace, never a hang. A read that blocked for quietGap or
+// more, or one that starts quietGap or more after the last, begins a new body: no gathering
+// until it has passed paceAfter bytes again. So small bodies, headers and TLS handshakes are
+// read as before.
 //
 // Gathering needs Linux and a TCP socket; elsewhere a pacedConn reads as a plain connection
 // does. On a 2-core VM against a Prometheus source the collector took 1.23-1.46 CPU-s per
 // million samples gathering, 1.39-1.80 sleeping up to 20 ms between reads, 2.3-3.0 reading as
 // the body came (docs/operations.md, "Size the CPU").
 const (
-	paceAfter  = 1 << 20
+	paceAfter  = 64 << 10
 	paceBuffer = 1 << 20
-	maxPace    = 20 * time.Millisecond
+	maxPace    = 100 * time.Millisecond
 	quietGap   = time.Second
 )
 
@@ -72,7 +74,7 @@ type pacedConn struct {
 
 	mu       sync.Mutex
 	readDL   time.Time // the read deadline asked for by the caller
-	gatherDL time.Time // the deadline of the gathering read in progress, if earlier than readDL
+	gatherDL time.Time // the deadline of gathering reads, on the connection until a plain read, if earlier than readDL
 }
 
 func newPacedConn(conn net.Conn) *pacedConn {
@@ -139,8 +141,12 @@ func (c *pacedConn) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// plainRead reads as a plain connection does, with the low-water mark back at 1.
+// plainRead reads as a plain connection does, with the low-water mark back at 1 and the
+// caller's read deadline back in place.
 func (c *pacedConn) plainRead(p []byte) (int, error) {
+	if err := c.clearGatherDeadline(); err != nil {
+		return 0, err
+	}
 	if c.lowat > 1 {
 		if err := c.sock.setLowat(1); err != nil {
 			return 0, err
@@ -164,15 +170,11 @@ func (c *pacedConn) gather(p []byte) (int, error) {
 		}
 		c.lowat = target
 	}
-	if err := c.setGatherDeadline(c.now().Add(c.patience)); err != nil {
+	if err := c.renewGatherDeadline(c.now()); err != nil {
 		return c.plainRead(p)
 	}
-	n, err := c.sock.gather(p, target)
-	if derr := c.clearGatherDeadline(); err == nil && derr != nil {
-		err = derr
-	}
-	if n > 0 {
-		return n, err
+	if n, err := c.sock.gather(p, target); n > 0 {
+		return n, err // the gathering deadline stays for the next gathering read
 	}
 	// The patience ran out, or something else happened: a plain read takes what has arrived,
 	// waits for the next byte, or returns the connection's error in net's own terms.
@@ -214,10 +216,20 @@ func (c *pacedConn) SetDeadline(t time.Time) error {
 	return c.SetReadDeadline(t)
 }
 
-// setGatherDeadline puts the earlier of d and the caller's read deadline on the connection.
-func (c *pacedConn) setGatherDeadline(d time.Time) error {
+// renewGatherDeadline makes sure a gathering read starting at now waits for at most patience
+// and at least half of it: a deadline set by an earlier gathering read with at least half its
+// patience left stays. Go leaves a timer moved later at its old place in the runtime's heap, so
+// every deadline set wakes the process once when it was due, whatever became of it: a deadline
+// set at every gathering read (one every 10 to 15 ms while a body arrives from Prometheus) woke
+// the idle process twice as often as the data did. The caller's read deadline wins when it is
+// earlier.
+func (c *pacedConn) renewGatherDeadline(now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.gatherDL.IsZero() && c.gatherDL.Sub(now) >= c.patience/2 {
+		return nil
+	}
+	d := now.Add(c.patience)
 	if !c.readDL.IsZero() && !c.readDL.After(d) {
 		return nil // the caller's deadline is earlier and already set
 	}

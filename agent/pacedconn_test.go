@@ -64,7 +64,9 @@ type scriptSock struct {
 	buf     int
 	lowats  []int
 	targets []int
-	fail    error // returned by the next gather instead of reading
+	fail    error       // returned by the next gather instead of reading
+	dls     []time.Time // the connection's read deadline at each gather
+	before  func()      // called at each gather
 }
 
 func (s *scriptSock) rcvbuf() (int, error) { return s.buf, nil }
@@ -76,6 +78,14 @@ func (s *scriptSock) setLowat(n int) error {
 
 func (s *scriptSock) gather(p []byte, target int) (int, error) {
 	s.targets = append(s.targets, target)
+	var dl time.Time
+	if k := len(s.conn.dls); k > 0 {
+		dl = s.conn.dls[k-1]
+	}
+	s.dls = append(s.dls, dl)
+	if s.before != nil {
+		s.before()
+	}
 	if err := s.fail; err != nil {
 		s.fail = nil
 		return 0, err
@@ -144,8 +154,9 @@ func TestPacedConnGathers(t *testing.T) {
 		name:   "a body that fills the buffer is read as it comes",
 		rcvbuf: big,
 		script: repeat(step{n: paceBuffer}, 4),
-		// the first read past paceAfter gathers: the one before it was into the caller's buffer
-		targets: []int{512},
+		// the first two reads past paceAfter gather: the first takes the rest of a step, the
+		// second fills the buffer
+		targets: []int{512, 512},
 		plain:   3,
 	}, {
 		name:    "the target is a quarter of the receive buffer at most",
@@ -157,9 +168,10 @@ func TestPacedConnGathers(t *testing.T) {
 		name:   "a read that blocked a second begins a new body",
 		rcvbuf: big,
 		script: append(append(repeat(step{n: 64 * kib}, paceAfter/(64*kib)+1),
-			step{n: 64 * kib, block: quietGap}),
-			repeat(step{n: 64 * kib}, 3)...),
-		// the read past paceAfter gathers, and the one that blocked; the rest is a new body
+			step{n: 16 * kib, block: quietGap}),
+			repeat(step{n: 16 * kib}, 2)...),
+		// the read past paceAfter gathers, and the one that blocked; the rest is a new body,
+		// shorter than paceAfter
 		targets: []int{512, 512},
 	}}
 	for _, tt := range tests {
@@ -194,14 +206,19 @@ func TestPacedConnGathers(t *testing.T) {
 			if plain -= len(ss.targets); plain != tt.plain {
 				t.Fatalf("%d plain reads into the buffer, want %d", plain, tt.plain)
 			}
-			// every gathering read had a deadline, and the caller's (none) came back after it
-			if len(sc.dls) != 2*len(ss.targets) {
-				t.Fatalf("%d deadlines set for %d gathering reads", len(sc.dls), len(ss.targets))
-			}
-			for i := 0; i < len(sc.dls); i += 2 {
-				if sc.dls[i].IsZero() || !sc.dls[i+1].IsZero() {
-					t.Fatalf("deadlines %v: want each gathering read's, then none", sc.dls)
+			// the clock stands still: the first gathering read's deadline served them all, and
+			// the caller's (none) came back before the first plain read after them
+			for i, dl := range ss.dls {
+				if !dl.Equal(time.Unix(1e9, 0).Add(maxPace)) {
+					t.Fatalf("gathering read %d under the deadline %v", i, dl)
 				}
+			}
+			sets := 0
+			if len(ss.targets) > 0 {
+				sets = 2
+			}
+			if len(sc.dls) != sets || sets > 0 && (sc.dls[0].IsZero() || !sc.dls[1].IsZero()) {
+				t.Fatalf("deadlines set %v, want the gathering reads' then none", sc.dls)
 			}
 		})
 	}
@@ -254,12 +271,40 @@ func TestPacedConnErrorAfterBytes(t *testing.T) {
 	}
 }
 
+// TestPacedConnGatherDeadline checks that every gathering read waits for at most the patience
+// and at least half of it, and that the deadline is set again only when less is left.
+func TestPacedConnGatherDeadline(t *testing.T) {
+	const kib = 1 << 10
+	script := repeat(step{n: 64 * kib}, paceAfter/(64*kib))
+	script = append(script, repeat(step{n: 64 * kib, block: maxPace / 8}, 40)...)
+	pc, sc, ss := newScripted(64<<20, script...)
+	var starts []time.Time
+	ss.before = func() { starts = append(starts, pc.now()) }
+	if _, err := drain(t, pc, 32*kib); err != io.EOF {
+		t.Fatal(err)
+	}
+	if len(ss.targets) != 41 { // the last finds EOF
+		t.Fatalf("%d gathering reads, want 41", len(ss.targets))
+	}
+	for i, dl := range ss.dls {
+		if left := dl.Sub(starts[i]); left < maxPace/2 || left > maxPace {
+			t.Fatalf("gathering read %d waits for at most %v, want %v to %v", i, left, maxPace/2, maxPace)
+		}
+	}
+	// a deadline serves the gathering reads that start while half of it is left, five reads of
+	// maxPace/8: 41 gathering reads set 9, then the caller's (none) comes back for the plain
+	// read of the EOF
+	if n := len(sc.dls); n != 10 || !sc.dls[n-1].IsZero() {
+		t.Fatalf("deadlines set %v", sc.dls)
+	}
+}
+
 // TestPacedConnDeadlines checks that a caller's read deadline set during a gathering read waits
 // for it when later, and takes over when earlier.
 func TestPacedConnDeadlines(t *testing.T) {
 	pc, sc, _ := newScripted(64 << 20)
 	t0 := time.Unix(1e9, 0)
-	if err := pc.setGatherDeadline(t0.Add(maxPace)); err != nil {
+	if err := pc.renewGatherDeadline(t0); err != nil {
 		t.Fatal(err)
 	}
 	later, earlier := t0.Add(time.Second), t0.Add(time.Millisecond)
@@ -277,7 +322,7 @@ func TestPacedConnDeadlines(t *testing.T) {
 	}
 	// with the caller's deadline earlier than the gathering read's, it stays
 	sc.dls = nil
-	if err := pc.setGatherDeadline(t0.Add(maxPace)); err != nil {
+	if err := pc.renewGatherDeadline(t0); err != nil {
 		t.Fatal(err)
 	}
 	pc.clearGatherDeadline()
