@@ -102,7 +102,7 @@ func CheckCredentialFiles(hc *config.HTTPClientConfig) error {
 // remote-write client does: config.NewRoundTripperFromConfig, then SigV4 or Azure AD on top.
 // base is the round tripper of the library, which owns the connections.
 func newRoundTripper(name string, hc config.HTTPClientConfig, s *sigv4.SigV4Config, a *azuread.AzureADConfig) (rt, base http.RoundTripper, err error) {
-	base, err = config.NewRoundTripperFromConfig(hc, name)
+	base, err = config.NewRoundTripperFromConfig(hc, name, config.WithDialContextFunc(dialQuiet))
 	if err != nil {
 		return nil, nil, err
 	}

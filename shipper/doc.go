@@ -121,7 +121,9 @@
 //     *Error wrapping ErrCredentials (reason credentials); a half-rotated certificate and key
 //     fail the handshake, also recoverably: both cost time, never data. Server certificates are
 //     verified unless tls_config.insecure_skip_verify is set. HTTP/1.1 unless enable_http2, no
-//     proxy unless proxy_url or proxy_from_environment; redirects are never followed.
+//     proxy unless proxy_url or proxy_from_environment; redirects are never followed. On Linux
+//     the TCP connections read and write with raw system calls, so that the runtime's sysmon
+//     thread is not woken at every request (quietconn.go).
 //
 // # Metrics
 //
