@@ -8,35 +8,63 @@ import (
 	"github.com/collector-dev/collector/wal"
 )
 
-// commitLoop makes the position durable every CommitInterval until ctx is done. It logs its own
-// failures (and retries at the next tick); Run commits once more at the end.
+// commitLoop makes the position durable until ctx is done: after the tracker changes, at most
+// once every CommitInterval, and every KeepAlive when that is set. It logs its own failures and
+// retries after CommitInterval; Run commits once more at the end.
+//
+// It sleeps while nothing changes instead of ticking: in the runtime every timer that fires in
+// an idle process wakes two threads, the one that polls the network (twice: the poll's timeout
+// is in whole milliseconds, rounded down) and sysmon, which sleeps until the next timer. A
+// one-second ticker took 60 of the about 450 context switches of a 15-second scrape interval at
+// 200k series.
 func (q *Queue) commitLoop(ctx context.Context, dir string, t *tracker) {
-	tick := time.NewTicker(q.opts.CommitInterval)
-	defer tick.Stop()
+	var keep <-chan time.Time
+	var keepTimer *time.Timer
+	if q.opts.KeepAlive > 0 {
+		keepTimer = time.NewTimer(q.opts.KeepAlive)
+		defer keepTimer.Stop()
+		keep = keepTimer.C
+	}
+	var retry <-chan time.Time
 	var last uint64
-	lastAt := q.opts.Now()
+	var next time.Time // the earliest start of the next pass
 	for {
+		renew := false
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-t.changed:
+		case <-retry:
+			retry = nil
+		case <-keep:
+			renew = true
 		}
+		if d := time.Until(next); d > 0 {
+			if sleep(ctx, d) != nil {
+				return
+			}
+		}
+		next = time.Now().Add(q.opts.CommitInterval)
 		q.updatePositionGauges(t)
 		if q.opts.NoCommit {
 			continue
 		}
 		st, v := t.state()
-		now := q.opts.Now()
-		if v == last && (q.opts.KeepAlive <= 0 || now.Sub(lastAt) < q.opts.KeepAlive) {
+		if v == last && !renew {
 			continue
 		}
-		st.Updated = now
+		st.Updated = q.opts.Now()
 		if err := wal.CommitPosition(dir, q.opts.Consumer, st); err != nil {
 			q.metrics.commitErrors.Inc()
-			q.logger.WithError(err).Warn("commit position; retrying at the next interval (a restart would resend more)")
+			q.logger.WithError(err).Warn("commit position; retrying (a restart would resend more)")
+			last = v - 1 // differs from any version: the next pass commits
+			retry = time.After(q.opts.CommitInterval)
 			continue
 		}
-		last, lastAt = v, now
+		last = v
+		if keepTimer != nil {
+			keepTimer.Reset(q.opts.KeepAlive)
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/collector-dev/collector/wal"
 )
 
@@ -131,4 +133,50 @@ func TestKeepAliveRenewsThePosition(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestCommitRetriesAfterFailure: a commit that fails is retried after CommitInterval even when
+// nothing changes any more (the committer sleeps on changes otherwise).
+func TestCommitRetriesAfterFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := openWAL(t)
+		total := fill(t, w, 4, 5, 1000)
+		// a directory where the position file goes: every commit fails until it is removed
+		blocker := filepath.Join(w.Dir(), "positions", "ep.json")
+		if err := os.MkdirAll(blocker, 0o750); err != nil {
+			t.Fatal(err)
+		}
+		s := newFakeSender(nil)
+		o := fastOptions("ep")
+		o.CommitInterval, o.PollInterval, o.BatchSendDeadline = time.Second, time.Second, time.Second
+		q, err := New(testLogger(), nil, w, s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := runQueue(t, q)
+		time.Sleep(3 * time.Second) // fake time: delivered, and the commits failed
+		synctest.Wait()
+		if s.ackedSamples() != total {
+			t.Fatalf("sent %d of %d", s.ackedSamples(), total)
+		}
+		failed := testutil.ToFloat64(q.metrics.commitErrors)
+		if failed == 0 {
+			t.Fatal("no commit failed")
+		}
+		if err := os.Remove(blocker); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		ps, err := wal.ReadPosition(w.Dir(), "ep")
+		if err != nil {
+			t.Fatalf("no commit after the failure: %v", err)
+		}
+		if ps.Position != mustPosition(t, w).end || ps.Delivered != int64(total) {
+			t.Fatalf("position file %+v, want the end with %d delivered", ps, total)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -65,7 +65,9 @@ type Options struct {
 	// What a shard holds is at most Capacity samples plus the request in flight, a few requests'
 	// worth, so a healthy endpoint needs seconds. Default 15s.
 	FlushDeadline time.Duration
-	// CommitInterval is how often the position is made durable while running. Default 1s.
+	// CommitInterval is the least time between two commits of the position while it moves, and
+	// the delay before a failed commit is retried. Nothing is written while nothing moves.
+	// Default 1s.
 	CommitInterval time.Duration
 	// KeepAlive, when positive, commits the position at least this often even when it did not
 	// move, so that its Updated time stays fresh: a replay's lease on the WAL (see

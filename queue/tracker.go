@@ -51,10 +51,21 @@ type tracker struct {
 	violations int
 	// version changes whenever pos or a counter changes; the committer writes only new versions.
 	version uint64
+	// changed receives a value (without blocking, capacity 1) whenever anything above changes:
+	// the committer sleeps on it.
+	changed chan struct{}
 }
 
 func newTracker(pos wal.Position, st wal.ConsumerState) *tracker {
-	return &tracker{pos: pos, delivered: st.Delivered, deferred: st.Deferred, dropped: maps.Clone(st.Dropped)}
+	return &tracker{pos: pos, delivered: st.Delivered, deferred: st.Deferred, dropped: maps.Clone(st.Dropped), changed: make(chan struct{}, 1)}
+}
+
+// notifyLocked tells the committer that something changed.
+func (t *tracker) notifyLocked() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
+	}
 }
 
 // add registers a record of n samples (already excluding those dropped or filtered at read time)
@@ -65,6 +76,7 @@ func (t *tracker) add(end wal.Position, n int) uint64 {
 	seq := t.nextSeq
 	t.nextSeq++
 	t.pending += int64(n)
+	t.notifyLocked()
 	drops := t.readDrops
 	t.readDrops = nil
 	if n == 0 && len(t.recs) > t.head {
@@ -114,6 +126,7 @@ func (t *tracker) filter(n int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.filtered += int64(n)
+	t.notifyLocked()
 }
 
 // settle marks samples as acknowledged (reason ""), deferred (ReasonDeferred: stored in the
@@ -139,6 +152,7 @@ func (t *tracker) settle(seqs []uint64, reason string) (records, violations int)
 	}
 	t.pending -= int64(len(seqs))
 	t.version++
+	t.notifyLocked()
 	return t.advanceLocked(), t.violations - before
 }
 
