@@ -22,12 +22,12 @@ import (
 // last read filled its buffer (the body arrives faster than it is read): it sets the socket's
 // receive low-water mark (SO_RCVLOWAT) to half of its paceBuffer-byte buffer, at most a quarter
 // of the socket's receive buffer, and waits until that much has arrived, or until a deadline
-// maxPace away at most and maxPace/2 at least (one deadline serves several gathering reads:
+// maxPace away at most (one deadline serves the gathering reads that start before it passes:
 // renewGatherDeadline). The kernel wakes the process only once the mark is reached, or when its
 // receive window or memory runs short (so the sender is not left waiting for the mark), or when
-// the peer closes. When the deadline passes first, the mark goes back to 1 and the read takes
-// what has arrived, or waits for the next byte as a plain read does: a body's end that falls
-// short of the mark costs at most maxPace, never a hang. A read that blocked for quietGap or
+// the peer closes. When the deadline passes first, the read takes what has arrived; with
+// nothing arrived, the mark goes back to 1 and it waits for the next byte as a plain read does:
+// a body's end that falls short of the mark costs at most maxPace, never a hang. A read that blocked for quietGap or
 // more, or one that starts quietGap or more after the last, begins a new body: no gathering
 // until it has passed paceAfter bytes again. So small bodies, headers and TLS handshakes are
 // read as before.
@@ -37,10 +37,17 @@ import (
 // million samples gathering, 1.39-1.80 sleeping up to 20 ms between reads, 2.3-3.0 reading as
 // the body came; on another day 1.06-1.09 with one deadline for several gathering reads and raw
 // system calls, against 1.17-1.31 before (docs/operations.md, "Size the CPU").
+//
+// Every timer that fires in an idle process wakes two threads (the network poller, twice, since
+// its timeout is in whole milliseconds, rounded down; and sysmon, which sleeps until the next
+// timer), where data reaching the mark wakes one. Hence the large buffer (a 2 MiB mark, 25 reads
+// for a 52 MB body) and the long patience: with 1 MiB and 100 ms the deadlines' wakeups
+// outnumbered the data's. The price is a body's end that falls short of the mark: it waits up
+// to 250 ms.
 const (
 	paceAfter  = 64 << 10
-	paceBuffer = 1 << 20
-	maxPace    = 100 * time.Millisecond
+	paceBuffer = 4 << 20
+	maxPace    = 250 * time.Millisecond
 	quietGap   = time.Second
 )
 
@@ -51,9 +58,10 @@ type pacedSock interface {
 	// setLowat sets the socket's receive low-water mark (SO_RCVLOWAT).
 	setLowat(n int) error
 	// gather reads into p once at least target bytes are queued, or once the kernel says the
-	// socket is readable after a wait (the mark, a closed window, the peer's close). On an error
-	// without bytes (the read deadline's, the peer's close, any other) a plain read follows,
-	// which tells what happened in net's own terms.
+	// socket is readable after a wait (the mark, a closed window, the peer's close). When the read
+	// deadline passes first, it takes what has arrived. On an error without bytes (the read
+	// deadline's with nothing queued, the peer's close, any other) a plain read follows, which
+	// tells what happened in net's own terms.
 	gather(p []byte, target int) (int, error)
 }
 
@@ -218,17 +226,18 @@ func (c *pacedConn) SetDeadline(t time.Time) error {
 	return c.SetReadDeadline(t)
 }
 
-// renewGatherDeadline makes sure a gathering read starting at now waits for at most patience
-// and at least half of it: a deadline set by an earlier gathering read with at least half its
-// patience left stays. Go leaves a timer moved later at its old place in the runtime's heap, so
-// every deadline set wakes the process once when it was due, whatever became of it: a deadline
-// set at every gathering read (one every 10 to 15 ms while a body arrives from Prometheus) woke
-// the idle process twice as often as the data did. The caller's read deadline wins when it is
-// earlier.
+// renewGatherDeadline makes sure a gathering read starting at now waits for at most patience: a
+// deadline set by an earlier gathering read stays until it has passed. Go leaves a timer moved
+// later at its old place in the runtime's heap, so a deadline moved before it is due still wakes
+// the idle process when it was due: a deadline set at every gathering read (one every 10 to 15
+// ms while a body arrives from Prometheus) woke the idle process twice as often as the data did,
+// and one renewed once half of it had passed still added two wakeups every 50 to 100 ms. A
+// deadline that passes while a gathering read waits ends it early, and the read takes what has
+// arrived: that wakeup reads data. The caller's read deadline wins when it is earlier.
 func (c *pacedConn) renewGatherDeadline(now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.gatherDL.IsZero() && c.gatherDL.Sub(now) >= c.patience/2 {
+	if !c.gatherDL.IsZero() && c.gatherDL.After(now) {
 		return nil
 	}
 	d := now.Add(c.patience)

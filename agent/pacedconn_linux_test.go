@@ -65,11 +65,19 @@ func TestTCPSockGather(t *testing.T) {
 	}
 	buf := make([]byte, 64*kib)
 
-	// below the mark: the read waits until its deadline
+	// below the mark: the read waits until its deadline, then takes what has arrived
 	write(t, server, 8*kib)
-	client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	set := time.Now()
+	client.SetReadDeadline(set.Add(50 * time.Millisecond))
+	if n, err := sock.gather(buf, 16*kib); n != 8*kib || err != nil {
+		t.Fatalf("gathered %d bytes, %v with 8 KiB of a 16 KiB mark queued; want the 8 KiB at the deadline", n, err)
+	}
+	if waited := time.Since(set); waited < 50*time.Millisecond {
+		t.Fatalf("gathered 8 KiB of a 16 KiB mark after %v, before the deadline", waited)
+	}
+	// nothing queued: the deadline's error
 	if n, err := sock.gather(buf, 16*kib); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("gathered %d bytes, %v with 8 KiB of a 16 KiB mark queued; want the deadline", n, err)
+		t.Fatalf("gathered %d bytes, %v with nothing queued after the deadline; want the deadline", n, err)
 	}
 
 	// past the mark: the read takes what is queued
@@ -91,7 +99,8 @@ func TestTCPSockGather(t *testing.T) {
 }
 
 // TestPacedConnBodyEndBelowMark checks that a body whose end falls short of the mark on a
-// connection that stays open is read whole: patience runs out, the mark goes back to 1.
+// connection that stays open is read whole: patience runs out and the gathering read takes the
+// tail. The next read, with nothing more coming, is a plain one with the mark back at 1.
 func TestPacedConnBodyEndBelowMark(t *testing.T) {
 	client, server := tcpPair(t)
 	const tail = 3 << 10 // below any mark: a quarter of the smallest receive buffer is larger
@@ -121,6 +130,12 @@ func TestPacedConnBodyEndBelowMark(t *testing.T) {
 	}
 	if got != paceAfter+tail {
 		t.Fatalf("read %d bytes, want %d", got, paceAfter+tail)
+	}
+	// nothing more comes: the next read gathers until its patience runs out, then waits as a
+	// plain read does, with the mark back at 1, until the caller's deadline
+	pc.SetReadDeadline(time.Now().Add(maxPace + 100*time.Millisecond))
+	if n, err := pc.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes, %v after the body; want the caller's deadline", n, err)
 	}
 	if lowat, err := pc.sock.(tcpSock).getsockopt(syscall.SO_RCVLOWAT); err != nil || lowat != 1 {
 		t.Fatalf("SO_RCVLOWAT %d, %v after the body; want 1", lowat, err)

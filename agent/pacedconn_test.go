@@ -133,6 +133,8 @@ func repeat(s step, n int) []step {
 func TestPacedConnGathers(t *testing.T) {
 	const kib = 1 << 10
 	big := 64 << 20 // a receive buffer that never bounds the target below
+	// half is the target, in KiB, when the receive buffer does not bound it
+	const half = paceBuffer / 2 / kib
 	tests := []struct {
 		name    string
 		rcvbuf  int
@@ -148,7 +150,7 @@ func TestPacedConnGathers(t *testing.T) {
 		rcvbuf: big,
 		script: repeat(step{n: 64 * kib}, paceAfter/(64*kib)+3),
 		// the reads past paceAfter, and the one that finds EOF, then reads it again plainly
-		targets: []int{512, 512, 512, 512},
+		targets: []int{half, half, half, half},
 		plain:   1,
 	}, {
 		name:   "a body that fills the buffer is read as it comes",
@@ -156,7 +158,7 @@ func TestPacedConnGathers(t *testing.T) {
 		script: repeat(step{n: paceBuffer}, 4),
 		// the first two reads past paceAfter gather: the first takes the rest of a step, the
 		// second fills the buffer
-		targets: []int{512, 512},
+		targets: []int{half, half},
 		plain:   3,
 	}, {
 		name:    "the target is a quarter of the receive buffer at most",
@@ -172,7 +174,7 @@ func TestPacedConnGathers(t *testing.T) {
 			repeat(step{n: 16 * kib}, 2)...),
 		// the read past paceAfter gathers, and the one that blocked; the rest is a new body,
 		// shorter than paceAfter
-		targets: []int{512, 512},
+		targets: []int{half, half},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,8 +235,9 @@ func TestPacedConnLowat(t *testing.T) {
 	if _, err := drain(t, pc, 32*kib); err != io.EOF {
 		t.Fatal(err)
 	}
-	// two gathering reads at 512 KiB (one mark), the one that blocked, then the new body's plain read
-	want := []int{512 * kib, 1}
+	// two gathering reads at half the buffer (one mark), the one that blocked, then the new
+	// body's plain read
+	want := []int{paceBuffer / 2, 1}
 	if len(ss.lowats) != len(want) || ss.lowats[0] != want[0] || ss.lowats[1] != want[1] {
 		t.Fatalf("marks set %v, want %v", ss.lowats, want)
 	}
@@ -257,7 +260,7 @@ func TestPacedConnGatherFails(t *testing.T) {
 			t.Fatalf("after %v: read %d bytes, %v; want 100, EOF", fail, n, err)
 		}
 		if len(ss.lowats) < 2 || ss.lowats[1] != 1 {
-			t.Fatalf("after %v: marks %v, want 512 KiB then 1", fail, ss.lowats)
+			t.Fatalf("after %v: marks %v, want half the buffer then 1", fail, ss.lowats)
 		}
 	}
 }
@@ -271,8 +274,9 @@ func TestPacedConnErrorAfterBytes(t *testing.T) {
 	}
 }
 
-// TestPacedConnGatherDeadline checks that every gathering read waits for at most the patience
-// and at least half of it, and that the deadline is set again only when less is left.
+// TestPacedConnGatherDeadline checks that every gathering read waits for at most the patience,
+// and that the deadline is set again only once it has passed: a deadline moved before it is due
+// still wakes the process when it was due.
 func TestPacedConnGatherDeadline(t *testing.T) {
 	const kib = 1 << 10
 	script := repeat(step{n: 64 * kib}, paceAfter/(64*kib))
@@ -287,15 +291,20 @@ func TestPacedConnGatherDeadline(t *testing.T) {
 		t.Fatalf("%d gathering reads, want 41", len(ss.targets))
 	}
 	for i, dl := range ss.dls {
-		if left := dl.Sub(starts[i]); left < maxPace/2 || left > maxPace {
-			t.Fatalf("gathering read %d waits for at most %v, want %v to %v", i, left, maxPace/2, maxPace)
+		if left := dl.Sub(starts[i]); left <= 0 || left > maxPace {
+			t.Fatalf("gathering read %d waits for at most %v, want more than 0 and at most %v", i, left, maxPace)
 		}
 	}
-	// a deadline serves the gathering reads that start while half of it is left, five reads of
-	// maxPace/8: 41 gathering reads set 9, then the caller's (none) comes back for the plain
-	// read of the EOF
-	if n := len(sc.dls); n != 10 || !sc.dls[n-1].IsZero() {
+	// reads of maxPace/8 each: the deadline set by the first gathering read serves eight, the
+	// ninth starts when it passes and sets the next; 41 gathering reads set 6, then the
+	// caller's (none) comes back for the plain read of the EOF
+	if n := len(sc.dls); n != 7 || !sc.dls[n-1].IsZero() {
 		t.Fatalf("deadlines set %v", sc.dls)
+	}
+	for i := 1; i < len(sc.dls)-1; i++ {
+		if got := sc.dls[i].Sub(sc.dls[i-1]); got != maxPace {
+			t.Fatalf("deadlines set %v: %v apart, want %v (each set when the last passed)", sc.dls, got, maxPace)
+		}
 	}
 }
 
