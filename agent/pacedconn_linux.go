@@ -82,9 +82,9 @@ func (s tcpSock) gather(p []byte, target int) (int, error) {
 		return rerr != syscall.EAGAIN && rerr != syscall.EINTR
 	})
 	switch {
-	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		// The patience ran out: take what has arrived, without the announced system calls of a
-		// plain read (this happens every maxPace while a body arrives).
+		// plain read (this happens at most once per maxPace while a body arrives).
 		if n, rerr := s.readQueued(p); n > 0 {
 			return n, rerr
 		}
