@@ -15,6 +15,7 @@ type metrics struct {
 	sentSamples     prometheus.Counter
 	lastSuccess     prometheus.Gauge
 	protocol        *prometheus.GaugeVec
+	templates       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "collector_shipper_protocol",
 			Help: "1 for the remote-write version the endpoint is sent (1.0 or 2.0), 0 for the other.",
 		}, []string{"version"}),
+		templates: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_shipper_request_templates_total",
+			Help: "Remote-write 1.0 requests by how they were compressed: \"hit\" rendered from the template of an earlier request over the same series, \"miss\" compressed, \"built\" compressed and kept as a template.",
+		}, []string{"result"}),
 	}
 }
 
