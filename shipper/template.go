@@ -79,6 +79,7 @@ type reqTemplate struct {
 	zeros []uint8
 	frags []patch       // where sample bytes are in comp, in order
 	comp  []byte        // the block
+	level uint8         // which copies may depend on samples (learn)
 	used  atomic.Uint64 // the use count of the last request that looked it up
 	hits  atomic.Uint64 // requests it served
 }
@@ -132,21 +133,32 @@ func (c *templateCache) find(key uint64, series []Series) *reqTemplate {
 }
 
 // learn is told of a request that find could not serve: msg is its protobuf message and block
-// the s2 block of it. It builds the template of the request and returns whether it did; it does
-// not when a template of the same series is there that never served a request (its series do not
-// keep the sizes, timestamps or zeros it needs from one request to the next): that one goes, and
-// the next request builds again, so that such series cost a build every other request at most.
+// the s2 block of it. It builds the template of the request and returns whether it did.
+//
+// A template of the same series that never served a request was too strict for them: the next
+// one is built at the next level, which pins fewer zero bytes of values (two at level 1, none at
+// level 2) and at level 3 repeats no timestamp either. A template of level 3 that never served
+// (its series change the sizes of their samples) goes without a build, and the next request builds again,
+// so that such series cost a build every other request at most. A template that did serve is
+// rebuilt at its level.
 func (c *templateCache) learn(key uint64, series []Series, msg, block []byte) bool {
 	n := c.uses.Load()
 	c.mu.Lock()
 	c.sweepLocked(n)
-	if old := c.byKey[key]; old != nil && old.hits.Load() == 0 {
-		delete(c.byKey, key)
-		c.mu.Unlock()
-		return false
+	level := uint8(0)
+	if old := c.byKey[key]; old != nil {
+		level = old.level
+		if old.hits.Load() == 0 {
+			if level == maxTemplateLevel {
+				delete(c.byKey, key)
+				c.mu.Unlock()
+				return false
+			}
+			level++
+		}
 	}
 	c.mu.Unlock()
-	t, err := buildTemplate(series, msg, block)
+	t, err := buildTemplate(series, msg, block, level)
 	if err != nil {
 		return false
 	}
@@ -156,6 +168,12 @@ func (c *templateCache) learn(key uint64, series []Series, msg, block []byte) bo
 	c.mu.Unlock()
 	return true
 }
+
+// maxTemplateLevel is the last level of a template (learn): no copy depends on a sample.
+const maxTemplateLevel = 3
+
+// pinnedAt is how many low bytes of a value may be pinned at each level.
+var pinnedAt = [maxTemplateLevel + 1]int{pinnedBytes, 2, 0, 0}
 
 // sweepLocked drops the templates not used for as many requests as there are templates (twice
 // that, at least 64), once that many requests have gone by.
@@ -235,8 +253,9 @@ type sampleSpan struct{ start, vs, ts, end int }
 
 // buildTemplate makes the template of series (one sample each) from msg, their message as
 // appendWriteRequest writes it, and block, msg compressed by s2.EncodeSnappy.
-func buildTemplate(series []Series, msg, block []byte) (*reqTemplate, error) {
+func buildTemplate(series []Series, msg, block []byte, level uint8) (*reqTemplate, error) {
 	t := &reqTemplate{
+		level:  level,
 		labels: make([]string, len(series)),
 		sizes:  make([]uint8, len(series)),
 		deps:   make([]int32, len(series)),
@@ -478,18 +497,19 @@ func (b *templateBuilder) copyOp(from, to, offset int) {
 		dj, dts, drel, dnext := b.region(x)
 		sj, sts, srel, snext := b.region(x - offset)
 		end := min(to, dnext, snext+offset)
-		// Only the low pinnedBytes bytes of a value may be pinned (below).
+		// Only the low pinned bytes of a value may be pinned (below).
+		pinned := pinnedAt[b.t.level]
 		if dj >= 0 && !dts {
-			end = min(end, x+max(pinnedBytes-drel, 1))
+			end = min(end, x+max(pinned-drel, 1))
 		}
 		if sj >= 0 && !sts {
-			end = min(end, x+max(pinnedBytes-srel, 1))
+			end = min(end, x+max(pinned-srel, 1))
 		}
 		keep := false
 		switch {
 		case dj < 0 && sj < 0:
 			keep = true
-		case dj >= 0 && sj >= 0 && dts && sts && drel == srel && sj < dj && b.ts[dj] == b.ts[sj]:
+		case dj >= 0 && sj >= 0 && dts && sts && drel == srel && sj < dj && b.ts[dj] == b.ts[sj] && b.t.level < maxTemplateLevel:
 			// A timestamp repeated from the same place of an earlier, equal timestamp (s2 also
 			// copies the equal bytes of unequal ones, which no later request can be trusted to
 			// keep): kept if that is the only one this sample depends on.
@@ -497,9 +517,9 @@ func (b *templateBuilder) copyOp(from, to, offset int) {
 				b.acts = append(b.acts, constraint{j: int32(dj), i: int32(sj)})
 				keep = true
 			}
-		case (dj < 0 || !dts && drel < pinnedBytes) && (sj < 0 || !sts && srel < pinnedBytes) &&
+		case (dj < 0 || !dts && drel < pinned) && (sj < 0 || !sts && srel < pinned) &&
 			b.zero(dj, drel, end-x) && b.zero(sj, srel, end-x):
-			// Zero bytes of values written or read by the copy, among the low pinnedBytes of
+			// Zero bytes of values written or read by the copy, among the low pinned bytes of
 			// the values: kept, and those bytes pinned to zero.
 			if dj >= 0 {
 				b.acts = append(b.acts, constraint{j: int32(dj), i: -1, mask: byteBits(drel, end-x)})

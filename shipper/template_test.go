@@ -75,7 +75,7 @@ func TestTemplateRendersNewSamples(t *testing.T) {
 	for _, n := range []int{1, 2, 17, 2000} {
 		series := templateBatch(n)
 		msg, block := compressed(t, series)
-		tpl, err := buildTemplate(series, msg, block)
+		tpl, err := buildTemplate(series, msg, block, 0)
 		if err != nil {
 			t.Fatalf("%d series: %v", n, err)
 		}
@@ -109,7 +109,7 @@ func countDeps(tpl *reqTemplate) int {
 func TestTemplateFits(t *testing.T) {
 	series := templateBatch(100)
 	msg, block := compressed(t, series)
-	tpl, err := buildTemplate(series, msg, block)
+	tpl, err := buildTemplate(series, msg, block, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestTemplateValueShapes(t *testing.T) {
 			series[i] = Series{Labels: base[i].Labels, Samples: []Sample{s}}
 		}
 		msg, block := compressed(t, series)
-		tpl, err := buildTemplate(series, msg, block)
+		tpl, err := buildTemplate(series, msg, block, uint8(round%(maxTemplateLevel+1)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,21 +243,40 @@ func TestTemplateCacheLearns(t *testing.T) {
 	hit(nextScrape(series, 1))
 	hit(nextScrape(series, 2))
 
-	// A sample that changes size: no template; a template that served replaces it at once.
+	// A sample that changes size: no template; a template that served is rebuilt at its level.
 	s := nextScrape(series, 3)
 	s[0].Samples[0].Value = 0
 	if !miss(s) {
 		t.Fatal("a template that served requests is not replaced")
 	}
-	// The size changes back: the new template never served, and goes without a build. The next
-	// request over the series builds again.
-	if miss(nextScrape(series, 4)) {
-		t.Fatal("a build right after a template that never served")
+	if l := c.byKey[key].level; l != 0 {
+		t.Fatalf("level %d after a template that served, want 0", l)
 	}
-	if !miss(nextScrape(series, 5)) {
-		t.Fatal("no build on the request after a template that never served was dropped")
+	// The size changes back: the new template never served. Its successors are less strict,
+	// until the last level, which goes without a build; the next request builds again.
+	for level := uint8(1); level <= maxTemplateLevel; level++ {
+		next := s
+		if level%2 == 1 {
+			next = nextScrape(series, 4)
+		}
+		if !miss(next) {
+			t.Fatalf("no build of level %d", level)
+		}
+		if l := c.byKey[key].level; l != level {
+			t.Fatalf("level %d, want %d", l, level)
+		}
 	}
-	hit(nextScrape(series, 6))
+	last := s // the other shape than the last level's
+	if maxTemplateLevel%2 == 0 {
+		last = nextScrape(series, 5)
+	}
+	if miss(last) {
+		t.Fatal("a build right after a template of the last level that never served")
+	}
+	if !miss(nextScrape(series, 6)) {
+		t.Fatal("no build on the request after a template of the last level was dropped")
+	}
+	hit(nextScrape(series, 7))
 
 	if _, ok := templateKey([]Series{{Labels: "x", Samples: make([]Sample, 2)}}); ok {
 		t.Error("a series with two samples is cacheable")
@@ -303,11 +322,11 @@ func TestBuildTemplateRejectsMismatch(t *testing.T) {
 	msg, block := compressed(t, series)
 	other := nextScrape(series, 1)
 	other[0].Samples[0].Value = 0
-	if _, err := buildTemplate(other, msg, block); err == nil {
+	if _, err := buildTemplate(other, msg, block, 0); err == nil {
 		t.Error("a template of a message of other series was built")
 	}
 	for _, bad := range [][]byte{nil, {0x80}, block[:len(block)/2], append(bytes.Clone(block), 0)} {
-		if _, err := buildTemplate(series, msg, bad); err == nil {
+		if _, err := buildTemplate(series, msg, bad, 0); err == nil {
 			t.Errorf("a template of a %d-byte corrupt block was built", len(bad))
 		}
 	}
@@ -331,7 +350,7 @@ func FuzzTemplate(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tpl, err := buildTemplate(one, e.proto, block)
+		tpl, err := buildTemplate(one, e.proto, block, uint8(len(one)%(maxTemplateLevel+1)))
 		if err != nil {
 			t.Fatalf("build: %v", err)
 		}
@@ -387,7 +406,7 @@ func BenchmarkTemplate(b *testing.B) {
 		var tpl *reqTemplate
 		for b.Loop() {
 			var err error
-			if tpl, err = buildTemplate(batch, msg, block); err != nil {
+			if tpl, err = buildTemplate(batch, msg, block, 0); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -395,7 +414,7 @@ func BenchmarkTemplate(b *testing.B) {
 		b.ReportMetric(float64(len(tpl.comp))/n, "B/sample")
 	})
 	b.Run("render", func(b *testing.B) {
-		tpl, err := buildTemplate(batch, msg, block)
+		tpl, err := buildTemplate(batch, msg, block, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
