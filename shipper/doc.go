@@ -89,8 +89,9 @@
 // earlier sample, and zero bytes where it copies the zero bytes that end round values. Its block
 // is decoded once when it is built and compared with the message, and it is dropped when no
 // request has used it for a while. A template that never served is rebuilt with fewer of those
-// conditions (fewer pinned zero bytes, then no repeated timestamps); at the last level series
-// whose samples change size cost a build on every other request at most. The rewriting costs 7-10
+// conditions (fewer pinned zero bytes, then no repeated timestamps); at the last level, series
+// whose samples keep changing size wait longer and longer between builds (up to 64 requests), so
+// that they cost about what they did without templates. The rewriting costs 7-10
 // % more bytes on the wire at the first level, up to about 27 % at the last (s2 copies parts of
 // values and timestamps that can no longer be copied). collector_shipper_request_templates_total
 // counts requests by hit, miss and built. 2.0 requests are always built and compressed.

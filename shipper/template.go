@@ -64,6 +64,7 @@ const maxTemplateSeries = 1 << 20
 type templateCache struct {
 	mu    sync.Mutex
 	byKey map[uint64]*reqTemplate // under mu
+	waits map[uint64]templateWait // series whose templates never served (learn); under mu
 	uses  atomic.Uint64           // requests looked up
 	swept uint64                  // uses at the last sweep; under mu
 }
@@ -93,7 +94,7 @@ type patch struct {
 }
 
 func newTemplateCache() *templateCache {
-	return &templateCache{byKey: map[uint64]*reqTemplate{}}
+	return &templateCache{byKey: map[uint64]*reqTemplate{}, waits: map[uint64]templateWait{}}
 }
 
 // templateKey hashes the identity of the series of a request; ok is false when the request cannot
@@ -138,24 +139,37 @@ func (c *templateCache) find(key uint64, series []Series) *reqTemplate {
 // A template of the same series that never served a request was too strict for them: the next
 // one is built at the next level, which pins fewer zero bytes of values (two at level 1, none at
 // level 2) and at level 3 repeats no timestamp either. A template of level 3 that never served
-// (its series change the sizes of their samples) goes without a build, and the next request builds again,
-// so that such series cost a build every other request at most. A template that did serve is
-// rebuilt at its level.
+// (its series change the sizes of their samples from one request to the next) goes, and the
+// series wait before their next build: 1 request, then 2, 4, up to maxTemplateWait, as long as
+// their templates keep failing, so that they cost about what they did without templates. A
+// template that did serve is rebuilt at its level.
 func (c *templateCache) learn(key uint64, series []Series, msg, block []byte) bool {
 	n := c.uses.Load()
 	c.mu.Lock()
 	c.sweepLocked(n)
 	level := uint8(0)
-	if old := c.byKey[key]; old != nil {
+	w, waiting := c.waits[key]
+	switch old := c.byKey[key]; {
+	case old != nil && old.hits.Load() > 0:
 		level = old.level
-		if old.hits.Load() == 0 {
-			if level == maxTemplateLevel {
-				delete(c.byKey, key)
-				c.mu.Unlock()
-				return false
-			}
-			level++
-		}
+		delete(c.waits, key)
+	case old != nil && old.level < maxTemplateLevel:
+		level = old.level + 1
+	case old != nil:
+		delete(c.byKey, key)
+		w.wait = min(max(2*w.wait, 1), maxTemplateWait)
+		w.left, w.used = w.wait, n
+		c.waits[key] = w
+		c.mu.Unlock()
+		return false
+	case waiting && w.left > 0:
+		w.left--
+		w.used = n
+		c.waits[key] = w
+		c.mu.Unlock()
+		return false
+	case waiting:
+		level = maxTemplateLevel
 	}
 	c.mu.Unlock()
 	t, err := buildTemplate(series, msg, block, level)
@@ -169,22 +183,37 @@ func (c *templateCache) learn(key uint64, series []Series, msg, block []byte) bo
 	return true
 }
 
+// maxTemplateWait bounds the requests a batch of series whose templates never serve waits
+// between builds (learn).
+const maxTemplateWait = 64
+
+// templateWait is how long the series of a key wait before their next build (learn).
+type templateWait struct {
+	wait, left uint32 // the current wait, and what is left of it
+	used       uint64 // the use count when it was last looked at
+}
+
 // maxTemplateLevel is the last level of a template (learn): no copy depends on a sample.
 const maxTemplateLevel = 3
 
 // pinnedAt is how many low bytes of a value may be pinned at each level.
 var pinnedAt = [maxTemplateLevel + 1]int{pinnedBytes, 2, 0, 0}
 
-// sweepLocked drops the templates not used for as many requests as there are templates (twice
-// that, at least 64), once that many requests have gone by.
+// sweepLocked drops the templates (and waits) not used for as many requests as there are
+// templates and waits (twice that, at least 64), once that many requests have gone by.
 func (c *templateCache) sweepLocked(n uint64) {
-	age := 2*uint64(len(c.byKey)) + 64
+	age := 2*uint64(len(c.byKey)+len(c.waits)) + 64
 	if n-c.swept < age {
 		return
 	}
 	for k, t := range c.byKey {
 		if n-t.used.Load() > age {
 			delete(c.byKey, k)
+		}
+	}
+	for k, w := range c.waits {
+		if n-w.used > age {
+			delete(c.waits, k)
 		}
 	}
 	c.swept = n

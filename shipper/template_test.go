@@ -266,17 +266,43 @@ func TestTemplateCacheLearns(t *testing.T) {
 			t.Fatalf("level %d, want %d", l, level)
 		}
 	}
-	last := s // the other shape than the last level's
-	if maxTemplateLevel%2 == 0 {
-		last = nextScrape(series, 5)
+	// other returns a request of the other shape than the template's.
+	other := func(step int) []Series {
+		if c.byKey[key] != nil && c.byKey[key].sizes[0] == uint8(sampleSize(&s[0].Samples[0])) {
+			return nextScrape(series, step)
+		}
+		z := nextScrape(series, step)
+		z[0].Samples[0].Value = 0
+		return z
 	}
-	if miss(last) {
-		t.Fatal("a build right after a template of the last level that never served")
+	// A template of the last level that never served goes, and the series wait: one request,
+	// then two, each time its successor never serves either.
+	for wait := 1; wait <= 2; wait++ {
+		if miss(other(10 * wait)) {
+			t.Fatal("a build right after a template of the last level that never served")
+		}
+		for i := range wait {
+			if miss(other(10*wait + 1 + i)) {
+				t.Fatalf("a build %d requests into a wait of %d", i+1, wait)
+			}
+		}
+		if !miss(other(10*wait + 5)) {
+			t.Fatalf("no build after a wait of %d", wait)
+		}
+		if l := c.byKey[key].level; l != maxTemplateLevel {
+			t.Fatalf("level %d after a wait, want %d", l, maxTemplateLevel)
+		}
 	}
-	if !miss(nextScrape(series, 6)) {
-		t.Fatal("no build on the request after a template of the last level was dropped")
+	// This one serves: the wait is over, and a later failure rebuilds at once.
+	same := other(30)
+	same[0].Samples[0].Value = s[0].Samples[0].Value // the template's shape: s's
+	hit(same)
+	if !miss(other(31)) {
+		t.Fatal("no build after a template that served")
 	}
-	hit(nextScrape(series, 7))
+	if len(c.waits) != 0 {
+		t.Fatalf("%d waits after a template served", len(c.waits))
+	}
 
 	if _, ok := templateKey([]Series{{Labels: "x", Samples: make([]Sample, 2)}}); ok {
 		t.Error("a series with two samples is cacheable")
