@@ -81,7 +81,7 @@
 // A 1.0 request over the same series as an earlier one, in the same order, one sample each, is
 // not compressed again: the Client keeps a template of each such request, s2's block rewritten so
 // that every sample's value and timestamp is a literal that the next request's samples overwrite
-// in place (template.go). Rendering a request from its template costs about 12-16 ns per sample
+// in place (template.go). Rendering a request from its template costs about 11-16 ns per sample
 // (BenchmarkTemplate), against about 150 for building and compressing it with its labels in
 // cache and more than 250 in the process, where they are not. A template is used only while
 // its conditions hold: the same label strings (by address), the same encoded sizes (a value of
@@ -89,10 +89,10 @@
 // earlier sample, and zero bytes where it copies the zero bytes that end round values. Its block
 // is decoded once when it is built and compared with the message, and it is dropped when no
 // request has used it for a while. A template that never served is rebuilt with fewer of those
-// conditions (fewer pinned zero bytes, then no repeated timestamps); at the last level, series
+// conditions (no pinned zero bytes, then no repeated timestamps); at the last level, series
 // whose samples keep changing size wait longer and longer between builds (up to 64 requests), so
-// that they cost about what they did without templates. The rewriting costs 7-10
-// % more bytes on the wire at the first level, up to about 27 % at the last (s2 copies parts of
+// that they cost about what they did without templates. The rewriting costs about
+// 10 % more bytes on the wire at the first level, up to about 27 % at the last (s2 copies parts of
 // values and timestamps that can no longer be copied). collector_shipper_request_templates_total
 // counts requests by hit, miss and built. 2.0 requests are always built and compressed.
 //

@@ -43,7 +43,7 @@ import (
 // compared by their label strings' addresses (which the template keeps alive, so an address is
 // never reused for other labels while the template exists) and lengths.
 //
-// Splitting costs some compression (BenchmarkTemplate: 7 % more bytes on requests of
+// Splitting costs some compression (BenchmarkTemplate: 10 % more bytes on requests of
 // OpenShift-like series whose values have 30 significant bits): the bytes of a value that s2
 // copied from another value's are literals. Templates are built on the first request over the
 // series, verified by decoding them once, and dropped when no request used them for a while
